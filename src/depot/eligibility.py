@@ -1,0 +1,121 @@
+"""The rule engine: which packages each driver may take (SPEC section 1, the rules table).
+
+One vectorised predicate per rule code, in ``PREDICATES``: adding a code is one entry there and
+one params model in ``depot.models``. Packages are held column-wise (``PackageColumns``) so a
+predicate evaluates a whole day at once with NumPy instead of a Python loop per pair.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from depot.models import REGIONS, Driver, RuleCode
+
+REGION_INDEX = {name: i for i, name in enumerate(REGIONS)}
+NO_HAZMAT = 0
+
+
+@dataclass(frozen=True)
+class PackageColumns:
+    """A day's packages as NumPy columns, in the order of ``package_ids``."""
+
+    package_ids: tuple[str, ...]
+    weight_kg: np.ndarray
+    is_perishable: np.ndarray
+    region: np.ndarray
+    distance_km: np.ndarray
+    is_express: np.ndarray
+    is_fragile: np.ndarray
+    hazmat_class: np.ndarray  # 0 for none, else 1..4
+    temperature_c: np.ndarray
+    delivery_hour: np.ndarray
+    volume_m3: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.package_ids)
+
+    @classmethod
+    def from_records(cls, records: Sequence[Mapping[str, Any]]) -> "PackageColumns":
+        """Build columns from package dicts (validated ``Package`` dumps or stored JSON)."""
+
+        def column(name: str, dtype) -> np.ndarray:
+            return np.fromiter((r[name] for r in records), dtype=dtype, count=len(records))
+
+        return cls(
+            package_ids=tuple(r["package_id"] for r in records),
+            weight_kg=column("weight_kg", np.float64),
+            is_perishable=column("is_perishable", np.bool_),
+            region=np.fromiter(
+                (REGION_INDEX[r["region"]] for r in records), dtype=np.int8, count=len(records)
+            ),
+            distance_km=column("distance_km", np.float64),
+            is_express=column("is_express", np.bool_),
+            is_fragile=column("is_fragile", np.bool_),
+            hazmat_class=np.fromiter(
+                (r.get("hazmat_class") or NO_HAZMAT for r in records), dtype=np.int8, count=len(records)
+            ),
+            temperature_c=column("temperature_c", np.float64),
+            delivery_hour=column("delivery_hour", np.int16),
+            volume_m3=column("volume_m3", np.float64),
+        )
+
+
+Predicate = Callable[[PackageColumns, Mapping[str, Any]], np.ndarray]
+
+
+def _regions(p: PackageColumns, params: Mapping[str, Any]) -> np.ndarray:
+    allowed = [REGION_INDEX[r] for r in params["allowed_regions"]]
+    return np.isin(p.region, allowed)
+
+
+def _hazmat(p: PackageColumns, params: Mapping[str, Any]) -> np.ndarray:
+    return (p.hazmat_class == NO_HAZMAT) | np.isin(p.hazmat_class, list(params["allowed_classes"]))
+
+
+PREDICATES: dict[RuleCode, Predicate] = {
+    RuleCode.MAX_WEIGHT: lambda p, q: p.weight_kg <= q["limit_kg"],
+    RuleCode.NO_PERISHABLE: lambda p, q: ~p.is_perishable,
+    RuleCode.REGION_ONLY: _regions,
+    RuleCode.MAX_DISTANCE: lambda p, q: p.distance_km <= q["max_km"],
+    RuleCode.EXPRESS_ONLY: lambda p, q: p.is_express.copy(),
+    RuleCode.FRAGILE_ONLY: lambda p, q: p.is_fragile.copy(),
+    RuleCode.HAZMAT_ALLOWED: _hazmat,
+    RuleCode.TEMP_CONTROL: lambda p, q: (q["min_c"] <= p.temperature_c) & (p.temperature_c <= q["max_c"]),
+    RuleCode.TIME_WINDOW: lambda p, q: (q["start_hour"] <= p.delivery_hour) & (p.delivery_hour < q["end_hour"]),
+    RuleCode.OVERSIZED: lambda p, q: p.volume_m3 >= q["min_volume_m3"],
+}
+
+
+class RuleMasks:
+    """Evaluates each distinct rule once per day and combines them per driver."""
+
+    def __init__(self, packages: PackageColumns):
+        self.packages = packages
+        self._cache: dict[tuple, np.ndarray] = {}
+
+    def rule_mask(self, code: RuleCode, params: Mapping[str, Any], key: tuple) -> np.ndarray:
+        mask = self._cache.get(key)
+        if mask is None:
+            mask = np.asarray(PREDICATES[code](self.packages, params), dtype=np.bool_)
+            self._cache[key] = mask
+        return mask
+
+    def driver_mask(self, driver: Driver) -> np.ndarray:
+        """Packages that satisfy all of the driver's rules (all of them if it has none)."""
+        mask = np.ones(len(self.packages), dtype=np.bool_)
+        for rule in driver.rules:
+            mask &= self.rule_mask(rule.code, rule.params, rule.key())
+        return mask
+
+
+def eligibility_matrix(drivers: Iterable[Driver], packages: PackageColumns) -> np.ndarray:
+    """A (drivers x packages) boolean matrix; for tests and small days."""
+    masks = RuleMasks(packages)
+    rows = [masks.driver_mask(d) for d in drivers]
+    if not rows:
+        return np.zeros((0, len(packages)), dtype=np.bool_)
+    return np.vstack(rows)

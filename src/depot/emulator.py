@@ -1,0 +1,77 @@
+"""The embedded AWS emulator: moto's server (DynamoDB and S3 over real HTTP), serialised.
+
+Moto handles requests on several threads and does not promise that a conditional write is
+atomic with respect to another thread's. Depot's guarantees rest on that atomicity, so the
+emulator runs one request at a time, as a single DynamoDB partition would order them.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+from collections.abc import Callable, Iterable
+
+READY_LINE = "depot-emulator ready on http://{host}:{port}"
+
+
+class SerialisedApp:
+    """WSGI middleware that runs one request at a time, body included."""
+
+    def __init__(self, app: Callable):
+        self.app = app
+        self.lock = threading.Lock()
+
+    def __call__(self, environ: dict, start_response: Callable) -> Iterable[bytes]:
+        with self.lock:
+            result = self.app(environ, start_response)
+            try:
+                return [b"".join(result)]
+            finally:
+                close = getattr(result, "close", None)
+                if close:
+                    close()
+
+
+def _set_fake_credentials() -> None:
+    os.environ.setdefault("AWS_ACCESS_KEY_ID", "test")
+    os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "test")
+    os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
+
+
+def make_server(host: str = "127.0.0.1", port: int = 4566):
+    """A werkzeug server for moto's DynamoDB and S3, serialised by ``SerialisedApp``."""
+    _set_fake_credentials()
+    from moto.server import DomainDispatcherApplication, create_backend_app
+    from werkzeug.serving import make_server as werkzeug_server
+
+    app = DomainDispatcherApplication(create_backend_app)
+    return werkzeug_server(host, port, SerialisedApp(app), threaded=True)
+
+
+def serve(host: str = "127.0.0.1", port: int = 4566, on_ready: Callable[[], None] | None = None) -> None:
+    server = make_server(host, port)
+    print(READY_LINE.format(host=host, port=server.port), flush=True)
+    if on_ready:
+        on_ready()
+    try:
+        server.serve_forever()
+    finally:
+        server.server_close()
+
+
+def main(argv: list[str] | None = None) -> None:
+    import argparse
+
+    parser = argparse.ArgumentParser(description="Depot's embedded AWS emulator (moto, serialised)")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=4566)
+    args = parser.parse_args(argv)
+    try:
+        serve(args.host, args.port)
+    except KeyboardInterrupt:
+        pass
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

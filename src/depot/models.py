@@ -1,0 +1,344 @@
+"""The day's lists: drivers, their rules, packages (SPEC section 1), and the lifecycle.
+
+Pure data and validation, no I/O. Validation errors name the driver, the rule or the package
+they concern, so that an import can be refused with a message a dispatcher can act on.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    AliasChoices,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    TypeAdapter,
+    ValidationError,
+    model_validator,
+)
+
+REGIONS = ("north", "east", "south", "west")
+HAZMAT_CLASSES = (1, 2, 3, 4)
+
+Identifier = Annotated[
+    str, StringConstraints(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.:\-]+$")
+]
+Region = Literal["north", "east", "south", "west"]
+HazmatClass = Literal[1, 2, 3, 4]
+StrictFloat = Annotated[float, Field(strict=True, allow_inf_nan=False)]
+StrictInt = Annotated[int, Field(strict=True)]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# --- Rules ------------------------------------------------------------------------------------
+
+
+class NoParams(Strict):
+    pass
+
+
+class MaxWeightParams(Strict):
+    limit_kg: Annotated[StrictFloat, Field(gt=0, le=10_000)]
+
+
+class RegionOnlyParams(Strict):
+    allowed_regions: Annotated[list[Region], Field(min_length=1, max_length=4)]
+
+    @model_validator(mode="after")
+    def _unique(self) -> "RegionOnlyParams":
+        if len(set(self.allowed_regions)) != len(self.allowed_regions):
+            raise ValueError("allowed_regions must not repeat a region")
+        return self
+
+
+class MaxDistanceParams(Strict):
+    max_km: Annotated[StrictFloat, Field(gt=0, le=100_000)]
+
+
+class HazmatAllowedParams(Strict):
+    allowed_classes: Annotated[list[HazmatClass], Field(min_length=1, max_length=4)]
+
+    @model_validator(mode="after")
+    def _unique(self) -> "HazmatAllowedParams":
+        if len(set(self.allowed_classes)) != len(self.allowed_classes):
+            raise ValueError("allowed_classes must not repeat a class")
+        return self
+
+
+class TempControlParams(Strict):
+    min_c: Annotated[StrictFloat, Field(ge=-100, le=100)]
+    max_c: Annotated[StrictFloat, Field(ge=-100, le=100)]
+
+    @model_validator(mode="after")
+    def _ordered(self) -> "TempControlParams":
+        if self.min_c > self.max_c:
+            raise ValueError("min_c must not exceed max_c")
+        return self
+
+
+class TimeWindowParams(Strict):
+    start_hour: Annotated[StrictInt, Field(ge=0, le=23)]
+    end_hour: Annotated[StrictInt, Field(ge=1, le=24)]
+
+    @model_validator(mode="after")
+    def _ordered(self) -> "TimeWindowParams":
+        if self.start_hour >= self.end_hour:
+            raise ValueError("start_hour must be before end_hour")
+        return self
+
+
+class OversizedParams(Strict):
+    min_volume_m3: Annotated[StrictFloat, Field(ge=0, le=10_000)]
+
+
+class RuleCode(StrEnum):
+    MAX_WEIGHT = "MAX_WEIGHT"
+    NO_PERISHABLE = "NO_PERISHABLE"
+    REGION_ONLY = "REGION_ONLY"
+    MAX_DISTANCE = "MAX_DISTANCE"
+    EXPRESS_ONLY = "EXPRESS_ONLY"
+    FRAGILE_ONLY = "FRAGILE_ONLY"
+    HAZMAT_ALLOWED = "HAZMAT_ALLOWED"
+    TEMP_CONTROL = "TEMP_CONTROL"
+    TIME_WINDOW = "TIME_WINDOW"
+    OVERSIZED = "OVERSIZED"
+
+
+PARAMS_BY_CODE: dict[RuleCode, type[Strict]] = {
+    RuleCode.MAX_WEIGHT: MaxWeightParams,
+    RuleCode.NO_PERISHABLE: NoParams,
+    RuleCode.REGION_ONLY: RegionOnlyParams,
+    RuleCode.MAX_DISTANCE: MaxDistanceParams,
+    RuleCode.EXPRESS_ONLY: NoParams,
+    RuleCode.FRAGILE_ONLY: NoParams,
+    RuleCode.HAZMAT_ALLOWED: HazmatAllowedParams,
+    RuleCode.TEMP_CONTROL: TempControlParams,
+    RuleCode.TIME_WINDOW: TimeWindowParams,
+    RuleCode.OVERSIZED: OversizedParams,
+}
+
+
+class Rule(Strict):
+    """One operational rule of a driver: ``code`` names the predicate, ``params`` configure it."""
+
+    rule_id: Identifier
+    code: RuleCode
+    params: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _params_match_code(self) -> "Rule":
+        validated = PARAMS_BY_CODE[self.code].model_validate(self.params)
+        object.__setattr__(self, "params", validated.model_dump())
+        return self
+
+    def key(self) -> tuple:
+        """A hashable identity of what the rule demands (its id aside)."""
+        return (self.code.value, tuple(sorted((k, _freeze(v)) for k, v in self.params.items())))
+
+
+def _freeze(value: Any) -> Any:
+    return tuple(sorted(value)) if isinstance(value, list) else value
+
+
+class Driver(Strict):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    driver_id: Identifier = Field(validation_alias=AliasChoices("driver_id", "id"))
+    rules: list[Rule] = Field(default_factory=list, max_length=100)
+
+    def rule_set_key(self) -> tuple:
+        return tuple(sorted(rule.key() for rule in self.rules))
+
+
+# --- Packages ---------------------------------------------------------------------------------
+
+
+class Destination(Strict):
+    street: Annotated[str, StringConstraints(max_length=200)] | None = None
+    city: Annotated[str, StringConstraints(max_length=100)] | None = None
+    postcode: Annotated[str, StringConstraints(max_length=20)] | None = None
+    lat: Annotated[float, Field(ge=-90, le=90, allow_inf_nan=False)] | None = None
+    lon: Annotated[float, Field(ge=-180, le=180, allow_inf_nan=False)] | None = None
+
+
+class Package(Strict):
+    package_id: Identifier
+    weight_kg: Annotated[StrictFloat, Field(gt=0, le=10_000)]
+    is_perishable: Annotated[bool, Field(strict=True)]
+    region: Region
+    distance_km: Annotated[StrictFloat, Field(ge=0, le=100_000)]
+    is_express: Annotated[bool, Field(strict=True)]
+    is_fragile: Annotated[bool, Field(strict=True)]
+    hazmat_class: HazmatClass | None = None
+    temperature_c: Annotated[StrictFloat, Field(ge=-100, le=100)]
+    delivery_hour: Annotated[StrictInt, Field(ge=0, le=23)]
+    volume_m3: Annotated[StrictFloat, Field(gt=0, le=10_000)]
+    destination: Destination | None = None
+
+
+PackageList = TypeAdapter(list[Package])
+
+
+# --- Manifests and errors ---------------------------------------------------------------------
+
+
+class InvalidManifest(ValueError):
+    """The day's lists were refused; ``problems`` names each offending driver, rule or package."""
+
+    def __init__(self, problems: list[dict[str, Any]]):
+        self.problems = problems
+        first = problems[0]["message"] if problems else "invalid manifest"
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        super().__init__(first + more)
+
+
+MAX_REPORTED_PROBLEMS = 50
+
+
+def _describe(err: dict[str, Any]) -> str:
+    loc = ".".join(str(p) for p in err.get("loc", ()))
+    return f"{loc}: {err['msg']}" if loc else err["msg"]
+
+
+def parse_drivers(raw: Any) -> list[Driver]:
+    """Validate drivers one by one so that every error names its driver and rule."""
+    if not isinstance(raw, list):
+        raise InvalidManifest([{"field": "drivers", "message": "drivers must be a list"}])
+    drivers: list[Driver] = []
+    problems: list[dict[str, Any]] = []
+    seen: set[str] = set()
+    for index, item in enumerate(raw):
+        driver_id = _raw_driver_id(item, index)
+        try:
+            driver = Driver.model_validate(item)
+        except ValidationError as exc:
+            problems.extend(_driver_problems(item, driver_id, exc))
+            continue
+        if driver.driver_id in seen:
+            problems.append(
+                {"driver_id": driver.driver_id, "message": f"driver {driver.driver_id!r} is listed twice"}
+            )
+        seen.add(driver.driver_id)
+        drivers.append(driver)
+        if len(problems) >= MAX_REPORTED_PROBLEMS:
+            break
+    if problems:
+        raise InvalidManifest(problems[:MAX_REPORTED_PROBLEMS])
+    return drivers
+
+
+def _raw_driver_id(item: Any, index: int) -> str:
+    if isinstance(item, dict):
+        value = item.get("driver_id", item.get("id"))
+        if isinstance(value, str):
+            return value
+    return f"#{index}"
+
+
+def _driver_problems(item: Any, driver_id: str, exc: ValidationError) -> list[dict[str, Any]]:
+    problems = []
+    rules = item.get("rules") if isinstance(item, dict) else None
+    for err in exc.errors(include_url=False, include_input=False):
+        loc = err.get("loc", ())
+        problem: dict[str, Any] = {"driver_id": driver_id}
+        where = f"driver {driver_id!r}"
+        if len(loc) >= 2 and loc[0] == "rules" and isinstance(loc[1], int):
+            rule = rules[loc[1]] if isinstance(rules, list) and loc[1] < len(rules) else None
+            rule_id = rule.get("rule_id") if isinstance(rule, dict) else None
+            code = rule.get("code") if isinstance(rule, dict) else None
+            problem.update(rule_id=rule_id, code=code)
+            where += f" rule {rule_id!r} ({code})"
+            err = {**err, "loc": loc[2:]}
+        problem["message"] = f"{where}: {_describe(err)}"
+        problems.append(problem)
+    return problems
+
+
+def parse_packages(raw: Any) -> list[Package]:
+    """Validate all packages at once (fast path), then name the offenders if any fail."""
+    if not isinstance(raw, list):
+        raise InvalidManifest([{"field": "packages", "message": "packages must be a list"}])
+    try:
+        packages = PackageList.validate_python(raw)
+    except ValidationError as exc:
+        raise InvalidManifest(_package_problems(raw, exc)) from None
+    duplicates = _duplicates(p.package_id for p in packages)
+    if duplicates:
+        raise InvalidManifest(
+            [
+                {"package_id": pid, "message": f"package {pid!r} is listed more than once"}
+                for pid in duplicates[:MAX_REPORTED_PROBLEMS]
+            ]
+        )
+    return packages
+
+
+def _package_problems(raw: list[Any], exc: ValidationError) -> list[dict[str, Any]]:
+    problems = []
+    for err in exc.errors(include_url=False, include_input=False)[:MAX_REPORTED_PROBLEMS]:
+        loc = err.get("loc", ())
+        index = loc[0] if loc and isinstance(loc[0], int) else None
+        item = raw[index] if index is not None else None
+        pid = item.get("package_id") if isinstance(item, dict) else None
+        label = f"package {pid!r}" if isinstance(pid, str) else f"package #{index}"
+        problems.append(
+            {"package_id": pid, "index": index, "message": f"{label}: {_describe({**err, 'loc': loc[1:]})}"}
+        )
+    return problems
+
+
+def _duplicates(ids) -> list[str]:
+    seen: set[str] = set()
+    dupes: list[str] = []
+    for value in ids:
+        if value in seen:
+            dupes.append(value)
+        seen.add(value)
+    return dupes
+
+
+# --- Lifecycle --------------------------------------------------------------------------------
+
+
+class Status(StrEnum):
+    ASSIGNED = "assigned"
+    ACCEPTED = "accepted"
+    IN_PROGRESS = "in_progress"
+    DELIVERED = "delivered"
+    FAILED_TO_DELIVER = "failed_to_deliver"
+
+
+NEXT_STATUSES: dict[Status, tuple[Status, ...]] = {
+    Status.ASSIGNED: (Status.ACCEPTED, Status.IN_PROGRESS, Status.FAILED_TO_DELIVER),
+    Status.ACCEPTED: (Status.IN_PROGRESS, Status.FAILED_TO_DELIVER),
+    Status.IN_PROGRESS: (Status.DELIVERED, Status.FAILED_TO_DELIVER),
+    Status.DELIVERED: (),
+    Status.FAILED_TO_DELIVER: (),
+}
+
+
+def previous_statuses(target: Status) -> tuple[Status, ...]:
+    """The statuses from which ``target`` may be reached in one move."""
+    return tuple(s for s, nexts in NEXT_STATUSES.items() if target in nexts)
+
+
+__all__ = [
+    "Driver",
+    "Package",
+    "Rule",
+    "RuleCode",
+    "Status",
+    "NEXT_STATUSES",
+    "InvalidManifest",
+    "parse_drivers",
+    "parse_packages",
+    "previous_statuses",
+    "REGIONS",
+    "HAZMAT_CLASSES",
+]

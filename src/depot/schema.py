@@ -1,0 +1,134 @@
+"""The storage Depot needs: tables and buckets, and the app's own bootstrap of them.
+
+``infra/`` (Terraform) is the source of truth in deployed environments; ``bootstrap`` creates
+the same tables and buckets where Terraform is not installed, and a test proves both agree.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from depot.settings import Settings
+
+TTL_ATTRIBUTE = "expires_at"
+LOG_RETENTION_DAYS = 90
+
+
+def table_definitions(settings: Settings) -> list[dict[str, Any]]:
+    """``CreateTable`` arguments for every table, named as in ``settings``."""
+    return [
+        {
+            "TableName": settings.assignments_table,
+            "KeySchema": [
+                {"AttributeName": "driver_id", "KeyType": "HASH"},
+                {"AttributeName": "package_id", "KeyType": "RANGE"},
+            ],
+            "AttributeDefinitions": [
+                {"AttributeName": "driver_id", "AttributeType": "S"},
+                {"AttributeName": "package_id", "AttributeType": "S"},
+            ],
+            "BillingMode": "PAY_PER_REQUEST",
+        },
+        {
+            "TableName": settings.days_table,
+            "KeySchema": [{"AttributeName": "day", "KeyType": "HASH"}],
+            "AttributeDefinitions": [{"AttributeName": "day", "AttributeType": "S"}],
+            "BillingMode": "PAY_PER_REQUEST",
+        },
+        {
+            "TableName": settings.idempotency_table,
+            "KeySchema": [{"AttributeName": "idempotency_key", "KeyType": "HASH"}],
+            "AttributeDefinitions": [{"AttributeName": "idempotency_key", "AttributeType": "S"}],
+            "BillingMode": "PAY_PER_REQUEST",
+        },
+    ]
+
+
+TTL_TABLES = ("idempotency_table",)
+
+
+def bootstrap(dynamodb, s3, settings: Settings) -> list[str]:
+    """Create whatever is missing; return what was created. Safe to run again."""
+    created: list[str] = []
+    existing = set(dynamodb.list_tables()["TableNames"])
+    for definition in table_definitions(settings):
+        name = definition["TableName"]
+        if name in existing:
+            continue
+        dynamodb.create_table(**definition)
+        dynamodb.get_waiter("table_exists").wait(TableName=name)
+        created.append(name)
+    for attr in TTL_TABLES:
+        _enable_ttl(dynamodb, getattr(settings, attr))
+    for bucket in (settings.log_bucket, settings.state_bucket):
+        if _create_bucket(s3, bucket, settings.aws_region):
+            created.append(bucket)
+        _secure_bucket(s3, bucket)
+    _expire_old_logs(s3, settings.log_bucket)
+    return created
+
+
+def _enable_ttl(dynamodb, table: str) -> None:
+    current = dynamodb.describe_time_to_live(TableName=table)["TimeToLiveDescription"]
+    if current.get("TimeToLiveStatus") in ("ENABLED", "ENABLING"):
+        return
+    dynamodb.update_time_to_live(
+        TableName=table, TimeToLiveSpecification={"Enabled": True, "AttributeName": TTL_ATTRIBUTE}
+    )
+
+
+def _create_bucket(s3, bucket: str, region: str) -> bool:
+    try:
+        s3.head_bucket(Bucket=bucket)
+        return False
+    except ClientError as exc:
+        if exc.response["Error"]["Code"] not in ("404", "NoSuchBucket", "NotFound"):
+            raise
+    kwargs: dict[str, Any] = {"Bucket": bucket}
+    if region != "us-east-1":
+        kwargs["CreateBucketConfiguration"] = {"LocationConstraint": region}
+    try:
+        s3.create_bucket(**kwargs)
+    except ClientError as exc:
+        if exc.response["Error"]["Code"] in ("BucketAlreadyOwnedByYou", "BucketAlreadyExists"):
+            return False
+        raise
+    return True
+
+
+def _secure_bucket(s3, bucket: str) -> None:
+    s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
+    s3.put_bucket_encryption(
+        Bucket=bucket,
+        ServerSideEncryptionConfiguration={
+            "Rules": [{"ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}}]
+        },
+    )
+    s3.put_public_access_block(
+        Bucket=bucket,
+        PublicAccessBlockConfiguration={
+            "BlockPublicAcls": True,
+            "IgnorePublicAcls": True,
+            "BlockPublicPolicy": True,
+            "RestrictPublicBuckets": True,
+        },
+    )
+
+
+def _expire_old_logs(s3, bucket: str) -> None:
+    s3.put_bucket_lifecycle_configuration(
+        Bucket=bucket,
+        LifecycleConfiguration={
+            "Rules": [
+                {
+                    "ID": "expire-old-logs",
+                    "Status": "Enabled",
+                    "Filter": {"Prefix": "logs/"},
+                    "Expiration": {"Days": LOG_RETENTION_DAYS},
+                    "NoncurrentVersionExpiration": {"NoncurrentDays": 30},
+                }
+            ]
+        },
+    )

@@ -1,0 +1,63 @@
+"""All of Depot's configuration, in one place, read from the environment.
+
+AWS endpoints come from the standard ``AWS_ENDPOINT_URL`` so the same code runs against the
+embedded emulator, LocalStack and AWS. Names of tables and the bucket default to the ``dev``
+workspace of ``infra/`` (see ``depot.schema``).
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Literal
+
+from pydantic import AliasChoices, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+Environment = Literal["dev", "test", "prod"]
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="DEPOT_", extra="ignore")
+
+    env: Environment = "dev"
+    aws_endpoint_url: str | None = Field(
+        default=None, validation_alias=AliasChoices("AWS_ENDPOINT_URL", "DEPOT_AWS_ENDPOINT_URL")
+    )
+    aws_region: str = Field(
+        default="us-east-1",
+        validation_alias=AliasChoices("AWS_REGION", "AWS_DEFAULT_REGION", "DEPOT_AWS_REGION"),
+    )
+
+    assignments_table: str = "DeliveryAssignments"
+    days_table: str = "DepotDays"
+    idempotency_table: str = "DepotIdempotency"
+    log_bucket: str = "depot-logs-dev"
+    state_bucket: str = "depot-state-dev"
+
+    timezone: str = "UTC"
+    """The centre's time zone: ``day`` defaults to today there."""
+
+    # DynamoDB client behaviour (botocore's standard retry mode).
+    aws_max_attempts: int = 4
+    aws_connect_timeout_s: float = 1.0
+    aws_read_timeout_s: float = 5.0
+    batch_write_workers: int = 4
+
+    # Operational log shipping to S3.
+    log_flush_interval_s: float = 5.0
+    log_flush_max_events: int = 500
+    log_buffer_max_events: int = 100_000
+
+    # Request limits.
+    max_manifest_bytes: int = 32 * 1024 * 1024
+    max_body_bytes: int = 1024 * 1024
+
+    # Authentication: unset means the open embedded default (dev only).
+    auth_secret: str | None = None
+    rate_limit_per_minute: int = 0
+    """Requests per token per minute; 0 disables the limit."""
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()
