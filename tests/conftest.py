@@ -1,0 +1,94 @@
+"""Shared fixtures: real emulator processes over HTTP, and the real app as a process.
+
+Processes announce readiness on stdout (a line they print once their socket is bound), so the
+fixtures wait on that line rather than sleeping.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import boto3
+import pytest
+
+os.environ.setdefault("AWS_ACCESS_KEY_ID", "test")
+os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "test")
+os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
+
+READY_TIMEOUT_S = 60
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for_line(proc: subprocess.Popen, needle: str, timeout: float = READY_TIMEOUT_S) -> str:
+    """Read the process's stdout until a line contains ``needle``; fail if it exits first."""
+    import selectors
+
+    sel = selectors.DefaultSelector()
+    sel.register(proc.stdout, selectors.EVENT_READ)
+    seen: list[str] = []
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not sel.select(timeout=deadline - time.monotonic()):
+            break
+        line = proc.stdout.readline()
+        if not line:
+            break
+        seen.append(line)
+        if needle in line:
+            return line
+    proc.kill()
+    raise RuntimeError(f"process did not print {needle!r}; output:\n{''.join(seen)}")
+
+
+@dataclass
+class Emulator:
+    endpoint: str
+    port: int
+    process: subprocess.Popen
+
+    def client(self, service: str):
+        return boto3.client(service, endpoint_url=self.endpoint, region_name="us-east-1")
+
+
+@contextmanager
+def start_emulator(port: int | None = None) -> Iterator[Emulator]:
+    port = port or free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "depot.emulator", "--port", str(port)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        wait_for_line(proc, "ready on")
+        yield Emulator(endpoint=f"http://127.0.0.1:{port}", port=port, process=proc)
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+@pytest.fixture(scope="session")
+def emulator() -> Iterator[Emulator]:
+    """One emulator process for the session; tests isolate themselves by day and driver ids."""
+    with start_emulator() as emu:
+        yield emu
+
+
+@pytest.fixture
+def fresh_emulator() -> Iterator[Emulator]:
+    """An emulator of the test's own, for tests that need an empty account."""
+    with start_emulator() as emu:
+        yield emu
