@@ -1,0 +1,267 @@
+"""The HTTP API (SPEC section 2). Thin: validate, call the service, shape the answer.
+
+Every error is JSON ``{"error": {"code", "message", "details"}}``; an outage of DynamoDB or S3
+is a 503 with ``Retry-After``; anything unexpected is a 500 without a traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from contextlib import asynccontextmanager
+from datetime import date as Date
+from typing import Annotated, Any
+
+from fastapi import Depends, FastAPI, Query, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from depot.models import Identifier, InvalidManifest, Status, parse_drivers, parse_packages
+from depot.service import DepotError, Service
+from depot.settings import Settings, get_settings
+from depot.store import StorageUnavailable, Store, make_clients
+
+log = logging.getLogger("depot.api")
+
+MAX_DRIVER_IDS = 10_000
+MAX_PER_DRIVER = 1_000
+
+
+# --- request and response models ------------------------------------------------------------------
+
+
+class Forbid(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class AssignRequest(Forbid):
+    driver_ids: Annotated[list[Identifier], Field(max_length=MAX_DRIVER_IDS)]
+    max_per_driver: Annotated[int, Field(strict=True, ge=0, le=MAX_PER_DRIVER)]
+    day: Date | None = None
+
+    @field_validator("driver_ids")
+    @classmethod
+    def _unique(cls, value: list[str]) -> list[str]:
+        seen: set[str] = set()
+        repeated = sorted({d for d in value if d in seen or seen.add(d)})
+        if repeated:
+            raise ValueError(f"driver_ids must be unique; repeated: {', '.join(repeated[:10])}")
+        return value
+
+
+class AssignResponse(BaseModel):
+    assignments: dict[str, list[str]]
+    unassigned_packages: list[str]
+    unassigned_drivers: list[str]
+    explanations: dict[str, dict[str, Any]] | None = None
+
+
+class UpdateRequest(Forbid):
+    driver_id: Identifier
+    package_id: Identifier
+    status: Status
+
+
+class AssignmentItem(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    driver_id: str
+    package_id: str
+    status: Status
+    day: str | None = None
+    version: int | None = None
+
+
+class ManifestRequest(Forbid):
+    """The day's lists; see SPEC section 1 for drivers, rules and packages."""
+
+    day: Date | None = None
+    drivers: list[dict[str, Any]] = Field(default_factory=list)
+    packages: list[dict[str, Any]] = Field(default_factory=list)
+
+
+class ManifestImported(BaseModel):
+    day: str
+    version: int
+    drivers_added: int
+    drivers_updated: int
+    packages_added: int
+    packages_updated: int
+    packages_unchanged: int
+    drivers_total: int
+    packages_total: int
+
+
+class ErrorDetail(BaseModel):
+    code: str
+    message: str
+    details: Any = None
+
+
+class ErrorBody(BaseModel):
+    error: ErrorDetail
+
+
+def error_response(status: int, code: str, message: str, details: Any = None, headers=None) -> JSONResponse:
+    body = {"error": {"code": code, "message": message, "details": details}}
+    return JSONResponse(status_code=status, content=body, headers=headers)
+
+
+ERRORS = {code: {"model": ErrorBody} for code in (400, 404, 409, 413, 422, 503)}
+
+
+# --- wiring -------------------------------------------------------------------------------------------
+
+
+def get_service(request: Request) -> Service:
+    return request.app.state.service
+
+
+ServiceDep = Annotated[Service, Depends(get_service)]
+
+
+def create_app(settings: Settings | None = None, service: Service | None = None) -> FastAPI:
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        if service is None:
+            dynamodb, s3 = make_clients(settings)
+            app.state.service = Service(settings, Store(settings, dynamodb, s3))
+        else:
+            app.state.service = service
+        yield
+
+    app = FastAPI(
+        title="Depot",
+        version="0.1.0",
+        description="Rule-aware, optimal delivery assignment for a logistics centre.",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    _install_error_handlers(app)
+    _install_routes(app)
+    return app
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(DepotError)
+    async def depot_error(_: Request, exc: DepotError):
+        headers = {"Retry-After": "2"} if exc.status_code == 503 else None
+        return error_response(exc.status_code, exc.code, exc.message, exc.details, headers)
+
+    @app.exception_handler(InvalidManifest)
+    async def invalid_manifest(_: Request, exc: InvalidManifest):
+        return error_response(422, "invalid_manifest", str(exc), exc.problems)
+
+    @app.exception_handler(StorageUnavailable)
+    async def unavailable(_: Request, exc: StorageUnavailable):
+        log.warning("storage unavailable: %s", exc)
+        return error_response(
+            503, "storage_unavailable", f"storage is unavailable, retry later ({exc})",
+            headers={"Retry-After": str(exc.retry_after_s)},
+        )
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(_: Request, exc: RequestValidationError):
+        problems = [
+            {"field": ".".join(str(p) for p in e.get("loc", ()) if p != "body"), "message": e.get("msg")}
+            for e in exc.errors()
+        ]
+        first = problems[0] if problems else {"field": "", "message": "invalid request"}
+        message = f"{first['field']}: {first['message']}" if first["field"] else first["message"]
+        return error_response(422, "invalid_request", message, problems)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_: Request, exc: StarletteHTTPException):
+        codes = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_large"}
+        return error_response(exc.status_code, codes.get(exc.status_code, "http_error"), str(exc.detail),
+                              headers=getattr(exc, "headers", None))
+
+    @app.exception_handler(Exception)
+    async def unexpected(_: Request, exc: Exception):
+        log.exception("unexpected error")
+        return error_response(500, "internal_error", "an unexpected error occurred; it has been logged")
+
+
+def _install_routes(app: FastAPI) -> None:
+    @app.post("/assign", response_model=AssignResponse, response_model_exclude_none=True, responses=ERRORS,
+              tags=["assignment"])
+    def assign(body: AssignRequest, service: ServiceDep,
+               explain: Annotated[bool, Query(description="say why each unassigned package is")] = False):
+        """Assign the day's free packages to the requested drivers, optimally (SPEC 2)."""
+        day = body.day.isoformat() if body.day else service.today()
+        return service.assign(day, body.driver_ids, body.max_per_driver, explain).response()
+
+    @app.post("/update", response_model=AssignmentItem, responses=ERRORS, tags=["assignment"])
+    def update(body: UpdateRequest, service: ServiceDep):
+        """Move a delivery through its lifecycle; 409 names the allowed next statuses."""
+        return service.update_status(body.driver_id, body.package_id, body.status)
+
+    @app.post("/manifests", status_code=201, response_model=ManifestImported, tags=["manifests"],
+              responses=ERRORS,
+              openapi_extra={"requestBody": {"required": True, "content": {
+                  "application/json": {"schema": ManifestRequest.model_json_schema()}}}})
+    async def import_manifest(request: Request, service: ServiceDep):
+        """Store a day's lists durably; importing again adds and updates (SPEC 2)."""
+        raw = await request.body()
+        return await run_in_threadpool(_import, raw, service)
+
+    @app.get("/manifests/{day}", tags=["manifests"], responses=ERRORS)
+    def get_manifest(day: Date, service: ServiceDep) -> dict[str, Any]:
+        """The day's drivers and packages."""
+        return service.manifest(day.isoformat())
+
+    @app.get("/drivers/{driver_id}/assignments", tags=["reads"], responses=ERRORS)
+    def driver_assignments(driver_id: Identifier, service: ServiceDep, day: Date | None = None) -> dict[str, Any]:
+        """The driver's packages for the day, with their statuses."""
+        return service.driver_assignments(driver_id, day.isoformat() if day else service.today())
+
+    @app.get("/packages/{package_id}", tags=["reads"], responses=ERRORS)
+    def get_package(package_id: Identifier, service: ServiceDep, day: Date | None = None) -> dict[str, Any]:
+        """The package, and its driver and status if it is assigned."""
+        return service.package(package_id, day.isoformat() if day else None)
+
+    @app.get("/health", tags=["operations"])
+    def health() -> dict[str, str]:
+        """The process is up."""
+        return {"status": "ok"}
+
+    @app.get("/ready", tags=["operations"], responses={503: {"model": dict}})
+    def ready(service: ServiceDep):
+        """DynamoDB and S3 answer, each reported on its own."""
+        checks = {}
+        for name, check in (("dynamodb", service.store.check_dynamodb), ("s3", service.store.check_s3)):
+            try:
+                check()
+                checks[name] = "ok"
+            except Exception as exc:  # noqa: BLE001 - any failure means not ready
+                checks[name] = f"unavailable: {exc}"
+        ok = all(v == "ok" for v in checks.values())
+        return JSONResponse(status_code=200 if ok else 503, content={"status": "ready" if ok else "not_ready",
+                                                                     "checks": checks})
+
+
+def _import(raw: bytes, service: Service) -> dict[str, Any]:
+    try:
+        payload = json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise DepotError(f"the body is not valid JSON: {exc}") from None
+    if not isinstance(payload, dict):
+        raise InvalidManifest([{"field": "body", "message": "the body must be a JSON object"}])
+    extra = sorted(set(payload) - {"day", "drivers", "packages"})
+    if extra:
+        raise InvalidManifest([{"field": f, "message": f"unknown field {f!r}"} for f in extra])
+    day = payload.get("day")
+    if day is not None:
+        try:
+            day = Date.fromisoformat(day).isoformat() if isinstance(day, str) and len(day) == 10 else None
+        except ValueError:
+            day = None
+        if day is None:
+            raise InvalidManifest([{"field": "day", "message": "day must be a date as YYYY-MM-DD"}])
+    drivers = parse_drivers(payload.get("drivers", []))
+    packages = parse_packages(payload.get("packages", []))
+    return service.import_manifest(day or service.today(), drivers, packages)

@@ -1,0 +1,496 @@
+"""Depot's use cases: import a day, assign, move a delivery through its lifecycle, read.
+
+This is where the pure core (models, matcher) meets the store. Each process keeps the days it
+has seen in memory (``DayState``) and refreshes them with one consistent GetItem per request:
+the day item's ``version`` says whether anything changed, so reads never Query the table.
+
+The safety argument (``docs/design.md``): a run is computed against version *v* and committed
+only if the day is still at *v* (one conditional UpdateItem), so no package can go to two
+drivers and no driver can exceed the cap, whatever number of processes race; a committed run is
+stored before it is referenced and written out idempotently, so a crash at any point leaves
+either nothing or a pending run that the next call rolls forward.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import numpy as np
+
+from depot.eligibility import PackageColumns, RuleMasks
+from depot.matcher import match
+from depot.models import NEXT_STATUSES, Driver, Package, Status, previous_statuses
+from depot.settings import Settings
+from depot.store import ConditionFailed, StorageUnavailable, Store, VersionConflict
+
+LEASE_S = 5.0
+LEASE_RENEW_S = 1.0
+COMMIT_ATTEMPTS = 50
+PENDING_WAIT_S = 30.0
+POLL_S = 0.1
+
+
+# --- errors the API maps to status codes --------------------------------------------------------
+
+
+class DepotError(Exception):
+    status_code = 400
+    code = "bad_request"
+
+    def __init__(self, message: str, details: Any = None):
+        super().__init__(message)
+        self.message = message
+        self.details = details
+
+
+class NotFound(DepotError):
+    status_code = 404
+    code = "not_found"
+
+
+class UnprocessableInput(DepotError):
+    status_code = 422
+    code = "invalid_input"
+
+
+class StateConflict(DepotError):
+    status_code = 409
+    code = "conflict"
+
+
+class Busy(DepotError):
+    status_code = 503
+    code = "busy"
+
+
+# --- the day's state, as this process knows it ---------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Manifest:
+    key: str
+    drivers: dict[str, Driver]
+    packages: list[dict[str, Any]]
+    index: dict[str, int]
+    columns: PackageColumns
+
+    @classmethod
+    def build(cls, key: str, drivers: Sequence[Driver], packages: list[dict[str, Any]]) -> "Manifest":
+        return cls(
+            key=key,
+            drivers={d.driver_id: d for d in drivers},
+            packages=packages,
+            index={p["package_id"]: i for i, p in enumerate(packages)},
+            columns=PackageColumns.from_records(packages),
+        )
+
+    @classmethod
+    def from_stored(cls, key: str, payload: dict[str, Any]) -> "Manifest":
+        drivers = [Driver.model_validate(d) for d in payload["drivers"]]
+        return cls.build(key, drivers, payload["packages"])
+
+    def to_stored(self) -> dict[str, Any]:
+        return {
+            "drivers": [d.model_dump(mode="json") for d in self.drivers.values()],
+            "packages": self.packages,
+        }
+
+
+@dataclass(frozen=True)
+class DayState:
+    day: str
+    version: int
+    manifest: Manifest
+    runs: tuple[str, ...]
+    holder: dict[str, str] = field(default_factory=dict)  # package_id -> driver_id
+    held_by: dict[str, list[str]] = field(default_factory=dict)  # driver_id -> package_ids
+    pending: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def with_runs(self, runs: Sequence[tuple[str, dict[str, list[str]]]], version: int, pending) -> "DayState":
+        holder = dict(self.holder)
+        held_by = {d: list(p) for d, p in self.held_by.items()}
+        for _, assignments in runs:
+            for driver_id, package_ids in assignments.items():
+                held_by.setdefault(driver_id, []).extend(package_ids)
+                for pid in package_ids:
+                    holder[pid] = driver_id
+        return replace(
+            self,
+            version=version,
+            runs=self.runs + tuple(key for key, _ in runs),
+            holder=holder,
+            held_by=held_by,
+            pending=pending,
+        )
+
+    def held_mask(self) -> np.ndarray:
+        mask = np.zeros(len(self.manifest.packages), dtype=bool)
+        index = self.manifest.index
+        mask[[index[pid] for pid in self.holder if pid in index]] = True
+        return mask
+
+    def unassigned(self) -> list[str]:
+        return [p["package_id"] for p in self.manifest.packages if p["package_id"] not in self.holder]
+
+
+@dataclass
+class AssignOutcome:
+    state: DayState
+    driver_ids: list[str]
+    new: dict[str, list[str]]
+    explain: dict[str, Any] | None = None
+
+    def response(self) -> dict[str, Any]:
+        assignments = {d: list(self.state.held_by.get(d, [])) for d in self.driver_ids}
+        body: dict[str, Any] = {
+            "assignments": assignments,
+            "unassigned_packages": self.state.unassigned(),
+            "unassigned_drivers": [d for d in self.driver_ids if not assignments[d]],
+        }
+        if self.explain is not None:
+            body["explanations"] = self.explain
+        return body
+
+
+class Service:
+    def __init__(self, settings: Settings, store: Store):
+        self.settings = settings
+        self.store = store
+        self._days: dict[str, DayState] = {}
+        self._lock = threading.Lock()
+        self.process_id = uuid.uuid4().hex
+
+    # --- days ---------------------------------------------------------------------------------
+
+    def today(self) -> str:
+        return datetime.now(ZoneInfo(self.settings.timezone)).date().isoformat()
+
+    def day_state(self, day: str) -> DayState | None:
+        """The day as stored now: one GetItem, plus whatever changed since this process looked."""
+        item = self.store.get_day(day)
+        if item is None or "manifest_key" not in item:
+            return None
+        with self._lock:
+            cached = self._days.get(day)
+        state = self._refresh(day, item, cached)
+        with self._lock:
+            current = self._days.get(day)
+            if current is None or current.version <= state.version:
+                self._days[day] = state
+        return state
+
+    def _refresh(self, day: str, item: dict[str, Any], cached: DayState | None) -> DayState:
+        runs = tuple(item.get("runs", []))
+        pending = item.get("pending", {})
+        version = int(item["version"])
+        if cached and cached.version == version:
+            return replace(cached, pending=pending)
+        if cached is None or cached.manifest.key != item["manifest_key"] or runs[: len(cached.runs)] != cached.runs:
+            manifest = Manifest.from_stored(item["manifest_key"], self.store.get_json(item["manifest_key"]))
+            cached = DayState(day=day, version=0, manifest=manifest, runs=())
+        new_runs = [(key, self.store.get_json(key)["assignments"]) for key in runs[len(cached.runs) :]]
+        return cached.with_runs(new_runs, version, pending)
+
+    def require_day(self, day: str) -> DayState:
+        state = self.day_state(day)
+        if state is None:
+            raise NotFound(f"no manifest is stored for day {day}", {"day": day})
+        return state
+
+    # --- manifests ----------------------------------------------------------------------------
+
+    def import_manifest(self, day: str, drivers: list[Driver], packages: list[Package]) -> dict[str, Any]:
+        """Add drivers and packages to the day; update drivers' rules; never change an assigned package."""
+        records = [p.model_dump(mode="json", exclude_none=True) for p in packages]
+        for _ in range(COMMIT_ATTEMPTS):
+            state = self.day_state(day)
+            merged, counts = self._merge(state, drivers, records)
+            key = f"manifests/{day}/{(state.version if state else 0) + 1:08d}-{uuid.uuid4().hex}.json.gz"
+            self.store.put_json(key, merged.to_stored())
+            try:
+                version = self.store.commit_manifest(day, state.version if state else 0, key, {
+                    "drivers": len(merged.drivers), "packages": len(merged.packages)
+                })
+            except VersionConflict:
+                continue
+            merged = replace(merged, key=key)
+            base = state or DayState(day=day, version=0, manifest=merged, runs=())
+            with self._lock:
+                self._days[day] = replace(base, manifest=merged, version=version)
+            return {"day": day, "version": version, **counts,
+                    "drivers_total": len(merged.drivers), "packages_total": len(merged.packages)}
+        raise Busy("the day kept changing while importing; try again")
+
+    def _merge(self, state: DayState | None, drivers: list[Driver], records: list[dict[str, Any]]):
+        old_drivers = dict(state.manifest.drivers) if state else {}
+        old_packages = list(state.manifest.packages) if state else []
+        index = dict(state.manifest.index) if state else {}
+        holder = state.holder if state else {}
+        counts = Counter()
+        conflicts = []
+        for driver in drivers:
+            counts["drivers_added" if driver.driver_id not in old_drivers else "drivers_updated"] += 1
+            old_drivers[driver.driver_id] = driver
+        for record in records:
+            pid = record["package_id"]
+            at = index.get(pid)
+            if at is None:
+                index[pid] = len(old_packages)
+                old_packages.append(record)
+                counts["packages_added"] += 1
+            elif old_packages[at] != record:
+                if pid in holder:
+                    conflicts.append(pid)
+                    continue
+                old_packages[at] = record
+                counts["packages_updated"] += 1
+            else:
+                counts["packages_unchanged"] += 1
+        if conflicts:
+            raise StateConflict(
+                f"{len(conflicts)} package(s) are already assigned and cannot be changed",
+                {"package_ids": conflicts[:100]},
+            )
+        manifest = Manifest.build(state.manifest.key if state else "", list(old_drivers.values()), old_packages)
+        keys = ("drivers_added", "drivers_updated", "packages_added", "packages_updated", "packages_unchanged")
+        return manifest, {k: counts.get(k, 0) for k in keys}
+
+    # --- assignment ---------------------------------------------------------------------------
+
+    def assign(self, day: str, driver_ids: list[str], max_per_driver: int, explain: bool = False) -> AssignOutcome:
+        deadline = time.monotonic() + PENDING_WAIT_S
+        for _ in range(COMMIT_ATTEMPTS):
+            state = self._settled(day, deadline)
+            drivers = self._requested(state, driver_ids)
+            result = match(
+                state.manifest.columns,
+                drivers,
+                max_per_driver,
+                held_counts={d: len(state.held_by.get(d, [])) for d in driver_ids},
+                held=state.held_mask(),
+            )
+            ids = state.manifest.columns.package_ids
+            new = {d: [ids[i] for i in idx] for d, idx in result.assignments.items() if idx}
+            if not new:
+                return self._outcome(state, driver_ids, {}, explain, max_per_driver)
+            committed = self._commit(state, new, max_per_driver)
+            if committed is None:
+                continue
+            return self._outcome(committed, driver_ids, new, explain, max_per_driver)
+        raise Busy("too many concurrent assignment runs for this day; try again")
+
+    def _requested(self, state: DayState, driver_ids: list[str]) -> list[Driver]:
+        unknown = [d for d in driver_ids if d not in state.manifest.drivers]
+        if unknown:
+            raise UnprocessableInput(
+                f"{len(unknown)} requested driver(s) are not in the manifest of {state.day}",
+                {"unknown_driver_ids": unknown[:100]},
+            )
+        return [state.manifest.drivers[d] for d in driver_ids]
+
+    def _commit(self, state: DayState, new: dict[str, list[str]], max_per_driver: int) -> DayState | None:
+        """Store the run, commit it against the version it was computed on, write it out."""
+        run_key = f"runs/{state.day}/{state.version + 1:08d}-{uuid.uuid4().hex}.json.gz"
+        self.store.put_json(run_key, {"day": state.day, "version": state.version + 1,
+                                      "max_per_driver": max_per_driver, "created_at": time.time(),
+                                      "assignments": new})
+        lease = self._lease()
+        try:
+            version = self.store.commit_run(state.day, state.version, run_key, lease)
+        except VersionConflict:
+            return None
+        committed = state.with_runs([(run_key, new)], version, {**state.pending, run_key: lease})
+        with self._lock:
+            current = self._days.get(state.day)
+            if current is None or current.version < version:
+                self._days[state.day] = committed
+        self._materialize(committed, run_key, new, lease["owner"], check_existing=False)
+        return committed
+
+    def _lease(self) -> dict[str, Any]:
+        return {"owner": f"{self.process_id}-{uuid.uuid4().hex[:8]}", "expires": time.time() + LEASE_S}
+
+    def _settled(self, day: str, deadline: float) -> DayState:
+        """The day with no pending run: waits for live writers, takes over from dead ones."""
+        while True:
+            state = self.require_day(day)
+            if not state.pending:
+                return state
+            for run_key, lease in sorted(state.pending.items()):
+                if float(lease.get("expires", 0)) < time.time():
+                    self._take_over(state, run_key)
+            if time.monotonic() > deadline:
+                raise Busy("an earlier assignment run is still being written; try again")
+            time.sleep(POLL_S)
+
+    def _take_over(self, state: DayState, run_key: str) -> None:
+        lease = self._lease()
+        if not self.store.set_lease(state.day, run_key, lease, if_expired_before=time.time()):
+            return
+        assignments = self.store.get_json(run_key)["assignments"]
+        self._materialize(state, run_key, assignments, lease["owner"], check_existing=True)
+
+    def _materialize(self, state: DayState, run_key: str, new: dict[str, list[str]], owner: str,
+                     check_existing: bool) -> None:
+        """Write the run's items while renewing the lease; then mark the run finished."""
+        now = time.time()
+        pairs = [(d, p) for d, pids in new.items() for p in pids]
+        if check_existing:
+            present = {(i["driver_id"], i["package_id"]) for i in self.store.get_items(pairs)}
+            pairs = [pair for pair in pairs if pair not in present]
+        records = [self._item(state, d, p, run_key, now) for d, p in pairs]
+        stop = threading.Event()
+        lost = threading.Event()
+
+        def renew() -> None:
+            while not stop.wait(LEASE_RENEW_S):
+                try:
+                    ok = self.store.set_lease(state.day, run_key, {"owner": owner, "expires": time.time() + LEASE_S},
+                                              if_owner=owner)
+                except StorageUnavailable:
+                    continue
+                if not ok:
+                    lost.set()
+                    return
+
+        renewer = threading.Thread(target=renew, daemon=True)
+        renewer.start()
+        try:
+            self.store.write_items(records, should_stop=lost.is_set)
+        finally:
+            stop.set()
+            renewer.join()
+        if lost.is_set():
+            raise Busy("another process took over writing this run; try again")
+        self.store.finish_run(state.day, run_key)
+
+    def _item(self, state: DayState, driver_id: str, package_id: str, run_key: str, now: float) -> dict[str, Any]:
+        package = state.manifest.packages[state.manifest.index[package_id]]
+        item = {
+            "driver_id": driver_id,
+            "package_id": package_id,
+            "status": Status.ASSIGNED.value,
+            "day": state.day,
+            "assigned_at": now,
+            "updated_at": now,
+            "version": 1,
+            "run": run_key.rsplit("/", 1)[-1].removesuffix(".json.gz"),
+            "weight_kg": package["weight_kg"],
+            "volume_m3": package["volume_m3"],
+            "region": package["region"],
+            "is_express": package["is_express"],
+            "is_perishable": package["is_perishable"],
+        }
+        if package.get("destination"):
+            item["destination"] = package["destination"]
+        return item
+
+    def _outcome(self, state, driver_ids, new, explain, max_per_driver) -> AssignOutcome:
+        reasons = self.explain_unassigned(state, driver_ids, max_per_driver) if explain else None
+        return AssignOutcome(state=state, driver_ids=driver_ids, new=new, explain=reasons)
+
+    def explain_unassigned(self, state: DayState, driver_ids: list[str], max_per_driver: int) -> dict[str, Any]:
+        """For each unassigned package: no requested driver accepts it (and which rules refuse
+        it most often), or every driver that would accept it is full."""
+        drivers = [state.manifest.drivers[d] for d in driver_ids]
+        columns = state.manifest.columns
+        masks = RuleMasks(columns)
+        held = state.held_mask()
+        free = np.flatnonzero(~held)
+        eligible_any = np.zeros(len(columns), dtype=bool)
+        rejections: dict[tuple, np.ndarray] = {}
+        labels: dict[tuple, str] = {}
+        for driver in drivers:
+            eligible_any |= masks.driver_mask(driver)
+            for rule in driver.rules:
+                key = rule.key()
+                refused = ~masks.rule_mask(rule.code, rule.params, key)
+                rejections[key] = rejections.get(key, 0) + refused.astype(np.int32)
+                labels[key] = f"{rule.code.value} {rule.params}" if rule.params else rule.code.value
+        out: dict[str, Any] = {}
+        keys = list(rejections)
+        counts = np.vstack([rejections[k] for k in keys]) if keys else None
+        for i in free:
+            pid = columns.package_ids[i]
+            if eligible_any[i]:
+                out[pid] = {"reason": "eligible_drivers_full",
+                            "message": f"every requested driver that accepts it already holds {max_per_driver}"}
+                continue
+            top = []
+            if counts is not None:
+                order = np.argsort(-counts[:, i], kind="stable")[:3]
+                top = [{"rule": labels[keys[k]], "drivers_refusing": int(counts[k, i])} for k in order if counts[k, i]]
+            out[pid] = {"reason": "no_eligible_driver",
+                        "message": "no requested driver's rules accept it", "rejected_by": top}
+        return out
+
+    # --- lifecycle ------------------------------------------------------------------------------
+
+    def update_status(self, driver_id: str, package_id: str, status: Status) -> dict[str, Any]:
+        allowed_from = [s.value for s in previous_statuses(status)]
+        if allowed_from:
+            try:
+                return self.store.update_status(driver_id, package_id, status.value, allowed_from, time.time())
+            except ConditionFailed:
+                pass
+        current = self.store.get_item(driver_id, package_id)
+        if current is None:
+            raise NotFound(f"no assignment of package {package_id!r} to driver {driver_id!r}",
+                           {"driver_id": driver_id, "package_id": package_id})
+        if current["status"] == status.value:
+            return current
+        now = Status(current["status"])
+        allowed = [s.value for s in NEXT_STATUSES[now]]
+        raise StateConflict(
+            f"cannot move from {now.value} to {status.value}; allowed next: {', '.join(allowed) or 'none (final)'}",
+            {"current_status": now.value, "requested_status": status.value, "allowed_next": allowed},
+        )
+
+    # --- reads ----------------------------------------------------------------------------------
+
+    def driver_assignments(self, driver_id: str, day: str) -> dict[str, Any]:
+        state = self.require_day(day)
+        if driver_id not in state.manifest.drivers and driver_id not in state.held_by:
+            raise NotFound(f"driver {driver_id!r} is not in the manifest of {day}", {"driver_id": driver_id})
+        package_ids = state.held_by.get(driver_id, [])
+        items = {i["package_id"]: i for i in self.store.get_items((driver_id, p) for p in package_ids)}
+        return {
+            "driver_id": driver_id,
+            "day": day,
+            "assignments": [
+                {**state.manifest.packages[state.manifest.index[p]],
+                 "status": items.get(p, {}).get("status", "pending_write"),
+                 "updated_at": items.get(p, {}).get("updated_at")}
+                for p in package_ids
+            ],
+        }
+
+    def package(self, package_id: str, day: str | None = None) -> dict[str, Any]:
+        days = [day] if day else self.store.list_days()
+        for candidate in days:
+            state = self.day_state(candidate)
+            if state is None or package_id not in state.manifest.index:
+                continue
+            package = state.manifest.packages[state.manifest.index[package_id]]
+            driver_id = state.holder.get(package_id)
+            item = self.store.get_item(driver_id, package_id) if driver_id else None
+            return {
+                "day": candidate,
+                "package": package,
+                "driver_id": driver_id,
+                "status": item["status"] if item else None,
+                "assignment": item,
+            }
+        raise NotFound(f"no package {package_id!r}" + (f" on {day}" if day else ""), {"package_id": package_id})
+
+    def manifest(self, day: str) -> dict[str, Any]:
+        state = self.require_day(day)
+        return {"day": day, "version": state.version, **state.manifest.to_stored()}

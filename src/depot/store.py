@@ -1,0 +1,404 @@
+"""The store: every read and write Depot makes to DynamoDB and S3, and nothing else.
+
+Layout (see ``docs/design.md``):
+
+* ``DepotDays``: one item per day, ``version`` advanced by one conditional write per manifest
+  import or assignment run (optimistic concurrency), pointing at the day's manifest and runs;
+  ``pending`` maps each committed run not yet fully written out to its writer's lease expiry.
+* S3 state bucket: the day's manifest and each committed run, as gzipped JSON, under keys that
+  are never overwritten.
+* ``DeliveryAssignments``: exactly the assignment items, written with parallel BatchWriteItem
+  and updated by one conditional UpdateItem per status change.
+
+Outages surface as ``StorageUnavailable`` (the API answers 503); nothing else leaks botocore.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import random
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError
+
+from depot.settings import Settings
+
+BATCH_WRITE_SIZE = 25
+BATCH_GET_SIZE = 100
+UNAVAILABLE_CODES = {
+    "ProvisionedThroughputExceededException",
+    "ThrottlingException",
+    "RequestLimitExceeded",
+    "InternalServerError",
+    "ServiceUnavailable",
+    "SlowDown",
+    "InternalError",
+    "503",
+    "500",
+}
+
+T = TypeVar("T")
+
+
+class StorageUnavailable(RuntimeError):
+    """DynamoDB or S3 did not answer in time (after botocore's retries)."""
+
+    def __init__(self, message: str, retry_after_s: int = 2):
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+
+class VersionConflict(RuntimeError):
+    """Another process advanced the day first: recompute and try again."""
+
+
+class ConditionFailed(RuntimeError):
+    """A conditional write's condition did not hold."""
+
+
+@contextmanager
+def outage_guard(what: str) -> Iterator[None]:
+    """Turn transport failures and throttling into ``StorageUnavailable``."""
+    try:
+        yield
+    except ClientError as exc:
+        code = exc.response.get("Error", {}).get("Code", "")
+        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
+        if code in UNAVAILABLE_CODES or status >= 500:
+            raise StorageUnavailable(f"{what}: {code or status}") from exc
+        raise
+    except BotoCoreError as exc:
+        raise StorageUnavailable(f"{what}: {type(exc).__name__}") from exc
+
+
+def client_config(settings: Settings) -> Config:
+    """botocore's standard retry mode, bounded, with timeouts sized to the API's deadline."""
+    return Config(
+        retries={"mode": "standard", "max_attempts": settings.aws_max_attempts},
+        connect_timeout=settings.aws_connect_timeout_s,
+        read_timeout=settings.aws_read_timeout_s,
+        max_pool_connections=max(16, settings.batch_write_workers * 2),
+        tcp_keepalive=True,
+    )
+
+
+def make_clients(settings: Settings) -> tuple[Any, Any]:
+    session = boto3.session.Session(region_name=settings.aws_region)
+    kwargs = {"config": client_config(settings)}
+    if settings.aws_endpoint_url:
+        kwargs["endpoint_url"] = settings.aws_endpoint_url
+    s3_kwargs = dict(kwargs)
+    s3_kwargs["config"] = client_config(settings).merge(Config(s3={"addressing_style": "path"}))
+    return session.client("dynamodb", **kwargs), session.client("s3", **s3_kwargs)
+
+
+# --- DynamoDB attribute values ------------------------------------------------------------------
+
+
+def to_attr(value: Any) -> dict[str, Any]:
+    if value is None:
+        return {"NULL": True}
+    if isinstance(value, bool):
+        return {"BOOL": value}
+    if isinstance(value, (int, float)):
+        return {"N": repr(value)}
+    if isinstance(value, str):
+        return {"S": value}
+    if isinstance(value, dict):
+        return {"M": {k: to_attr(v) for k, v in value.items()}}
+    if isinstance(value, (list, tuple)):
+        return {"L": [to_attr(v) for v in value]}
+    raise TypeError(f"cannot store {type(value).__name__}")
+
+
+def from_attr(attr: dict[str, Any]) -> Any:
+    (kind, value), = attr.items()
+    if kind == "S":
+        return value
+    if kind == "N":
+        return int(value) if value.lstrip("-").isdigit() else float(value)
+    if kind == "BOOL":
+        return value
+    if kind == "NULL":
+        return None
+    if kind == "M":
+        return {k: from_attr(v) for k, v in value.items()}
+    if kind == "L":
+        return [from_attr(v) for v in value]
+    if kind == "SS":
+        return sorted(value)
+    raise TypeError(f"unexpected attribute type {kind}")
+
+
+def to_item(record: dict[str, Any]) -> dict[str, Any]:
+    return {k: to_attr(v) for k, v in record.items()}
+
+
+def from_item(item: dict[str, Any]) -> dict[str, Any]:
+    return {k: from_attr(v) for k, v in item.items()}
+
+
+def _chunks(seq: Sequence[T], size: int) -> Iterator[Sequence[T]]:
+    for i in range(0, len(seq), size):
+        yield seq[i : i + size]
+
+
+@dataclass
+class Store:
+    settings: Settings
+    dynamodb: Any
+    s3: Any
+
+    # --- days ---------------------------------------------------------------------------------
+
+    def get_day(self, day: str) -> dict[str, Any] | None:
+        with outage_guard("reading the day"):
+            out = self.dynamodb.get_item(
+                TableName=self.settings.days_table, Key={"day": {"S": day}}, ConsistentRead=True
+            )
+        item = out.get("Item")
+        return from_item(item) if item else None
+
+    def list_days(self) -> list[str]:
+        """All days with a manifest, newest first (one small item per day)."""
+        days: list[str] = []
+        kwargs: dict[str, Any] = {"TableName": self.settings.days_table, "ProjectionExpression": "#d"}
+        kwargs["ExpressionAttributeNames"] = {"#d": "day"}
+        with outage_guard("listing days"):
+            while True:
+                page = self.dynamodb.scan(**kwargs)
+                days.extend(i["day"]["S"] for i in page.get("Items", []))
+                if "LastEvaluatedKey" not in page:
+                    break
+                kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+        return sorted(days, reverse=True)
+
+    def _advance(self, day: str, expected: int, sets: dict[str, Any], extra_names: dict[str, str] | None = None) -> int:
+        """SET ``sets`` and version = expected + 1, only if the day is still at ``expected``."""
+        names = {"#v": "version", **(extra_names or {})}
+        values: dict[str, Any] = {":expected": {"N": str(expected)}, ":next": {"N": str(expected + 1)}}
+        assignments = ["#v = :next"]
+        for i, (path, value) in enumerate(sets.items()):
+            values[f":s{i}"] = to_attr(value)
+            assignments.append(f"{path} = :s{i}")
+        condition = "attribute_not_exists(#day)" if expected == 0 else "#v = :expected"
+        if expected == 0:
+            names["#day"] = "day"
+            del values[":expected"]
+        try:
+            with outage_guard("committing the day"):
+                self.dynamodb.update_item(
+                    TableName=self.settings.days_table,
+                    Key={"day": {"S": day}},
+                    UpdateExpression="SET " + ", ".join(assignments),
+                    ConditionExpression=condition,
+                    ExpressionAttributeNames=names,
+                    ExpressionAttributeValues=values,
+                )
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
+                raise VersionConflict(day) from None
+            raise
+        return expected + 1
+
+    def commit_manifest(self, day: str, expected: int, manifest_key: str, counts: dict[str, int]) -> int:
+        sets: dict[str, Any] = {"manifest_key": manifest_key, "counts": counts, "updated_at": time.time()}
+        if expected == 0:
+            sets.update({"runs": [], "pending": {}})
+        return self._advance(day, expected, sets)
+
+    def commit_run(self, day: str, expected: int, run_key: str, lease: dict[str, Any]) -> int:
+        """Append the run and mark it pending, leased to the caller, in one conditional write."""
+        values = {
+            ":expected": {"N": str(expected)},
+            ":next": {"N": str(expected + 1)},
+            ":run": {"L": [{"S": run_key}]},
+            ":lease": to_attr(lease),
+            ":now": to_attr(time.time()),
+        }
+        try:
+            with outage_guard("committing the run"):
+                self.dynamodb.update_item(
+                    TableName=self.settings.days_table,
+                    Key={"day": {"S": day}},
+                    UpdateExpression=(
+                        "SET #v = :next, #runs = list_append(#runs, :run), #pending.#run = :lease,"
+                        " updated_at = :now"
+                    ),
+                    ConditionExpression="#v = :expected",
+                    ExpressionAttributeNames={
+                        "#v": "version", "#runs": "runs", "#pending": "pending", "#run": run_key
+                    },
+                    ExpressionAttributeValues=values,
+                )
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
+                raise VersionConflict(day) from None
+            raise
+        return expected + 1
+
+    def set_lease(self, day: str, run_key: str, lease: dict[str, Any], *, if_owner: str | None = None,
+                  if_expired_before: float | None = None) -> bool:
+        """Write a run's lease if it is still pending and held by ``if_owner`` or expired."""
+        names = {"#pending": "pending", "#run": run_key}
+        values: dict[str, Any] = {":lease": to_attr(lease)}
+        condition = "attribute_exists(#pending.#run)"
+        if if_owner is not None:
+            condition += " AND #pending.#run.#owner = :owner"
+            names["#owner"] = "owner"
+            values[":owner"] = {"S": if_owner}
+        if if_expired_before is not None:
+            condition += " AND #pending.#run.#expires < :now"
+            names["#expires"] = "expires"
+            values[":now"] = to_attr(if_expired_before)
+        try:
+            with outage_guard("leasing a run"):
+                self.dynamodb.update_item(
+                    TableName=self.settings.days_table,
+                    Key={"day": {"S": day}},
+                    UpdateExpression="SET #pending.#run = :lease",
+                    ConditionExpression=condition,
+                    ExpressionAttributeNames=names,
+                    ExpressionAttributeValues=values,
+                )
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
+                return False
+            raise
+        return True
+
+    def finish_run(self, day: str, run_key: str) -> None:
+        with outage_guard("finishing a run"):
+            self.dynamodb.update_item(
+                TableName=self.settings.days_table,
+                Key={"day": {"S": day}},
+                UpdateExpression="REMOVE #pending.#run",
+                ExpressionAttributeNames={"#pending": "pending", "#run": run_key},
+            )
+
+    # --- blobs (S3 state bucket) ----------------------------------------------------------------
+
+    def put_json(self, key: str, payload: Any) -> None:
+        body = gzip.compress(json.dumps(payload, separators=(",", ":")).encode(), compresslevel=1)
+        with outage_guard("storing state"):
+            self.s3.put_object(
+                Bucket=self.settings.state_bucket,
+                Key=key,
+                Body=body,
+                ContentType="application/json",
+                ContentEncoding="gzip",
+                IfNoneMatch="*",
+            )
+
+    def get_json(self, key: str) -> Any:
+        with outage_guard("reading state"):
+            body = self.s3.get_object(Bucket=self.settings.state_bucket, Key=key)["Body"].read()
+        return json.loads(gzip.decompress(body))
+
+    # --- assignment items -------------------------------------------------------------------------
+
+    def write_items(
+        self, records: Sequence[dict[str, Any]], should_stop: Callable[[], bool] = lambda: False
+    ) -> None:
+        """Put every record with parallel BatchWriteItem; unprocessed items retried with jitter.
+
+        ``should_stop`` is checked before each batch, so a writer that lost its lease stops.
+        """
+        batches = [list(b) for b in _chunks(records, BATCH_WRITE_SIZE)]
+        if not batches:
+            return
+        workers = max(1, min(self.settings.batch_write_workers, len(batches)))
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            list(pool.map(lambda batch: self._write_batch(batch, should_stop), batches))
+
+    def _write_batch(self, records: Sequence[dict[str, Any]], should_stop: Callable[[], bool]) -> None:
+        if should_stop():
+            return
+        table = self.settings.assignments_table
+        requests = [{"PutRequest": {"Item": to_item(r)}} for r in records]
+        delay = 0.05
+        for attempt in range(12):
+            with outage_guard("writing assignments"):
+                out = self.dynamodb.batch_write_item(RequestItems={table: requests})
+            requests = out.get("UnprocessedItems", {}).get(table, [])
+            if not requests:
+                return
+            time.sleep(random.uniform(0, delay))  # backoff with full jitter before resending
+            delay = min(delay * 2, 2.0)
+        raise StorageUnavailable("writing assignments: items stayed unprocessed")
+
+    def get_items(self, keys: Iterable[tuple[str, str]]) -> list[dict[str, Any]]:
+        """Keyed reads with BatchGetItem (never a Query: see DEVELOPERS.md)."""
+        table = self.settings.assignments_table
+        found: list[dict[str, Any]] = []
+        for chunk in _chunks(list(keys), BATCH_GET_SIZE):
+            pending = {table: {"Keys": [{"driver_id": {"S": d}, "package_id": {"S": p}} for d, p in chunk], "ConsistentRead": True}}
+            delay = 0.05
+            while pending:
+                with outage_guard("reading assignments"):
+                    out = self.dynamodb.batch_get_item(RequestItems=pending)
+                found.extend(from_item(i) for i in out.get("Responses", {}).get(table, []))
+                pending = out.get("UnprocessedKeys") or {}
+                if pending:
+                    time.sleep(random.uniform(0, delay))
+                    delay = min(delay * 2, 2.0)
+        return found
+
+    def get_item(self, driver_id: str, package_id: str) -> dict[str, Any] | None:
+        with outage_guard("reading an assignment"):
+            out = self.dynamodb.get_item(
+                TableName=self.settings.assignments_table,
+                Key={"driver_id": {"S": driver_id}, "package_id": {"S": package_id}},
+                ConsistentRead=True,
+            )
+        item = out.get("Item")
+        return from_item(item) if item else None
+
+    def update_status(
+        self, driver_id: str, package_id: str, status: str, allowed_from: Sequence[str], now: float
+    ) -> dict[str, Any]:
+        """One conditional UpdateItem: the move happens only from an allowed previous status."""
+        values: dict[str, Any] = {":new": {"S": status}, ":now": to_attr(now), ":one": {"N": "1"}}
+        placeholders = []
+        for i, prev in enumerate(allowed_from):
+            values[f":p{i}"] = {"S": prev}
+            placeholders.append(f":p{i}")
+        condition = "attribute_exists(package_id)"
+        if placeholders:
+            condition += f" AND #s IN ({', '.join(placeholders)})"
+        else:
+            condition += " AND #s = :new AND attribute_not_exists(package_id)"
+        try:
+            with outage_guard("updating a status"):
+                out = self.dynamodb.update_item(
+                    TableName=self.settings.assignments_table,
+                    Key={"driver_id": {"S": driver_id}, "package_id": {"S": package_id}},
+                    UpdateExpression=f"SET #s = :new, updated_at = :now, #ts = :now, version = version + :one",
+                    ConditionExpression=condition,
+                    ExpressionAttributeNames={"#s": "status", "#ts": f"{status}_at"},
+                    ExpressionAttributeValues=values,
+                    ReturnValues="ALL_NEW",
+                )
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
+                raise ConditionFailed(f"{driver_id}/{package_id}") from None
+            raise
+        return from_item(out["Attributes"])
+
+    # --- health -------------------------------------------------------------------------------
+
+    def check_dynamodb(self) -> None:
+        with outage_guard("DynamoDB"):
+            self.dynamodb.describe_table(TableName=self.settings.assignments_table)
+
+    def check_s3(self) -> None:
+        with outage_guard("S3"):
+            self.s3.head_bucket(Bucket=self.settings.state_bucket)
