@@ -45,6 +45,9 @@ def make_server(host: str = "127.0.0.1", port: int = 4566):
     from moto.server import DomainDispatcherApplication, create_backend_app
     from werkzeug.serving import make_server as werkzeug_server
 
+    import logging
+
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)
     app = DomainDispatcherApplication(create_backend_app)
     return werkzeug_server(host, port, SerialisedApp(app), threaded=True)
 
