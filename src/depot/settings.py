@@ -10,7 +10,7 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Literal
 
-from pydantic import AliasChoices, Field
+from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 Environment = Literal["dev", "test", "prod"]
@@ -53,7 +53,8 @@ class Settings(BaseSettings):
     max_body_bytes: int = 1024 * 1024
 
     # Authentication: unset means the open embedded default (dev only).
-    auth_secret: str | None = None
+    auth_secret: SecretStr | None = None
+    auth_previous_secrets: SecretStr | None = None  # comma-separated, verify-only (rotation)
     rate_limit_per_minute: int = 0
     """Requests per token per minute; 0 disables the limit."""
 

@@ -1,0 +1,312 @@
+"""Authentication and authorization: signed bearer tokens with two roles (docs/security.md).
+
+Tokens are JWTs signed with HS256 through PyJWT. Verification pins the algorithm list to
+``HS256`` (so ``none`` and every asymmetric/"confusion" trick is refused) and requires ``exp``,
+``iat``, ``sub`` and ``role``. Secrets come from ``DEPOT_AUTH_SECRET`` (current: mints and
+verifies) and ``DEPOT_AUTH_PREVIOUS_SECRETS`` (comma-separated: verify only, for rotation).
+
+Authentication happens in a pure ASGI middleware (``AuthMiddleware``), deny by default: every
+path except the open ones (health, readiness, metrics, docs) needs a valid token, including
+routes added later, and an unauthenticated client is refused before its body is read. Routes
+then read the verified ``Principal`` through the ``current_principal`` / ``require_dispatcher``
+dependencies and check objects (a driver's own packages) with the helpers at the bottom.
+
+Nothing here logs a token or a secret.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Annotated, Any, Literal
+
+import jwt
+from fastapi import Depends, Request, Security
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+log = logging.getLogger("depot.auth")
+
+ALGORITHM = "HS256"
+ISSUER = "depot"
+Role = Literal["dispatcher", "driver"]
+ROLES: tuple[str, ...] = ("dispatcher", "driver")
+MIN_SECRET_BYTES = 32
+MAX_TTL_S = 30 * 24 * 3600
+MAX_TOKEN_CHARS = 4096
+OPEN_PATHS = frozenset({"/health", "/ready", "/metrics", "/docs", "/docs/oauth2-redirect", "/redoc",
+                        "/openapi.json"})
+_DRIVER_ID = re.compile(r"^[A-Za-z0-9_.:\-]{1,128}$")  # models.Identifier
+
+
+class AuthConfigError(RuntimeError):
+    """The service must not start: e.g. no secret in the test or prod environment."""
+
+
+@dataclass(frozen=True)
+class Principal:
+    role: Role
+    driver_id: str | None = None
+    subject: str = ""
+    token_id: str | None = None
+    open_mode: bool = False
+
+    @property
+    def is_dispatcher(self) -> bool:
+        return self.role == "dispatcher"
+
+    def owns(self, driver_id: str | None) -> bool:
+        return self.is_dispatcher or (driver_id is not None and driver_id == self.driver_id)
+
+
+OPEN_PRINCIPAL = Principal(role="dispatcher", subject="anonymous", open_mode=True)
+
+
+class AuthError(Exception):
+    def __init__(self, status: int, code: str, message: str):
+        super().__init__(message)
+        self.status, self.code, self.message = status, code, message
+
+
+# --- secrets ----------------------------------------------------------------------------------------
+
+
+def _plain(value: Any) -> str | None:
+    if value is None:
+        return None
+    value = value.get_secret_value() if hasattr(value, "get_secret_value") else str(value)
+    return value or None
+
+
+def secrets_from(settings) -> list[str]:
+    """[current, *previous]; empty when authentication is off (open mode)."""
+    current = _plain(getattr(settings, "auth_secret", None))
+    if not current:
+        return []
+    previous = _plain(getattr(settings, "auth_previous_secrets", None)) or ""
+    return [current, *[s.strip() for s in previous.split(",") if s.strip() and s.strip() != current]]
+
+
+def check_configuration(settings) -> list[str]:
+    """Refuse to start without a secret outside dev; warn loudly about open mode in dev."""
+    secrets = secrets_from(settings)
+    env = getattr(settings, "env", "dev")
+    if not secrets:
+        if env in ("test", "prod"):
+            raise AuthConfigError(
+                f"DEPOT_AUTH_SECRET is not set and DEPOT_ENV={env}: refusing to start an unauthenticated "
+                "API outside dev; set DEPOT_AUTH_SECRET (at least 32 random bytes, e.g. "
+                "`python -c 'import secrets; print(secrets.token_urlsafe(48))'`)"
+            )
+        log.warning("!!! DEPOT_AUTH_SECRET is not set: the API is OPEN, every caller acts as a dispatcher. "
+                    "This is the embedded dev default only; never expose it. See docs/security.md. !!!")
+        return []
+    for s in secrets:
+        if len(s.encode()) < MIN_SECRET_BYTES:
+            if env == "prod":
+                raise AuthConfigError(f"an auth secret is shorter than {MIN_SECRET_BYTES} bytes: refusing to start")
+            log.warning("an auth secret is shorter than %d bytes; use a long random one", MIN_SECRET_BYTES)
+    return secrets
+
+
+# --- tokens ------------------------------------------------------------------------------------------
+
+_TTL = re.compile(r"^\s*(\d+)\s*([smhd]?)\s*$")
+_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_ttl(text: str) -> int:
+    """'8h', '30m', '2d', '900s' or '900' -> seconds (1 s .. 30 days)."""
+    match = _TTL.match(text or "")
+    if not match:
+        raise ValueError(f"invalid TTL {text!r}: use e.g. 900, 30m, 8h or 2d")
+    seconds = int(match.group(1)) * _UNITS[match.group(2)]
+    if not 0 < seconds <= MAX_TTL_S:
+        raise ValueError(f"TTL must be between 1 second and {MAX_TTL_S // 86400} days")
+    return seconds
+
+
+def mint_token(secret: str, role: str, driver_id: str | None = None, ttl_s: int = 8 * 3600,
+               now: float | None = None) -> str:
+    if role not in ROLES:
+        raise ValueError(f"role must be one of {', '.join(ROLES)}")
+    if role == "driver" and not (driver_id and _DRIVER_ID.match(driver_id)):
+        raise ValueError("a driver token needs --driver-id (letters, digits, _ . : -, at most 128)")
+    if role == "dispatcher" and driver_id:
+        raise ValueError("a dispatcher token takes no driver id")
+    if not secret:
+        raise ValueError("no secret: set DEPOT_AUTH_SECRET")
+    now = int(now if now is not None else time.time())
+    claims: dict[str, Any] = {"iss": ISSUER, "sub": driver_id if role == "driver" else "dispatcher", "role": role,
+                              "iat": now, "exp": now + ttl_s, "jti": uuid.uuid4().hex}
+    if role == "driver":
+        claims["driver_id"] = driver_id
+    return jwt.encode(claims, secret, algorithm=ALGORITHM)
+
+
+def verify_token(token: str, secrets: list[str]) -> Principal:
+    """A verified principal, or AuthError(401). Tries the current secret, then the previous ones."""
+    if not token or len(token) > MAX_TOKEN_CHARS:
+        raise AuthError(401, "invalid_token", "the bearer token is malformed")
+    try:
+        header = jwt.get_unverified_header(token)
+    except jwt.InvalidTokenError:
+        raise AuthError(401, "invalid_token", "the bearer token is malformed") from None
+    if header.get("alg") != ALGORITHM:
+        raise AuthError(401, "invalid_token", f"the token must be signed with {ALGORITHM}")
+    claims = None
+    for secret in secrets:
+        try:
+            claims = jwt.decode(token, secret, algorithms=[ALGORITHM], issuer=ISSUER, leeway=5,
+                                options={"require": ["exp", "iat", "sub", "role", "iss"]})
+            break
+        except jwt.ExpiredSignatureError:
+            raise AuthError(401, "token_expired", "the bearer token has expired") from None
+        except jwt.InvalidSignatureError:
+            continue
+        except jwt.InvalidTokenError as exc:
+            raise AuthError(401, "invalid_token", f"the bearer token is invalid: {type(exc).__name__}") from None
+    if claims is None:
+        raise AuthError(401, "invalid_token", "the bearer token's signature does not verify")
+    role, driver_id = claims.get("role"), claims.get("driver_id")
+    if role == "dispatcher" and driver_id is None:
+        return Principal(role="dispatcher", subject=str(claims["sub"]), token_id=claims.get("jti"))
+    if role == "driver" and isinstance(driver_id, str) and _DRIVER_ID.match(driver_id):
+        return Principal(role="driver", driver_id=driver_id, subject=driver_id, token_id=claims.get("jti"))
+    raise AuthError(401, "invalid_token", "the bearer token's role claims are invalid")
+
+
+# --- the middleware ----------------------------------------------------------------------------------
+
+
+async def send_json_error(send, status: int, code: str, message: str, details: Any = None,
+                          headers: dict[str, str] | None = None) -> None:
+    import json
+
+    body = json.dumps({"error": {"code": code, "message": message, "details": details}}).encode()
+    raw = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    raw += [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in (headers or {}).items()]
+    await send({"type": "http.response.start", "status": status, "headers": raw})
+    await send({"type": "http.response.body", "body": body})
+
+
+def bearer_from_scope(scope) -> str | None:
+    for name, value in scope.get("headers", ()):
+        if name == b"authorization":
+            scheme, _, token = value.decode("latin-1").partition(" ")
+            return token.strip() if scheme.lower() == "bearer" else ""
+    return None
+
+
+class AuthMiddleware:
+    """Pure ASGI: verifies the bearer token of every non-open request before the app sees it."""
+
+    def __init__(self, app, secrets: list[str]):
+        self.app, self.secrets = app, secrets
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        state = scope.setdefault("state", {})
+        if not self.secrets:
+            state["principal"] = OPEN_PRINCIPAL
+            return await self.app(scope, receive, send)
+        if scope.get("path") in OPEN_PATHS or scope.get("method") == "OPTIONS":
+            return await self.app(scope, receive, send)
+        token = bearer_from_scope(scope)
+        try:
+            if token is None:
+                raise AuthError(401, "unauthorized", "a bearer token is required (Authorization: Bearer <token>)")
+            principal = verify_token(token, self.secrets)
+        except AuthError as exc:
+            challenge = 'Bearer realm="depot"' if exc.code == "unauthorized" else \
+                f'Bearer realm="depot", error="invalid_token", error_description="{exc.message}"'
+            return await send_json_error(send, exc.status, exc.code, exc.message,
+                                         headers={"WWW-Authenticate": challenge})
+        state["principal"] = principal
+        state["rate_key"] = f"{principal.subject}:{principal.token_id}"
+        await self.app(scope, receive, send)
+
+
+# --- dependencies ------------------------------------------------------------------------------------
+
+_bearer = HTTPBearer(auto_error=False, description="`depot token --role dispatcher|driver` mints one")
+
+
+def current_principal(request: Request,
+                      _: Annotated[HTTPAuthorizationCredentials | None, Security(_bearer)] = None) -> Principal:
+    principal = getattr(request.state, "principal", None)
+    if principal is None:  # the middleware is not installed: fail closed
+        raise AuthError(401, "unauthorized", "a bearer token is required")
+    return principal
+
+
+def require_dispatcher(principal: Annotated[Principal, Depends(current_principal)]) -> Principal:
+    if not principal.is_dispatcher:
+        raise AuthError(403, "forbidden", "this operation needs a dispatcher token")
+    return principal
+
+
+PrincipalDep = Annotated[Principal, Depends(current_principal)]
+DispatcherDep = Annotated[Principal, Depends(require_dispatcher)]
+
+
+# --- object-level checks (another driver's object answers exactly like a missing one) -----------------
+
+
+def check_update(principal: Principal, driver_id: str, package_id: str) -> None:
+    """POST /update: a driver may only move its own deliveries."""
+    if not principal.owns(driver_id):
+        from depot.service import NotFound
+
+        # Same message and details as Service.update_status for a missing (driver, package).
+        raise NotFound(f"no assignment of package {package_id!r} to driver {driver_id!r}",
+                       {"driver_id": driver_id, "package_id": package_id})
+
+
+def check_driver_read(principal: Principal, service, driver_id: str, day: str) -> None:
+    """GET /drivers/{id}/assignments: a driver reads only its own."""
+    if not principal.owns(driver_id):
+        from depot.service import NotFound
+
+        service.require_day(day)  # a missing day answers as it would for anyone
+        # Same message and details as Service.driver_assignments for a driver not in the day.
+        raise NotFound(f"driver {driver_id!r} is not in the manifest of {day}", {"driver_id": driver_id})
+
+
+def visible_package(principal: Principal, result: dict[str, Any], package_id: str, day: str | None):
+    """GET /packages/{id}: a driver sees only the packages it holds."""
+    if not principal.owns(result.get("driver_id")):
+        from depot.service import NotFound
+
+        # Same message and details as Service.package for a missing package.
+        raise NotFound(f"no package {package_id!r}" + (f" on {day}" if day else ""), {"package_id": package_id})
+    return result
+
+
+# --- installation ------------------------------------------------------------------------------------
+
+
+def install(app, settings) -> None:
+    """Everything security needs, in one call from create_app: checks, middleware, error handler.
+
+    Middleware order (outermost first): auth -> rate limit -> body limit -> the app.
+    """
+    from depot.limits import BodyLimitMiddleware, RateLimitMiddleware
+
+    secrets = check_configuration(settings)
+    # add_middleware prepends: the last added is the outermost.
+    app.add_middleware(BodyLimitMiddleware, default_limit=settings.max_body_bytes,
+                       limits={("POST", "/manifests"): settings.max_manifest_bytes})
+    app.add_middleware(RateLimitMiddleware, per_minute=settings.rate_limit_per_minute)
+    app.add_middleware(AuthMiddleware, secrets=secrets)
+
+    from fastapi.responses import JSONResponse
+
+    @app.exception_handler(AuthError)
+    async def auth_error(_: Request, exc: AuthError):
+        headers = {"WWW-Authenticate": 'Bearer realm="depot"'} if exc.status == 401 else None
+        return JSONResponse(status_code=exc.status, headers=headers,
+                            content={"error": {"code": exc.code, "message": exc.message, "details": None}})
