@@ -15,14 +15,18 @@ from typing import Annotated, Any
 from fastapi import Depends, FastAPI, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, PlainTextResponse
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from depot.idempotency import IdempotencyMiddleware, IdempotencyRecords
+from depot.observability import REGISTRY, RequestContextMiddleware, configure_logging, oplog_metrics, record_aws_calls
+from depot.oplog import EventLog
 from depot.models import Identifier, InvalidManifest, Status, parse_drivers, parse_packages
 from depot.service import DepotError, Service
 from depot.settings import Settings, get_settings
-from depot.store import StorageUnavailable, Store, make_clients
+from depot.store import StorageUnavailable, Store, make_clients, make_log_client
 
 log = logging.getLogger("depot.api")
 
@@ -127,12 +131,20 @@ def create_app(settings: Settings | None = None, service: Service | None = None)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
-        if service is None:
-            dynamodb, s3 = make_clients(settings)
-            app.state.service = Service(settings, Store(settings, dynamodb, s3))
-        else:
-            app.state.service = service
-        yield
+        dynamodb, s3 = make_clients(settings)
+        for client in (dynamodb, s3):
+            record_aws_calls(client)
+        events = EventLog(make_log_client(settings), settings.log_bucket, settings.env,
+                          settings.log_flush_interval_s, settings.log_flush_max_events,
+                          settings.log_buffer_max_events, on_metrics=oplog_metrics)
+        events.start()
+        app.state.events = events
+        app.state.service = service or Service(settings, Store(settings, dynamodb, s3), events)
+        app.state.idempotency = IdempotencyRecords(dynamodb, s3, settings.idempotency_table, settings.state_bucket)
+        try:
+            yield
+        finally:
+            await run_in_threadpool(events.close)
 
     app = FastAPI(
         title="Depot",
@@ -141,8 +153,11 @@ def create_app(settings: Settings | None = None, service: Service | None = None)
         lifespan=lifespan,
     )
     app.state.settings = settings
+    configure_logging()
     _install_error_handlers(app)
     _install_routes(app)
+    app.add_middleware(IdempotencyMiddleware)
+    app.add_middleware(RequestContextMiddleware)
     return app
 
 
@@ -223,6 +238,11 @@ def _install_routes(app: FastAPI) -> None:
     def get_package(package_id: Identifier, service: ServiceDep, day: Date | None = None) -> dict[str, Any]:
         """The package, and its driver and status if it is assigned."""
         return service.package(package_id, day.isoformat() if day else None)
+
+    @app.get("/metrics", tags=["operations"], response_class=PlainTextResponse)
+    def metrics() -> PlainTextResponse:
+        """Prometheus metrics of this process."""
+        return PlainTextResponse(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)
 
     @app.get("/health", tags=["operations"])
     def health() -> dict[str, str]:

@@ -27,6 +27,7 @@ import numpy as np
 
 from depot.eligibility import PackageColumns, RuleMasks
 from depot.matcher import match
+from depot.observability import ASSIGN_RUN_PACKAGES, ASSIGN_RUN_SECONDS
 from depot.models import NEXT_STATUSES, Driver, Package, Status, previous_statuses
 from depot.settings import Settings
 from depot.store import ConditionFailed, StorageUnavailable, Store, VersionConflict
@@ -160,10 +161,18 @@ class AssignOutcome:
         return body
 
 
+class NoEvents:
+    """Stands in for the S3 event log where none is wired (pure unit use)."""
+
+    def emit(self, event_type: str, **fields: Any) -> str:
+        return ""
+
+
 class Service:
-    def __init__(self, settings: Settings, store: Store):
+    def __init__(self, settings: Settings, store: Store, events: Any = None):
         self.settings = settings
         self.store = store
+        self.events = events or NoEvents()
         self._days: dict[str, DayState] = {}
         self._lock = threading.Lock()
         self.process_id = uuid.uuid4().hex
@@ -225,8 +234,10 @@ class Service:
             base = state or DayState(day=day, version=0, manifest=merged, runs=())
             with self._lock:
                 self._days[day] = replace(base, manifest=merged, version=version)
-            return {"day": day, "version": version, **counts,
-                    "drivers_total": len(merged.drivers), "packages_total": len(merged.packages)}
+            result = {"day": day, "version": version, **counts,
+                      "drivers_total": len(merged.drivers), "packages_total": len(merged.packages)}
+            self.events.emit("manifest_imported", **result, manifest_key=key)
+            return result
         raise Busy("the day kept changing while importing; try again")
 
     def _merge(self, state: DayState | None, drivers: list[Driver], records: list[dict[str, Any]]):
@@ -266,10 +277,25 @@ class Service:
     # --- assignment ---------------------------------------------------------------------------
 
     def assign(self, day: str, driver_ids: list[str], max_per_driver: int, explain: bool = False) -> AssignOutcome:
+        started = time.perf_counter()
+        outcome = self._assign(day, driver_ids, max_per_driver, explain)
+        elapsed = time.perf_counter() - started
+        assigned = sum(len(v) for v in outcome.new.values())
+        ASSIGN_RUN_PACKAGES.observe(assigned)
+        ASSIGN_RUN_SECONDS.labels("total").observe(elapsed)
+        self.events.emit("assignment_run", day=day, drivers_requested=len(driver_ids),
+                         max_per_driver=max_per_driver, packages_assigned=assigned,
+                         drivers_served=len(outcome.new), version=outcome.state.version,
+                         unassigned_packages=len(outcome.state.manifest.packages) - len(outcome.state.holder),
+                         duration_s=round(elapsed, 4))
+        return outcome
+
+    def _assign(self, day: str, driver_ids: list[str], max_per_driver: int, explain: bool) -> AssignOutcome:
         deadline = time.monotonic() + PENDING_WAIT_S
         for _ in range(COMMIT_ATTEMPTS):
             state = self._settled(day, deadline)
             drivers = self._requested(state, driver_ids)
+            solve_started = time.perf_counter()
             result = match(
                 state.manifest.columns,
                 drivers,
@@ -277,6 +303,7 @@ class Service:
                 held_counts={d: len(state.held_by.get(d, [])) for d in driver_ids},
                 held=state.held_mask(),
             )
+            ASSIGN_RUN_SECONDS.labels("match").observe(time.perf_counter() - solve_started)
             ids = state.manifest.columns.package_ids
             new = {d: [ids[i] for i in idx] for d, idx in result.assignments.items() if idx}
             if not new:
@@ -347,6 +374,7 @@ class Service:
             present = {(i["driver_id"], i["package_id"]) for i in self.store.get_items(pairs)}
             pairs = [pair for pair in pairs if pair not in present]
         records = [self._item(state, d, p, run_key, now) for d, p in pairs]
+        write_started = time.perf_counter()
         stop = threading.Event()
         lost = threading.Event()
 
@@ -371,6 +399,9 @@ class Service:
         if lost.is_set():
             raise Busy("another process took over writing this run; try again")
         self.store.finish_run(state.day, run_key)
+        ASSIGN_RUN_SECONDS.labels("write").observe(time.perf_counter() - write_started)
+        if check_existing:
+            self.events.emit("assignment_run_rolled_forward", day=state.day, run=run_key, items_written=len(records))
 
     def _item(self, state: DayState, driver_id: str, package_id: str, run_key: str, now: float) -> dict[str, Any]:
         package = state.manifest.packages[state.manifest.index[package_id]]
@@ -438,9 +469,13 @@ class Service:
         allowed_from = [s.value for s in previous_statuses(status)]
         if allowed_from:
             try:
-                return self.store.update_status(driver_id, package_id, status.value, allowed_from, time.time())
+                item = self.store.update_status(driver_id, package_id, status.value, allowed_from, time.time())
             except ConditionFailed:
                 pass
+            else:
+                self.events.emit("status_changed", driver_id=driver_id, package_id=package_id, day=item.get("day"),
+                                 status=status.value, version=item.get("version"))
+                return item
         current = self.store.get_item(driver_id, package_id)
         if current is None:
             raise NotFound(f"no assignment of package {package_id!r} to driver {driver_id!r}",

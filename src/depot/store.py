@@ -100,6 +100,17 @@ def make_clients(settings: Settings) -> tuple[Any, Any]:
     return session.client("dynamodb", **kwargs), session.client("s3", **s3_kwargs)
 
 
+def make_log_client(settings: Settings) -> Any:
+    """An S3 client for the operational log shipper: few retries, short timeouts, its own pool,
+    so that a slow S3 delays only the background shipper."""
+    config = Config(retries={"mode": "standard", "max_attempts": 2}, connect_timeout=1, read_timeout=3,
+                    max_pool_connections=2, s3={"addressing_style": "path"})
+    kwargs: dict[str, Any] = {"config": config}
+    if settings.aws_endpoint_url:
+        kwargs["endpoint_url"] = settings.aws_endpoint_url
+    return boto3.session.Session(region_name=settings.aws_region).client("s3", **kwargs)
+
+
 # --- DynamoDB attribute values ------------------------------------------------------------------
 
 
