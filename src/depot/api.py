@@ -23,6 +23,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from depot.idempotency import IdempotencyMiddleware, IdempotencyRecords
 from depot.observability import REGISTRY, RequestContextMiddleware, configure_logging, oplog_metrics, record_aws_calls
 from depot.oplog import EventLog
+from depot import auth
 from depot.models import Identifier, InvalidManifest, Status, parse_drivers, parse_packages
 from depot.service import DepotError, Service
 from depot.settings import Settings, get_settings
@@ -113,7 +114,7 @@ def error_response(status: int, code: str, message: str, details: Any = None, he
     return JSONResponse(status_code=status, content=body, headers=headers)
 
 
-ERRORS = {code: {"model": ErrorBody} for code in (400, 404, 409, 413, 422, 503)}
+ERRORS = {code: {"model": ErrorBody} for code in (400, 401, 403, 404, 409, 413, 422, 429, 503)}
 
 
 # --- wiring -------------------------------------------------------------------------------------------
@@ -158,6 +159,7 @@ def create_app(settings: Settings | None = None, service: Service | None = None)
     _install_routes(app)
     app.add_middleware(IdempotencyMiddleware)
     app.add_middleware(RequestContextMiddleware)
+    auth.install(app, settings)  # auth, rate and body limits (docs/security.md)
     return app
 
 
@@ -204,40 +206,45 @@ def _install_error_handlers(app: FastAPI) -> None:
 def _install_routes(app: FastAPI) -> None:
     @app.post("/assign", response_model=AssignResponse, response_model_exclude_none=True, responses=ERRORS,
               tags=["assignment"])
-    def assign(body: AssignRequest, service: ServiceDep,
+    def assign(body: AssignRequest, service: ServiceDep, _: auth.DispatcherDep,
                explain: Annotated[bool, Query(description="say why each unassigned package is")] = False):
         """Assign the day's free packages to the requested drivers, optimally (SPEC 2)."""
         day = body.day.isoformat() if body.day else service.today()
         return service.assign(day, body.driver_ids, body.max_per_driver, explain).response()
 
     @app.post("/update", response_model=AssignmentItem, responses=ERRORS, tags=["assignment"])
-    def update(body: UpdateRequest, service: ServiceDep):
+    def update(body: UpdateRequest, service: ServiceDep, principal: auth.PrincipalDep):
         """Move a delivery through its lifecycle; 409 names the allowed next statuses."""
+        auth.check_update(principal, body.driver_id, body.package_id)
         return service.update_status(body.driver_id, body.package_id, body.status)
 
     @app.post("/manifests", status_code=201, response_model=ManifestImported, tags=["manifests"],
               responses=ERRORS,
               openapi_extra={"requestBody": {"required": True, "content": {
                   "application/json": {"schema": ManifestRequest.model_json_schema()}}}})
-    async def import_manifest(request: Request, service: ServiceDep):
+    async def import_manifest(request: Request, service: ServiceDep, _: auth.DispatcherDep):
         """Store a day's lists durably; importing again adds and updates (SPEC 2)."""
         raw = await request.body()
         return await run_in_threadpool(_import, raw, service)
 
     @app.get("/manifests/{day}", tags=["manifests"], responses=ERRORS)
-    def get_manifest(day: Date, service: ServiceDep) -> dict[str, Any]:
+    def get_manifest(day: Date, service: ServiceDep, _: auth.DispatcherDep) -> dict[str, Any]:
         """The day's drivers and packages."""
         return service.manifest(day.isoformat())
 
     @app.get("/drivers/{driver_id}/assignments", tags=["reads"], responses=ERRORS)
-    def driver_assignments(driver_id: Identifier, service: ServiceDep, day: Date | None = None) -> dict[str, Any]:
+    def driver_assignments(driver_id: Identifier, service: ServiceDep, principal: auth.PrincipalDep,
+                           day: Date | None = None) -> dict[str, Any]:
         """The driver's packages for the day, with their statuses."""
+        auth.check_driver_read(principal, service, driver_id, day.isoformat() if day else service.today())
         return service.driver_assignments(driver_id, day.isoformat() if day else service.today())
 
     @app.get("/packages/{package_id}", tags=["reads"], responses=ERRORS)
-    def get_package(package_id: Identifier, service: ServiceDep, day: Date | None = None) -> dict[str, Any]:
+    def get_package(package_id: Identifier, service: ServiceDep, principal: auth.PrincipalDep,
+                    day: Date | None = None) -> dict[str, Any]:
         """The package, and its driver and status if it is assigned."""
-        return service.package(package_id, day.isoformat() if day else None)
+        day_ = day.isoformat() if day else None
+        return auth.visible_package(principal, service.package(package_id, day_), package_id, day_)
 
     @app.get("/metrics", tags=["operations"], response_class=PlainTextResponse)
     def metrics() -> PlainTextResponse:
@@ -267,7 +274,7 @@ def _install_routes(app: FastAPI) -> None:
 def _import(raw: bytes, service: Service) -> dict[str, Any]:
     try:
         payload = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
         raise DepotError(f"the body is not valid JSON: {exc}") from None
     if not isinstance(payload, dict):
         raise InvalidManifest([{"field": "body", "message": "the body must be a JSON object"}])

@@ -290,18 +290,27 @@ def visible_package(principal: Principal, result: dict[str, Any], package_id: st
 
 
 def install(app, settings) -> None:
-    """Everything security needs, in one call from create_app: checks, middleware, error handler.
+    """Everything security needs, in one call at the end of create_app: checks, middleware, handler.
 
-    Middleware order (outermost first): auth -> rate limit -> body limit -> the app.
+    Middleware order (outermost first): request context (ids, metrics, if installed) -> auth ->
+    rate limit -> body limit -> everything else (idempotency, which reads bodies) -> the app. So
+    an unauthenticated or over-limit request is refused before anything reads its body or
+    replays a stored response, and refusals still carry request ids and show in the metrics.
     """
+    from starlette.middleware import Middleware
+
     from depot.limits import BodyLimitMiddleware, RateLimitMiddleware
 
     secrets = check_configuration(settings)
-    # add_middleware prepends: the last added is the outermost.
-    app.add_middleware(BodyLimitMiddleware, default_limit=settings.max_body_bytes,
-                       limits={("POST", "/manifests"): settings.max_manifest_bytes})
-    app.add_middleware(RateLimitMiddleware, per_minute=settings.rate_limit_per_minute)
-    app.add_middleware(AuthMiddleware, secrets=secrets)
+    ours = [
+        Middleware(AuthMiddleware, secrets=secrets),
+        Middleware(RateLimitMiddleware, per_minute=settings.rate_limit_per_minute),
+        Middleware(BodyLimitMiddleware, default_limit=settings.max_body_bytes,
+                   limits={("POST", "/manifests"): settings.max_manifest_bytes}),
+    ]
+    names = [getattr(m.cls, "__name__", "") for m in app.user_middleware]  # [0] is the outermost
+    at = names.index("RequestContextMiddleware") + 1 if "RequestContextMiddleware" in names else 0
+    app.user_middleware[at:at] = ours
 
     from fastapi.responses import JSONResponse
 
@@ -310,3 +319,13 @@ def install(app, settings) -> None:
         headers = {"WWW-Authenticate": 'Bearer realm="depot"'} if exc.status == 401 else None
         return JSONResponse(status_code=exc.status, headers=headers,
                             content={"error": {"code": exc.code, "message": exc.message, "details": None}})
+
+
+def mint_cli(role: str, driver_id: str | None, ttl: str) -> str:
+    """``depot token``: a token signed with the current DEPOT_AUTH_SECRET (ValueError explains refusals)."""
+    from depot.settings import Settings
+
+    secrets = secrets_from(Settings())
+    if not secrets:
+        raise ValueError("DEPOT_AUTH_SECRET is not set: there is nothing to sign tokens with")
+    return mint_token(secrets[0], role, driver_id, parse_ttl(ttl))

@@ -222,5 +222,21 @@ def _load_today_if_missing() -> None:
                   f"{result['packages_total']} packages (seed {seed})")
 
 
+@app.command()
+def token(
+    role: Annotated[str, typer.Option(help="dispatcher or driver")],
+    driver_id: Annotated[Optional[str], typer.Option(help="the driver's id (driver tokens only)")] = None,
+    ttl: Annotated[str, typer.Option(help="lifetime: 900, 30m, 8h, 2d (at most 30d)")] = "8h",
+) -> None:
+    """Mint a bearer token signed with DEPOT_AUTH_SECRET; the token is the last line of output."""
+    from depot.auth import mint_cli
+
+    try:
+        print(mint_cli(role, driver_id, ttl))
+    except ValueError as exc:
+        console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from None
+
+
 if __name__ == "__main__":
     app()
