@@ -54,6 +54,7 @@ class EventLog:
         self.dropped = 0
         self.shipped = 0
         self._seq = 0
+        self._in_flight = 0
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._stop = threading.Event()
@@ -86,6 +87,11 @@ class EventLog:
     def depth(self) -> int:
         with self._lock:
             return len(self.buffer)
+
+    def unshipped(self) -> int:
+        """Events not yet stored: waiting in the buffer or in a PUT under way."""
+        with self._lock:
+            return len(self.buffer) + self._in_flight
 
     # --- shipping -----------------------------------------------------------------------------
 
@@ -120,20 +126,37 @@ class EventLog:
         """Ship up to ``flush_max_events`` events; True if they were stored."""
         with self._lock:
             batch = [self.buffer.popleft() for _ in range(min(self.flush_max_events, len(self.buffer)))]
+            self._in_flight += len(batch)
         if not batch:
             return True
+        stored = 0
         try:
             for key, events in self._objects(batch):
                 self._put(key, events)
+                stored += len(events)
         except Exception as exc:  # noqa: BLE001 - S3 trouble of any kind must not escape
-            self._requeue(batch)
+            with self._lock:
+                self._in_flight -= len(batch)
+            self.shipped += stored
+            self._requeue(self._unstored(batch, stored))
             self._backoff_s = min(max(self._backoff_s * 2, 0.5), 30.0) * random.uniform(0.5, 1.0)
             log.warning("operational log flush failed, will retry: %s", exc)
             return False
         self._backoff_s = 0.0
+        with self._lock:
+            self._in_flight -= len(batch)
         self.shipped += len(batch)
         self._report()
         return True
+
+    @staticmethod
+    def _unstored(batch: list[dict[str, Any]], stored: int) -> list[dict[str, Any]]:
+        """The events of ``batch`` whose objects were not written (objects go hour by hour)."""
+        by_hour: dict[str, list[dict[str, Any]]] = {}
+        for event in batch:
+            by_hour.setdefault(event["ts"][:13], []).append(event)
+        ordered = [e for events in by_hour.values() for e in events]
+        return ordered[stored:]
 
     def _objects(self, batch: list[dict[str, Any]]):
         by_hour: dict[str, list[dict[str, Any]]] = {}
