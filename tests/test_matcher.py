@@ -1,0 +1,267 @@
+"""The matcher against independent oracles: networkx max flow and min-cost max flow on the full
+driver x package graph, built with the test's own reading of SPEC's rules table (tests/oracle.py)."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from depot.eligibility import PackageColumns
+from depot.matcher import greedy_first_fit, match
+from depot.models import parse_drivers
+from depot.rules import generate_day
+from oracle import best_priority, driver_accepts, max_assignable
+
+PROPERTY_SETTINGS = settings(max_examples=150, deadline=None,
+                             suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+
+
+# --- a generated day, with some packages already held ----------------------------------------------
+
+
+class Case:
+    """A matcher input: requested drivers, the day's packages, the cap, and what is already held."""
+
+    def __init__(self, raw_drivers, packages, cap, holder):
+        self.raw_drivers = raw_drivers  # requested drivers, raw JSON
+        self.drivers = parse_drivers(raw_drivers)
+        self.packages = packages
+        self.cap = cap
+        self.holder = holder  # package index -> driver id, for packages already held by anyone
+        ids = {d["driver_id"] for d in raw_drivers}
+        self.held_counts = dict(Counter(d for d in holder.values() if d in ids))
+        self.held = np.zeros(len(packages), dtype=bool)
+        self.held[list(holder)] = True
+
+    def columns(self) -> PackageColumns:
+        return PackageColumns.from_records(self.packages)
+
+    def run(self):
+        return match(self.columns(), self.drivers, self.cap, held_counts=dict(self.held_counts),
+                     held=self.held.copy())
+
+    def optimum(self) -> int:
+        return max_assignable(self.raw_drivers, self.packages, self.cap, self.held_counts, self.holder)
+
+    def __repr__(self) -> str:
+        return (f"Case(drivers={[(d['driver_id'], [r['code'] for r in d['rules']]) for d in self.raw_drivers]}, "
+                f"packages={len(self.packages)}, cap={self.cap}, held_counts={self.held_counts}, "
+                f"held={sorted(self.holder)})")
+
+
+@st.composite
+def cases(draw, identical_drivers: bool = False, allow_holdings: bool = True):
+    seed = draw(st.integers(0, 2**32 - 1))
+    n_drivers = draw(st.integers(1, 6))
+    others = draw(st.integers(0, 2))  # drivers of the day that are not requested but hold packages
+    per_driver = draw(st.integers(0, 6))
+    max_rules = draw(st.integers(0, 4))
+    min_rules = draw(st.integers(0, max_rules))
+    cap = draw(st.integers(0, 5))
+    day = generate_day(seed=seed, drivers=n_drivers + others, packages_per_driver=per_driver,
+                       min_rules=min_rules, max_rules=max_rules, with_destination=False)
+    raw = day["drivers"]
+    if identical_drivers:
+        raw = [{"driver_id": d["driver_id"], "rules": raw[0]["rules"]} for d in raw]
+    requested, all_ids = raw[:n_drivers], [d["driver_id"] for d in raw]
+    holder = {}
+    if allow_holdings and day["packages"]:
+        owners = draw(st.lists(st.one_of(st.none(), st.sampled_from(all_ids)),
+                               min_size=len(day["packages"]), max_size=len(day["packages"])))
+        holder = {i: d for i, d in enumerate(owners) if d is not None}
+    return Case(requested, day["packages"], cap, holder)
+
+
+def check_valid(case: Case, result) -> list[tuple[str, int]]:
+    """Every invariant of a single answer; returns the (driver, package index) pairs."""
+    ids = [d["driver_id"] for d in case.raw_drivers]
+    assert list(result.assignments) == ids, "every requested driver is listed, in order"
+    pairs = [(d, i) for d, idx in result.assignments.items() for i in idx]
+    indices = [i for _, i in pairs]
+    assert len(indices) == len(set(indices)), "a package was assigned twice"
+    assert all(isinstance(i, int) and 0 <= i < len(case.packages) for i in indices)
+    assert not any(case.held[i] for i in indices), "an already-held package was assigned again"
+    raw = {d["driver_id"]: d for d in case.raw_drivers}
+    for d, i in pairs:
+        assert driver_accepts(raw[d], case.packages[i]), f"{d} takes package {i} against its rules"
+    for d, idx in result.assignments.items():
+        held = case.held_counts.get(d, 0)
+        assert len(idx) == 0 or held + len(idx) <= case.cap, f"{d} holds {held} + {len(idx)} > {case.cap}"
+    assert result.assigned == len(pairs)
+    return pairs
+
+
+# --- the properties ---------------------------------------------------------------------------------
+
+
+@PROPERTY_SETTINGS
+@given(case=cases())
+def test_matcher_is_valid_and_reaches_the_maximum_flow(case):
+    result = case.run()
+    check_valid(case, result)
+    assert result.assigned == case.optimum()
+
+
+@PROPERTY_SETTINGS
+@given(case=cases())
+def test_matcher_is_deterministic(case):
+    first, second = case.run(), case.run()
+    assert first.assignments == second.assignments
+    for d in first.assignments:
+        assert first.assignments[d] == sorted(first.assignments[d])
+
+
+@PROPERTY_SETTINGS
+@given(case=cases())
+def test_among_maximum_answers_express_then_perishable_come_first(case):
+    result = case.run()
+    taken = [i for idx in result.assignments.values() for i in idx]
+    got = (len(taken),
+           sum(case.packages[i]["is_express"] for i in taken),
+           sum(case.packages[i]["is_perishable"] for i in taken))
+    assert got == best_priority(case.raw_drivers, case.packages, case.cap, case.held_counts, case.holder)
+
+
+@PROPERTY_SETTINGS
+@given(case=cases(identical_drivers=True))
+def test_interchangeable_drivers_get_even_loads(case):
+    """With identical rules, no driver that took new packages ends more than one above another
+    driver (who could have taken one of them instead); without holdings, loads differ by <= 1."""
+    result = case.run()
+    check_valid(case, result)
+    load = {d: case.held_counts.get(d, 0) + len(idx) for d, idx in result.assignments.items()}
+    for d, idx in result.assignments.items():
+        if idx:
+            assert load[d] <= min(load.values()) + 1, load
+    if not case.held_counts:
+        assert max(load.values()) - min(load.values()) <= 1, load
+
+
+# --- greedy is not enough ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_greedy_first_fit_falls_short_where_the_matcher_reaches_the_optimum(seed):
+    """The brief's generator with 2-4 rules per driver, 99 drivers x 990 packages, cap 10."""
+    day = generate_day(seed=seed, drivers=99, packages_per_driver=10, min_rules=2, max_rules=4,
+                       with_destination=False)
+    drivers, columns = parse_drivers(day["drivers"]), PackageColumns.from_records(day["packages"])
+    optimum = max_assignable(day["drivers"], day["packages"], 10)
+    result = match(columns, drivers, 10)
+    greedy = greedy_first_fit(columns, drivers, 10)
+    greedy_count = sum(len(v) for v in greedy.values())
+    case = Case(day["drivers"], day["packages"], 10, {})
+    check_valid(case, result)
+    assert result.assigned == optimum
+    assert greedy_count < optimum, (greedy_count, optimum)
+    # greedy's answer is itself valid, just not maximal
+    greedy_pairs = [i for idx in greedy.values() for i in idx]
+    assert len(greedy_pairs) == len(set(greedy_pairs))
+    assert all(len(v) <= 10 for v in greedy.values())
+
+
+def test_priority_on_the_full_brief_day():
+    day = generate_day(seed=5, drivers=99, packages_per_driver=10, min_rules=2, max_rules=4,
+                       with_destination=False)
+    result = match(PackageColumns.from_records(day["packages"]), parse_drivers(day["drivers"]), 10)
+    taken = [i for idx in result.assignments.values() for i in idx]
+    got = (len(taken), sum(day["packages"][i]["is_express"] for i in taken),
+           sum(day["packages"][i]["is_perishable"] for i in taken))
+    assert got == best_priority(day["drivers"], day["packages"], 10)
+
+
+# --- small cases written out ------------------------------------------------------------------------
+
+
+def pkg(i: int, express=False, perishable=False, **kw) -> dict:
+    p = {"package_id": f"p{i}", "weight_kg": 1.0, "is_perishable": perishable, "region": "north",
+         "distance_km": 5.0, "is_express": express, "is_fragile": False, "hazmat_class": None,
+         "temperature_c": 5.0, "delivery_hour": 10, "volume_m3": 1.0}
+    p.update(kw)
+    return p
+
+
+def free_driver(driver_id: str, *rules) -> dict:
+    return {"driver_id": driver_id, "rules": [
+        {"rule_id": f"{driver_id}-{k}", "code": code, "params": params} for k, (code, params) in enumerate(rules)]}
+
+
+def run_small(raw_drivers, packages, cap, held_counts=None, held=None):
+    held_mask = None
+    if held is not None:
+        held_mask = np.zeros(len(packages), dtype=bool)
+        held_mask[list(held)] = True
+    return match(PackageColumns.from_records(packages), parse_drivers(raw_drivers), cap,
+                 held_counts=held_counts, held=held_mask)
+
+
+def test_express_is_preferred_then_perishable():
+    packages = [pkg(0), pkg(1, perishable=True), pkg(2, express=True), pkg(3, express=True, perishable=True)]
+    assert run_small([free_driver("a")], packages, 1).assignments == {"a": [3]}
+    assert run_small([free_driver("a")], packages, 2).assignments == {"a": [2, 3]}
+    assert run_small([free_driver("a")], packages, 3).assignments == {"a": [1, 2, 3]}
+    assert run_small([free_driver("a")], packages, 9).assignments == {"a": [0, 1, 2, 3]}
+
+
+def test_priority_never_costs_a_package():
+    """Only 'picky' can take the express package; the flexible driver takes the other one. Sending
+    express to the flexible driver first (as a greedy would) leaves picky empty."""
+    packages = [pkg(0, express=True), pkg(1, express=False)]
+    drivers = [free_driver("flexible"), free_driver("picky", ("EXPRESS_ONLY", {}))]
+    result = run_small(drivers, packages, 1)
+    assert result.assignments == {"flexible": [1], "picky": [0]}
+
+
+def test_spare_capacity_is_spread_evenly():
+    packages = [pkg(i) for i in range(20)]
+    result = run_small([free_driver("a"), free_driver("b"), free_driver("c")], packages, 10)
+    assert sorted(len(v) for v in result.assignments.values()) == [6, 7, 7]
+    assert result.assigned == 20
+
+
+def test_existing_holdings_count_towards_the_cap_and_the_balance():
+    packages = [pkg(i) for i in range(12)]
+    held = {0, 1, 2, 3}  # held by "a"
+    result = run_small([free_driver("a"), free_driver("b"), free_driver("c")], packages, 5,
+                       held_counts={"a": 4}, held=held)
+    loads = {"a": 4 + len(result.assignments["a"]), "b": len(result.assignments["b"]),
+             "c": len(result.assignments["c"])}
+    assert result.assigned == 8
+    assert loads["a"] <= 5 and max(loads.values()) - min(loads.values()) <= 1, loads
+    assert not set(held) & {i for v in result.assignments.values() for i in v}
+
+
+def test_a_driver_over_the_cap_takes_nothing():
+    packages = [pkg(i) for i in range(5)]
+    result = run_small([free_driver("a"), free_driver("b")], packages, 2, held_counts={"a": 7})
+    assert result.assignments["a"] == []
+    assert len(result.assignments["b"]) == 2
+
+
+@pytest.mark.parametrize(
+    ("drivers", "packages", "cap", "held"),
+    [
+        ([], [pkg(0)], 3, None),
+        ([free_driver("a")], [], 3, None),
+        ([free_driver("a")], [pkg(0)], 0, None),
+        ([free_driver("a")], [pkg(0), pkg(1)], 3, {0, 1}),
+        ([free_driver("a", ("EXPRESS_ONLY", {}))], [pkg(0), pkg(1)], 3, None),
+    ],
+    ids=["no-drivers", "no-packages", "cap-zero", "all-held", "none-eligible"],
+)
+def test_nothing_to_assign(drivers, packages, cap, held):
+    result = run_small(drivers, packages, cap, held=held)
+    assert result.assigned == 0
+    assert result.assignments == {d["driver_id"]: [] for d in drivers}
+
+
+def test_the_answer_does_not_depend_on_rule_ids_or_rule_order():
+    packages = generate_day(seed=9, drivers=4, packages_per_driver=8, with_destination=False)["packages"]
+    rules = [("MAX_WEIGHT", {"limit_kg": 10}), ("REGION_ONLY", {"allowed_regions": ["north", "east"]})]
+    a = run_small([free_driver("x", *rules), free_driver("y")], packages, 4)
+    b = run_small([free_driver("x", *reversed(rules)), free_driver("y")], packages, 4)
+    assert a.assignments == b.assignments
