@@ -20,11 +20,17 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from depot.idempotency import IdempotencyMiddleware, IdempotencyRecords
-from depot.observability import REGISTRY, RequestContextMiddleware, configure_logging, oplog_metrics, record_aws_calls
-from depot.oplog import EventLog
 from depot import auth
+from depot.idempotency import IdempotencyMiddleware, IdempotencyRecords
 from depot.models import Identifier, InvalidManifest, Status, parse_drivers, parse_packages
+from depot.observability import (
+    REGISTRY,
+    RequestContextMiddleware,
+    configure_logging,
+    oplog_metrics,
+    record_aws_calls,
+)
+from depot.oplog import EventLog
 from depot.service import DepotError, Service
 from depot.settings import Settings, get_settings
 from depot.store import StorageUnavailable, Store, make_clients, make_log_client

@@ -225,7 +225,7 @@ def _load_today_if_missing() -> None:
 @app.command()
 def token(
     role: Annotated[str, typer.Option(help="dispatcher or driver")],
-    driver_id: Annotated[Optional[str], typer.Option(help="the driver's id (driver tokens only)")] = None,
+    driver_id: Annotated[str | None, typer.Option(help="the driver's id (driver tokens only)")] = None,
     ttl: Annotated[str, typer.Option(help="lifetime: 900, 30m, 8h, 2d (at most 30d)")] = "8h",
 ) -> None:
     """Mint a bearer token signed with DEPOT_AUTH_SECRET; the token is the last line of output."""
