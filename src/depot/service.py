@@ -161,6 +161,17 @@ class AssignOutcome:
         return body
 
 
+def _record(package: Package) -> dict[str, Any]:
+    """The stored form of a package: every SPEC field (``hazmat_class`` may be null), and
+    ``destination`` only when given."""
+    record = package.model_dump(mode="json")
+    if record.get("destination") is None:
+        record.pop("destination", None)
+    else:
+        record["destination"] = {k: v for k, v in record["destination"].items() if v is not None}
+    return record
+
+
 class NoEvents:
     """Stands in for the S3 event log where none is wired (pure unit use)."""
 
@@ -218,7 +229,7 @@ class Service:
 
     def import_manifest(self, day: str, drivers: list[Driver], packages: list[Package]) -> dict[str, Any]:
         """Add drivers and packages to the day; update drivers' rules; never change an assigned package."""
-        records = [p.model_dump(mode="json", exclude_none=True) for p in packages]
+        records = [_record(p) for p in packages]
         for _ in range(COMMIT_ATTEMPTS):
             state = self.day_state(day)
             merged, counts = self._merge(state, drivers, records)
