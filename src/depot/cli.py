@@ -169,12 +169,14 @@ def serve(
     """Serve the API against AWS_ENDPOINT_URL (or AWS itself when unset)."""
     import uvicorn
 
+    from depot.observability import configure_logging
     from depot.settings import get_settings
 
     settings = get_settings()
     console.print(f"Depot API on http://{host}:{port} (storage: {settings.aws_endpoint_url or 'AWS'}, env {settings.env})")
+    configure_logging()
     uvicorn.run("depot.api:create_app", factory=True, host=host, port=port, workers=workers,
-                log_level="warning", access_log=False)
+                log_config=None, access_log=False)
 
 
 @app.command()

@@ -13,6 +13,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 REQUEST_ID_HEADER = "x-request-id"
+ACCESS_LOG = structlog.get_logger("depot.access")
 
 REGISTRY = CollectorRegistry(auto_describe=True)
 REQUEST_LATENCY = Histogram(
@@ -129,8 +130,10 @@ class RequestContextMiddleware:
         finally:
             route = scope.get("route")
             template = getattr(route, "path", None) or "unmatched"
-            REQUEST_LATENCY.labels(scope["method"], template, str(status["code"])).observe(
-                time.perf_counter() - started)
+            elapsed = time.perf_counter() - started
+            REQUEST_LATENCY.labels(scope["method"], template, str(status["code"])).observe(elapsed)
+            ACCESS_LOG.info("request", method=scope["method"], route=template, path=scope["path"],
+                            status=status["code"], duration_ms=round(elapsed * 1000, 2))
 
 
 def _request_id(scope: Scope) -> str:
