@@ -68,12 +68,16 @@ Predicate = Callable[[PackageColumns, Mapping[str, Any]], np.ndarray]
 
 
 def _regions(p: PackageColumns, params: Mapping[str, Any]) -> np.ndarray:
-    allowed = [REGION_INDEX[r] for r in params["allowed_regions"]]
-    return np.isin(p.region, allowed)
+    allowed = np.zeros(len(REGION_INDEX), dtype=np.bool_)  # a lookup table: faster than np.isin
+    allowed[[REGION_INDEX[r] for r in params["allowed_regions"]]] = True
+    return allowed[p.region]
 
 
 def _hazmat(p: PackageColumns, params: Mapping[str, Any]) -> np.ndarray:
-    return (p.hazmat_class == NO_HAZMAT) | np.isin(p.hazmat_class, list(params["allowed_classes"]))
+    allowed = np.zeros(5, dtype=np.bool_)
+    allowed[NO_HAZMAT] = True
+    allowed[list(params["allowed_classes"])] = True
+    return allowed[p.hazmat_class]
 
 
 PREDICATES: dict[RuleCode, Predicate] = {

@@ -10,21 +10,28 @@ Objective, in this order (see ``docs/design.md``):
 
 It is one min-cost maximum flow (OR-Tools), made small by compressing the day:
 
-* every distinct rule is evaluated once over all packages (``RuleMasks``); a package's vector of
-  rule outcomes (its *atom*) decides which drivers may take it;
+* every distinct rule is evaluated once over all packages; a package's vector of rule outcomes
+  plus its priority tier (its *atom*, one integer) decides which drivers may take it;
 * drivers with the same rule set form a *type*; atoms with the same set of eligible types form a
-  *class*, split by priority tier (express, perishable).
+  *class*, split by priority tier (express, perishable) into *groups*;
+* types are ordered by their rule sets: a package a type accepts is accepted by every type whose
+  rule set is a subset, so flow that reaches a type may go on to those less demanding types
+  (zero-cost arcs). A class then needs an arc only to the *maximal* types it may feed instead of
+  to all of them (docs/performance.md: this is what made the network ~5x smaller);
+* drivers of one type that already hold the same number of packages are interchangeable: they
+  share one ladder of arcs into the sink, step ``k`` of capacity "number of such drivers" and cost
+  ``held + k``; filling a ladder from the bottom is the even split, which is what makes the load
+  even at the least sum of squares.
 
-The network is ``source -> (class, tier) -> class -> type -> driver -> sink``; the arcs into the
-sink are unit arcs of rising cost, which is what makes the load even. Its size depends on the
-number of classes and types, not on the number of packages.
+The network is ``source -> group -> class -> maximal types -> (subset types) -> sink``; its size
+depends on the number of classes and types, not on the number of packages.
 """
 
 from __future__ import annotations
 
-from collections import Counter, defaultdict
+from collections import defaultdict
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 from ortools.graph.python import min_cost_flow
@@ -52,11 +59,22 @@ class _Compressed:
     """The day reduced to classes: what the flow network is built from."""
 
     type_drivers: list[list[int]]  # type -> indices into the request's driver list
-    class_types: list[np.ndarray]  # class -> eligible type indices
+    type_needs: list[int]  # type -> its rule set, as a bit mask over the distinct rules
+    class_eligible: np.ndarray  # (classes x types) bool: the class's packages satisfy the type
     group_class: np.ndarray  # (class, tier) group -> class
     group_tier: np.ndarray  # group -> tier value (2*express + perishable)
     group_packages: list[np.ndarray]  # group -> package indices, in manifest order
-    type_eligible_count: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+
+    @property
+    def class_types(self) -> list[np.ndarray]:
+        return [np.flatnonzero(row) for row in self.class_eligible]
+
+    @property
+    def type_eligible_count(self) -> np.ndarray:
+        """Per type, how many of the offered packages it may take."""
+        sizes = np.array([len(g) for g in self.group_packages], dtype=np.int64)
+        per_class = np.bincount(self.group_class, weights=sizes, minlength=len(self.class_eligible))
+        return (self.class_eligible.T.astype(np.float64) @ per_class).round().astype(np.int64)
 
 
 def _rule_table(drivers: Sequence[Driver]) -> tuple[list[tuple], dict[tuple, int]]:
@@ -71,30 +89,67 @@ def _rule_table(drivers: Sequence[Driver]) -> tuple[list[tuple], dict[tuple, int
     return rules, keys
 
 
-def _atom_codes(packages: PackageColumns, rules: list[tuple], candidates: np.ndarray) -> np.ndarray:
-    """Per candidate package, its rule outcomes packed into uint64 words (one row each)."""
-    words = max(1, (len(rules) + 63) // 64)
-    codes = np.zeros((len(candidates), words), dtype=np.uint64)
-    for r, (code, params) in enumerate(rules):
-        mask = np.asarray(PREDICATES[code](packages, params), dtype=bool)[candidates]
-        codes[:, r // 64] |= mask.astype(np.uint64) << np.uint64(r % 64)
-    return codes
+def _unique_rows(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``np.unique(rows, axis=0, return_inverse=True)``, fast: rows compared as opaque bytes."""
+    rows = np.ascontiguousarray(rows)
+    if rows.shape[1] == 1 and rows.dtype.itemsize == 8:
+        flat = rows[:, 0]
+        uniq, inverse = np.unique(flat, return_inverse=True)
+        return uniq[:, None], inverse.reshape(-1)
+    void = rows.view(np.dtype((np.void, rows.dtype.itemsize * rows.shape[1]))).reshape(-1)
+    _, first, inverse = np.unique(void, return_index=True, return_inverse=True)
+    return rows[first], inverse.reshape(-1)
 
 
-def _type_needs(
-    drivers: Sequence[Driver], active: Sequence[int], keys: dict[tuple, int], words: int
-) -> tuple[list[list[int]], np.ndarray]:
-    """Group active drivers by rule set; each type's required rule bits, one row per type."""
-    by_rule_set: dict[tuple, list[int]] = {}
+def _classify(packages: PackageColumns, drivers: Sequence[Driver], active: Sequence[int],
+              candidates: np.ndarray):
+    """Types of the active drivers, and for each candidate package its class and tier.
+
+    Returns ``(type_drivers, type_needs, class_eligible, class_of, tier)`` where ``class_of`` and
+    ``tier`` are per candidate and ``class_eligible`` is (classes x types).
+    """
+    rules, keys = _rule_table([drivers[i] for i in active])
+    by_rule_set: dict[frozenset, list[int]] = {}
     for i in active:
-        by_rule_set.setdefault(drivers[i].rule_set_key(), []).append(i)
+        need = frozenset(keys[rule.key()] for rule in drivers[i].rules)
+        by_rule_set.setdefault(need, []).append(i)
     type_drivers = list(by_rule_set.values())
-    needs = np.zeros((len(type_drivers), words), dtype=np.uint64)
-    for t, members in enumerate(type_drivers):
-        for rule in drivers[members[0]].rules:
-            r = keys[rule.key()]
-            needs[t, r // 64] |= np.uint64(1) << np.uint64(r % 64)
-    return type_drivers, needs
+    type_needs = [sum(1 << r for r in need) for need in by_rule_set]
+
+    words = max(1, (len(rules) + 2 + 63) // 64)  # two more bits for the tier
+    codes = np.zeros((len(candidates), words), dtype=np.uint64)
+    tier = (packages.is_express[candidates].astype(np.uint64) << np.uint64(1)) | packages.is_perishable[
+        candidates
+    ].astype(np.uint64)
+    codes[:, 0] = tier
+    for r, (code, params) in enumerate(rules):
+        bit = r + 2
+        mask = np.asarray(PREDICATES[code](packages, params), dtype=bool)[candidates]
+        codes[:, bit // 64] |= mask.astype(np.uint64) << np.uint64(bit % 64)
+    atoms, atom_of = _unique_rows(codes)
+    atom_tier = (atoms[:, 0] & np.uint64(3)).astype(np.int64)
+
+    # eligible[a, t]: the atom satisfies every rule of type t
+    needs = np.zeros((len(type_needs), words), dtype=np.uint64)
+    for t, need in enumerate(type_needs):
+        shifted = need << 2
+        for w in range(words):
+            needs[t, w] = (shifted >> (64 * w)) & ((1 << 64) - 1)
+    eligible = np.ones((len(atoms), len(type_needs)), dtype=bool)
+    for w in range(words):
+        eligible &= (atoms[:, w : w + 1] & needs[None, :, w]) == needs[None, :, w]
+
+    packed = np.packbits(eligible, axis=1) if eligible.shape[1] else np.zeros((len(atoms), 1), np.uint8)
+    first, class_of_atom = _unique_rows_first(packed)
+    class_eligible = eligible[first]
+    return type_drivers, type_needs, class_eligible, class_of_atom[atom_of], atom_tier[atom_of]
+
+
+def _unique_rows_first(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    rows = np.ascontiguousarray(rows)
+    void = rows.view(np.dtype((np.void, rows.dtype.itemsize * rows.shape[1]))).reshape(-1)
+    _, first, inverse = np.unique(void, return_index=True, return_inverse=True)
+    return first, inverse.reshape(-1)
 
 
 def compress(
@@ -103,50 +158,25 @@ def compress(
     active: Sequence[int],
     available: np.ndarray,
 ) -> _Compressed:
-    rules, keys = _rule_table([drivers[i] for i in active])
     candidates = np.flatnonzero(available)
-    words = max(1, (len(rules) + 63) // 64)
-    type_drivers, needs = _type_needs(drivers, active, keys, words)
-    tier = (packages.is_express[candidates].astype(np.uint64) << np.uint64(1)) | packages.is_perishable[
-        candidates
-    ].astype(np.uint64)
-    codes = _atom_codes(packages, rules, candidates)
-    keyed = np.concatenate([codes, tier[:, None]], axis=1)
-    atoms, atom_of = np.unique(keyed, axis=0, return_inverse=True)
-    atom_of = atom_of.reshape(-1)
-    atom_codes, atom_tier = atoms[:, :-1], atoms[:, -1]
-
-    # eligible[a, t]: the atom satisfies every rule of type t
-    eligible = np.ones((len(atoms), len(type_drivers)), dtype=bool)
-    for w in range(words):
-        eligible &= (atom_codes[:, w : w + 1] & needs[None, :, w]) == needs[None, :, w]
-
-    classes, class_of_atom = np.unique(eligible, axis=0, return_inverse=True)
-    class_of_atom = class_of_atom.reshape(-1)
-    usable_class = classes.any(axis=1)
-
-    group_key = class_of_atom.astype(np.int64) * 4 + atom_tier.astype(np.int64)
-    package_group = group_key[atom_of]
-    keep = usable_class[class_of_atom[atom_of]]
-    package_group, kept = package_group[keep], candidates[keep]
-    order = np.argsort(package_group, kind="stable")
-    sorted_groups = package_group[order]
+    type_drivers, type_needs, class_eligible, class_of, tier = _classify(packages, drivers, active, candidates)
+    usable = class_eligible.any(axis=1)
+    keep = usable[class_of]
+    group_key = class_of[keep].astype(np.int64) * 4 + tier[keep]
+    kept = candidates[keep]
+    order = np.argsort(group_key, kind="stable")
+    sorted_groups = group_key[order]
     group_ids, starts = np.unique(sorted_groups, return_index=True)
-    bounds = list(starts[1:]) + [len(sorted_groups)]
-    group_packages = [kept[order[s:e]] for s, e in zip(starts, bounds)]
-
-    class_types = [np.flatnonzero(row) for row in classes]
-    counts_per_class = np.bincount(group_ids // 4, weights=[len(g) for g in group_packages], minlength=len(classes))
-    type_eligible = (classes.T.astype(np.int64) @ counts_per_class.astype(np.int64)) if len(classes) else np.zeros(
-        len(type_drivers), dtype=np.int64
-    )
+    bounds = np.append(starts[1:], len(sorted_groups))
+    ordered = kept[order]
+    group_packages = [ordered[s:e] for s, e in zip(starts.tolist(), bounds.tolist())]
     return _Compressed(
         type_drivers=type_drivers,
-        class_types=class_types,
+        type_needs=type_needs,
+        class_eligible=class_eligible,
         group_class=(group_ids // 4).astype(np.int64),
         group_tier=(group_ids % 4).astype(np.int64),
         group_packages=group_packages,
-        type_eligible_count=type_eligible,
     )
 
 
@@ -186,122 +216,203 @@ def match(
     if not comp.group_packages:
         return MatchResult(empty, eligible_types=len(comp.type_drivers))
 
-    flow, arcs, n = _solve(comp, drivers, remaining, held_counts, max_per_driver)
-    assignments = _decompose(comp, drivers, flow, arcs, n)
+    net = _Network(comp, drivers, remaining, held_counts, max_per_driver)
+    flow = net.solve()
+    assignments = net.decompose(flow)
     return MatchResult(
         {d.driver_id: assignments.get(i, []) for i, d in enumerate(drivers)},
         eligible_types=len(comp.type_drivers),
-        classes=len(comp.class_types),
-        arcs=len(arcs["tail"]),
+        classes=len(comp.class_eligible),
+        arcs=len(net.tail),
     )
 
 
-def _solve(comp: _Compressed, drivers, remaining, held_counts, max_per_driver):
-    n_groups, n_classes, n_types = len(comp.group_packages), len(comp.class_types), len(comp.type_drivers)
-    source, sink = 0, 1
-    group0 = 2
-    class0 = group0 + n_groups
-    type0 = class0 + n_classes
-    driver0 = type0 + n_types
-    tail: list[np.ndarray] = []
-    head: list[np.ndarray] = []
-    cap: list[np.ndarray] = []
-    cost: list[np.ndarray] = []
-
-    def add(t, h, c, w):
-        tail.append(np.asarray(t, dtype=np.int32))
-        head.append(np.asarray(h, dtype=np.int32))
-        cap.append(np.asarray(c, dtype=np.int64))
-        cost.append(np.asarray(w, dtype=np.int64))
-
-    sizes = np.array([len(g) for g in comp.group_packages], dtype=np.int64)
-    total = int(sizes.sum())
-    add(np.full(n_groups, source), group0 + np.arange(n_groups), sizes, _tier_costs(max_per_driver)[comp.group_tier])
-    add(group0 + np.arange(n_groups), class0 + comp.group_class, sizes, np.zeros(n_groups))
-    for c, types in enumerate(comp.class_types):
-        add(np.full(len(types), class0 + c), type0 + types, np.full(len(types), total), np.zeros(len(types)))
-
-    driver_index: list[int] = []
-    for t, members in enumerate(comp.type_drivers):
-        for i in members:
-            driver_index.append(i)
-            node = driver0 + len(driver_index) - 1
-            add([type0 + t], [node], [total], [0])
-            held = held_counts.get(drivers[i].driver_id, 0)
-            steps = int(min(remaining[i], comp.type_eligible_count[t]))
-            add(np.full(steps, node), np.full(steps, sink), np.ones(steps), held + 1 + np.arange(steps))
-
-    arcs = {
-        "tail": np.concatenate(tail),
-        "head": np.concatenate(head),
-        "cap": np.concatenate(cap),
-        "cost": np.concatenate(cost),
-    }
-    solver = min_cost_flow.SimpleMinCostFlow()
-    solver.add_arcs_with_capacity_and_unit_cost(arcs["tail"], arcs["head"], arcs["cap"], arcs["cost"])
-    solver.set_node_supply(source, total)
-    solver.set_node_supply(sink, -total)
-    status = solver.solve_max_flow_with_min_cost()
-    if status != solver.OPTIMAL:
-        raise RuntimeError(f"min-cost flow failed with status {status}")
-    flow = solver.flows(np.arange(len(arcs["tail"])))
-    layout = {"group0": group0, "class0": class0, "type0": type0, "driver0": driver0, "drivers": driver_index}
-    return flow, arcs, layout
+def _supersets(needs: list[int]) -> list[list[int]]:
+    """For each type, the types whose rule set strictly contains its own."""
+    n = len(needs)
+    if n <= 1:
+        return [[] for _ in range(n)]
+    if max(needs).bit_length() <= 64:
+        bits = np.array(needs, dtype=np.uint64)
+        contains = (bits[None, :] & bits[:, None]) == bits[:, None]  # [t, u]: u demands all t does
+        np.fill_diagonal(contains, False)
+        rows, cols = np.nonzero(contains)
+        split = np.searchsorted(rows, np.arange(1, n))
+        return [c.tolist() for c in np.split(cols, split)]
+    return [[u for u in range(n) if u != t and needs[u] & needs[t] == needs[t]] for t in range(n)]
 
 
-def _decompose(comp: _Compressed, drivers, flow, arcs, n) -> dict[int, list[int]]:
-    """Turn class-level flows into concrete packages, deterministically (manifest order)."""
-    tail, head = arcs["tail"], arcs["head"]
-    used = flow > 0
-    group0, class0, type0, driver0 = n["group0"], n["class0"], n["type0"], n["driver0"]
-    n_groups = len(comp.group_packages)
+class _Network:
+    """``source -> group -> class -> maximal types -> subset types -> sink ladders``."""
 
-    class_pool: dict[int, list[np.ndarray]] = defaultdict(list)
-    source_arcs = np.flatnonzero(used[:n_groups])
-    for a in source_arcs:
-        g = int(head[a]) - group0
-        class_pool[int(comp.group_class[g])].append(comp.group_packages[g][: int(flow[a])])
+    def __init__(self, comp: _Compressed, drivers, remaining, held_counts, max_per_driver):
+        self.comp = comp
+        n_groups, n_classes, n_types = len(comp.group_packages), len(comp.class_eligible), len(comp.type_drivers)
+        self.source, self.sink = 0, 1
+        self.group0 = 2
+        self.class0 = self.group0 + n_groups
+        self.type0 = self.class0 + n_classes
+        sizes = np.fromiter((len(g) for g in comp.group_packages), dtype=np.int64, count=n_groups)
+        self.total = total = int(sizes.sum())
 
-    type_pool: dict[int, list[np.ndarray]] = defaultdict(list)
-    driver_take: dict[int, list[tuple[int, int]]] = defaultdict(list)
-    for a in np.flatnonzero(used):
-        t_node, h_node = int(tail[a]), int(head[a])
-        if class0 <= t_node < type0 and type0 <= h_node < driver0:
-            type_pool[h_node - type0].append((t_node - class0, int(flow[a])))
-        elif type0 <= t_node < driver0 and h_node >= driver0:
-            driver_take[t_node - type0].append((n["drivers"][h_node - driver0], int(flow[a])))
+        # a type's "supersets": the types that demand strictly more (so take a subset of packages)
+        needs = comp.type_needs
+        order = sorted(range(n_types), key=lambda t: (-needs[t].bit_count(), t))  # parents first
+        self.type_order = order
+        supersets = _supersets(needs)
+        eligible = comp.class_eligible
+        dominated = np.zeros_like(eligible)
+        eligible_t = np.ascontiguousarray(eligible.T)
+        for t, sup in enumerate(supersets):
+            if sup:
+                dominated[:, t] = np.logical_or.reduce(eligible_t[sup], axis=0)
+        maximal = eligible & ~dominated
+        c_idx, t_idx = np.nonzero(maximal)
 
-    class_cursor: dict[int, np.ndarray] = {c: np.concatenate(p) for c, p in class_pool.items()}
-    class_offset: Counter = Counter()
-    result: dict[int, list[int]] = {}
-    for t in sorted(driver_take):
-        received = []
-        for c, amount in sorted(type_pool[t]):
-            start = class_offset[c]
-            received.append(class_cursor[c][start : start + amount])
-            class_offset[c] += amount
-        pool = np.concatenate(received) if received else np.zeros(0, dtype=np.int64)
-        offset = 0
-        for driver_i, amount in sorted(driver_take[t]):
-            result[driver_i] = sorted(int(x) for x in pool[offset : offset + amount])
-            offset += amount
-    return result
+        sub_tail = [u for t, sup in enumerate(supersets) for u in sup]
+        sub_head = [t for t, sup in enumerate(supersets) for _ in sup]
+
+        # ladders into the sink: per type, per number already held
+        per_class = np.bincount(comp.group_class, weights=sizes, minlength=n_classes)
+        type_eligible = (eligible_t.astype(np.float64) @ per_class).round().astype(np.int64)
+        self.buckets: list[list[tuple[int, list[int], int, int]]] = []  # type -> (held, drivers, first arc, steps)
+        lad_tail, lad_cap, lad_cost = [], [], []
+        ladder_start = 2 * n_groups + len(c_idx) + len(sub_tail)
+        arc = ladder_start
+        for t, members in enumerate(comp.type_drivers):
+            by_held: dict[int, list[int]] = {}
+            for i in members:
+                by_held.setdefault(held_counts.get(drivers[i].driver_id, 0), []).append(i)
+            rows = []
+            for h in sorted(by_held):
+                ids = by_held[h]
+                m = len(ids)
+                steps = int(min(remaining[ids[0]], -(-int(type_eligible[t]) // m)))
+                rows.append((h, ids, arc, steps))
+                lad_tail.append(np.full(steps, self.type0 + t))
+                lad_cap.append(np.full(steps, m))
+                lad_cost.append(h + 1 + np.arange(steps))
+                arc += steps
+            self.buckets.append(rows)
+
+        g = np.arange(n_groups)
+        self.class_arc0 = 2 * n_groups
+        self.sub_arc0 = self.class_arc0 + len(c_idx)
+        self.c_idx, self.t_idx = c_idx, t_idx
+        self.sub_tail, self.sub_head = np.array(sub_tail, dtype=np.int64), np.array(sub_head, dtype=np.int64)
+        n_lad = arc - ladder_start
+        self.tail = np.concatenate([
+            np.full(n_groups, self.source), self.group0 + g, self.class0 + c_idx,
+            self.type0 + self.sub_tail, *lad_tail]).astype(np.int32)
+        self.head = np.concatenate([
+            self.group0 + g, self.class0 + comp.group_class, self.type0 + t_idx,
+            self.type0 + self.sub_head, np.full(n_lad, self.sink)]).astype(np.int32)
+        self.cap = np.concatenate([
+            sizes, sizes, np.full(len(c_idx) + len(sub_tail), total), *lad_cap]).astype(np.int64)
+        self.cost = np.concatenate([
+            _tier_costs(max_per_driver)[comp.group_tier], np.zeros(n_groups + len(c_idx) + len(sub_tail)),
+            *lad_cost]).astype(np.int64)
+
+    def solve(self) -> np.ndarray:
+        solver = min_cost_flow.SimpleMinCostFlow()
+        solver.add_arcs_with_capacity_and_unit_cost(self.tail, self.head, self.cap, self.cost)
+        solver.set_node_supply(self.source, self.total)
+        solver.set_node_supply(self.sink, -self.total)
+        status = solver.solve_max_flow_with_min_cost()
+        if status != solver.OPTIMAL:
+            raise RuntimeError(f"min-cost flow failed with status {status}")
+        return solver.flows(np.arange(len(self.tail)))
+
+    def decompose(self, flow: np.ndarray) -> dict[int, list[int]]:
+        """Turn class-level flows into concrete packages, deterministically (manifest order)."""
+        comp = self.comp
+        n_groups = len(comp.group_packages)
+        # each class's offered packages: the first ``flow`` of each of its groups
+        class_pool: dict[int, list[np.ndarray]] = defaultdict(list)
+        for g in np.flatnonzero(flow[:n_groups] > 0).tolist():
+            class_pool[int(comp.group_class[g])].append(comp.group_packages[g][: int(flow[g])])
+        pools = {c: np.concatenate(p) for c, p in class_pool.items()}
+        cursor: dict[int, int] = defaultdict(int)
+
+        # what flows into each type: (class, amount) segments
+        inflow: list[list[list[int]]] = [[] for _ in comp.type_drivers]
+        class_flow = flow[self.class_arc0 : self.sub_arc0]
+        for a in np.flatnonzero(class_flow > 0).tolist():
+            inflow[int(self.t_idx[a])].append([int(self.c_idx[a]), int(class_flow[a])])
+        children: list[list[tuple[int, int]]] = [[] for _ in comp.type_drivers]
+        sub_flow = flow[self.sub_arc0 : self.sub_arc0 + len(self.sub_tail)]
+        for a in np.flatnonzero(sub_flow > 0).tolist():
+            children[int(self.sub_tail[a])].append((int(self.sub_head[a]), int(sub_flow[a])))
+
+        result: dict[int, list[int]] = {}
+        for t in self.type_order:  # every type before the less demanding types it feeds
+            segments = inflow[t]
+            at = 0
+
+            def take(amount: int) -> list[list[int]]:
+                nonlocal at
+                out = []
+                while amount > 0:
+                    c, left = segments[at]
+                    n = min(left, amount)
+                    out.append([c, n])
+                    amount -= n
+                    if n == left:
+                        at += 1
+                    else:
+                        segments[at][1] = left - n
+                return out
+
+            for h, ids, arc0, steps in self.buckets[t]:
+                x = int(flow[arc0 : arc0 + steps].sum())
+                if x == 0:
+                    continue
+                base, extra = divmod(x, len(ids))
+                for k, i in enumerate(ids):
+                    n = base + (1 if k < extra else 0)
+                    if n == 0:
+                        continue
+                    picked = []
+                    for c, amount in take(n):
+                        s = cursor[c]
+                        picked.append(pools[c][s : s + amount])
+                        cursor[c] = s + amount
+                    result[i] = sorted(np.concatenate(picked).tolist())
+            for child, amount in children[t]:
+                inflow[child].extend(take(amount))
+        return result
 
 
 def greedy_first_fit(
     packages: PackageColumns, drivers: Sequence[Driver], max_per_driver: int
 ) -> dict[str, list[int]]:
-    """The naive baseline: each package, in order, to the first eligible driver with room."""
-    from depot.eligibility import RuleMasks
+    """The naive baseline: each package, in order, to the first eligible driver with room.
 
-    masks = RuleMasks(packages)
-    eligible = [masks.driver_mask(d) for d in drivers]
-    load = [0] * len(drivers)
+    Same answer as the double loop over packages and drivers, computed per class: a class keeps
+    a cursor into its eligible drivers (in request order) that only moves past full drivers.
+    """
     out: dict[str, list[int]] = {d.driver_id: [] for d in drivers}
-    for p in range(len(packages)):
-        for i, d in enumerate(drivers):
-            if load[i] < max_per_driver and eligible[i][p]:
-                out[d.driver_id].append(p)
-                load[i] += 1
-                break
+    if max_per_driver <= 0 or not drivers or not len(packages):
+        return out
+    candidates = np.arange(len(packages))
+    type_drivers, _, class_eligible, class_of, _ = _classify(
+        packages, drivers, list(range(len(drivers))), candidates)
+    eligible_drivers = []
+    for row in class_eligible:
+        ids = [i for t in np.flatnonzero(row).tolist() for i in type_drivers[t]]
+        eligible_drivers.append(sorted(ids))
+    cursor = [0] * len(eligible_drivers)
+    load = [0] * len(drivers)
+    taken: list[list[int]] = [[] for _ in drivers]
+    for p, c in enumerate(class_of.tolist()):
+        ids, k = eligible_drivers[c], cursor[c]
+        while k < len(ids) and load[ids[k]] >= max_per_driver:
+            k += 1
+        cursor[c] = k
+        if k < len(ids):
+            i = ids[k]
+            taken[i].append(p)
+            load[i] += 1
+    for i, d in enumerate(drivers):
+        out[d.driver_id] = taken[i]
     return out
