@@ -39,7 +39,7 @@ class PackageColumns:
         return len(self.package_ids)
 
     @classmethod
-    def from_records(cls, records: Sequence[Mapping[str, Any]]) -> "PackageColumns":
+    def from_records(cls, records: Sequence[Mapping[str, Any]]) -> PackageColumns:
         """Build columns from package dicts (validated ``Package`` dumps or stored JSON)."""
 
         def column(name: str, dtype) -> np.ndarray:

@@ -346,23 +346,7 @@ class _Network:
 
         result: dict[int, list[int]] = {}
         for t in self.type_order:  # every type before the less demanding types it feeds
-            segments = inflow[t]
-            at = 0
-
-            def take(amount: int) -> list[list[int]]:
-                nonlocal at
-                out = []
-                while amount > 0:
-                    c, left = segments[at]
-                    n = min(left, amount)
-                    out.append([c, n])
-                    amount -= n
-                    if n == left:
-                        at += 1
-                    else:
-                        segments[at][1] = left - n
-                return out
-
+            take = _Segments(inflow[t]).take
             for h, ids, arc0, steps in self.buckets[t]:
                 x = int(flow[arc0 : arc0 + steps].sum())
                 if x == 0:
@@ -381,6 +365,26 @@ class _Network:
             for child, amount in children[t]:
                 inflow[child].extend(take(amount))
         return result
+
+
+class _Segments:
+    """A queue of (class, amount) segments that hands out units in order."""
+
+    def __init__(self, segments: list[list[int]]):
+        self.segments, self.at = segments, 0
+
+    def take(self, amount: int) -> list[list[int]]:
+        out = []
+        while amount > 0:
+            c, left = self.segments[self.at]
+            n = min(left, amount)
+            out.append([c, n])
+            amount -= n
+            if n == left:
+                self.at += 1
+            else:
+                self.segments[self.at][1] = left - n
+        return out
 
 
 def greedy_first_fit(
