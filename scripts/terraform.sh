@@ -14,7 +14,9 @@
 #                     emulator-only provider switches are turned on (TF_VAR_emulator=true) and
 #                     fake credentials are used unless some are set. Unset = real AWS.
 #   TF_DATA_DIR       Terraform's own (.terraform by default); TF_STATE_DIR: where the local
-#                     backend keeps workspace states (default infra/terraform.tfstate.d).
+#                     backend keeps workspace states (default infra/.state, git-ignored). With an
+#                     infra/backend_override.tf (the S3 backend, see infra/README.md) neither
+#                     applies: pass -backend-config=... to init.
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -49,9 +51,12 @@ eval "$("$root/scripts/terraform-cli-config.sh" "$data_dir/mirror.tfrc" 2>/dev/n
 
 init() {
   local args=(-input=false)
-  if [[ -n "${TF_STATE_DIR:-}" ]]; then
-    mkdir -p "$TF_STATE_DIR"
-    args+=(-reconfigure "-backend-config=workspace_dir=$TF_STATE_DIR")
+  if [[ ! -f "$infra/backend_override.tf" ]]; then
+    # Local backend: states under TF_STATE_DIR, never Terraform's implicit infra/terraform.tfstate.d
+    # (a fresh TF_DATA_DIR next to states there makes init ask to migrate them).
+    local state_dir="${TF_STATE_DIR:-$infra/.state}"
+    mkdir -p "$state_dir"
+    args+=(-reconfigure "-backend-config=workspace_dir=$state_dir")
   fi
   tf init "${args[@]}" "$@"
 }
