@@ -6,6 +6,9 @@ they concern, so that an import can be refused with a message a dispatcher can a
 
 from __future__ import annotations
 
+import gc
+from collections.abc import Iterator
+from contextlib import contextmanager
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
@@ -51,7 +54,7 @@ class RegionOnlyParams(Strict):
     allowed_regions: Annotated[list[Region], Field(min_length=1, max_length=4)]
 
     @model_validator(mode="after")
-    def _unique(self) -> "RegionOnlyParams":
+    def _unique(self) -> RegionOnlyParams:
         if len(set(self.allowed_regions)) != len(self.allowed_regions):
             raise ValueError("allowed_regions must not repeat a region")
         return self
@@ -65,7 +68,7 @@ class HazmatAllowedParams(Strict):
     allowed_classes: Annotated[list[HazmatClass], Field(min_length=1, max_length=4)]
 
     @model_validator(mode="after")
-    def _unique(self) -> "HazmatAllowedParams":
+    def _unique(self) -> HazmatAllowedParams:
         if len(set(self.allowed_classes)) != len(self.allowed_classes):
             raise ValueError("allowed_classes must not repeat a class")
         return self
@@ -76,7 +79,7 @@ class TempControlParams(Strict):
     max_c: Annotated[StrictFloat, Field(ge=-100, le=100)]
 
     @model_validator(mode="after")
-    def _ordered(self) -> "TempControlParams":
+    def _ordered(self) -> TempControlParams:
         if self.min_c > self.max_c:
             raise ValueError("min_c must not exceed max_c")
         return self
@@ -87,7 +90,7 @@ class TimeWindowParams(Strict):
     end_hour: Annotated[StrictInt, Field(ge=1, le=24)]
 
     @model_validator(mode="after")
-    def _ordered(self) -> "TimeWindowParams":
+    def _ordered(self) -> TimeWindowParams:
         if self.start_hour >= self.end_hour:
             raise ValueError("start_hour must be before end_hour")
         return self
@@ -132,7 +135,7 @@ class Rule(Strict):
     params: dict[str, Any] = Field(default_factory=dict)
 
     @model_validator(mode="after")
-    def _params_match_code(self) -> "Rule":
+    def _params_match_code(self) -> Rule:
         validated = PARAMS_BY_CODE[self.code].model_validate(self.params)
         object.__setattr__(self, "params", validated.model_dump())
         return self
@@ -206,6 +209,24 @@ def _describe(err: dict[str, Any]) -> str:
     return f"{loc}: {err['msg']}" if loc else err["msg"]
 
 
+@contextmanager
+def gc_paused() -> Iterator[None]:
+    """Pause the cyclic garbage collector around a bulk validation.
+
+    Validating a day allocates about a million objects (models, dicts, strings) and none of them
+    form reference cycles; with the collector on, each burst of allocations triggers collections
+    that walk the whole growing heap. Pausing it makes parsing 100,000 packages 2-3x faster
+    (docs/performance.md); refcounting still frees everything as usual.
+    """
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
 def parse_drivers(raw: Any) -> list[Driver]:
     """Validate drivers one by one so that every error names its driver and rule."""
     if not isinstance(raw, list):
@@ -265,7 +286,8 @@ def parse_packages(raw: Any) -> list[Package]:
     if not isinstance(raw, list):
         raise InvalidManifest([{"field": "packages", "message": "packages must be a list"}])
     try:
-        packages = PackageList.validate_python(raw)
+        with gc_paused():
+            packages = PackageList.validate_python(raw)
     except ValidationError as exc:
         raise InvalidManifest(_package_problems(raw, exc)) from None
     duplicates = _duplicates(p.package_id for p in packages)
@@ -329,16 +351,16 @@ def previous_statuses(target: Status) -> tuple[Status, ...]:
 
 
 __all__ = [
+    "HAZMAT_CLASSES",
+    "NEXT_STATUSES",
+    "REGIONS",
     "Driver",
+    "InvalidManifest",
     "Package",
     "Rule",
     "RuleCode",
     "Status",
-    "NEXT_STATUSES",
-    "InvalidManifest",
     "parse_drivers",
     "parse_packages",
     "previous_statuses",
-    "REGIONS",
-    "HAZMAT_CLASSES",
 ]
