@@ -38,11 +38,17 @@ is_emulator() {
   esac
 }
 
+# emulator.auto.tfvars (git-ignored) repeats the choice for a plain `terraform plan` run in infra/
+# afterwards; it is removed whenever this script targets AWS.
 if is_emulator; then
+  printf '# Written by scripts/terraform.sh: AWS_ENDPOINT_URL=%s is an emulator.\nemulator = true\n' \
+    "$AWS_ENDPOINT_URL" >"$infra/emulator.auto.tfvars"
   export TF_VAR_emulator=true
   export AWS_ACCESS_KEY_ID="${AWS_ACCESS_KEY_ID:-test}"
   export AWS_SECRET_ACCESS_KEY="${AWS_SECRET_ACCESS_KEY:-test}"
   export AWS_REGION="${AWS_REGION:-${AWS_DEFAULT_REGION:-us-east-1}}"
+else
+  rm -f "$infra/emulator.auto.tfvars"
 fi
 
 # Providers from a local mirror where one exists (see scripts/terraform-cli-config.sh).
