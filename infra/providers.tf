@@ -4,6 +4,10 @@
 provider "aws" {
   region = var.region
 
+  # Emulators accept any credentials; AWS uses the standard chain (null = not set here).
+  access_key = var.emulator ? "test" : null
+  secret_key = var.emulator ? "test" : null
+
   skip_credentials_validation = var.emulator
   skip_requesting_account_id  = var.emulator
   skip_metadata_api_check     = var.emulator
