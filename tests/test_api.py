@@ -476,6 +476,20 @@ def test_assign_takes_express_first(client):
     assert body["unassigned_packages"] == ["pr-plain"]
 
 
+def test_edge_days_empty_request_and_empty_day(client, dynamodb):
+    day = new_day()
+    import_day(client, day, [driver("a"), driver("b")], [package("edge-1"), package("edge-2")])
+    r = assign(client, day, [], 3)
+    assert r.status_code == 200
+    assert r.json() == {"assignments": {}, "unassigned_packages": ["edge-1", "edge-2"], "unassigned_drivers": []}
+    empty = new_day()
+    import_day(client, empty, [driver("a")], [])
+    r = assign(client, empty, ["a"], 3)
+    assert r.status_code == 200
+    assert r.json() == {"assignments": {"a": []}, "unassigned_packages": [], "unassigned_drivers": ["a"]}
+    assert table_items(dynamodb, day) == [] and table_items(dynamodb, empty) == []
+
+
 def test_unknown_driver_is_422_and_writes_nothing(client, dynamodb):
     day = new_day()
     import_day(client, day, [driver("a")], [package("ud-1")])
@@ -715,3 +729,34 @@ def test_get_package_names_its_driver_and_status(client):
         assert free["package"]["is_express"] is False
     assert client.get("/packages/never-imported").status_code == 404
     assert client.get(f"/packages/gp-{day}-held", params={"day": new_day()}).status_code == 404
+
+
+# --- the acceptance run's shape: unseen brief-sized days, the whole day requested --------------------
+
+
+@pytest.mark.parametrize(("seed", "min_rules", "max_rules", "cap"),
+                         [(101, 0, 2, 10), (202, 2, 4, 10), (303, 2, 4, 7)])
+def test_brief_sized_days_are_assigned_optimally_and_recorded(client, dynamodb, seed, min_rules, max_rules, cap):
+    day = new_day()
+    payload = generated(day, seed=seed, drivers=99, per_driver=10, min_rules=min_rules, max_rules=max_rules)
+    r = client.post("/manifests", json=payload)
+    assert r.status_code == 201 and r.json()["packages_total"] == 990
+    requested = [d["driver_id"] for d in payload["drivers"]]
+    r = assign(client, day, requested, cap)
+    assert r.status_code == 200, r.text
+    body = r.json()
+    drivers = {d["driver_id"]: d for d in payload["drivers"]}
+    packages = {p["package_id"]: p for p in payload["packages"]}
+    for d, pids in body["assignments"].items():
+        assert len(pids) <= cap
+        assert all(driver_accepts(drivers[d], packages[p]) for p in pids), d
+    held = [p for pids in body["assignments"].values() for p in pids]
+    assert len(held) == len(set(held))
+    assert len(held) == max_assignable(payload["drivers"], payload["packages"], cap)
+    assert set(body["unassigned_packages"]) == set(packages) - set(held)
+    items = table_items(dynamodb, day)
+    assert {(i["driver_id"], i["package_id"]) for i in items} == pairs_of(body)
+    assert all(i["status"] == "assigned" for i in items)
+    again = assign(client, day, requested, cap)
+    assert again.json() == body
+    assert table_items(dynamodb, day) == items

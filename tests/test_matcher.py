@@ -16,7 +16,7 @@ from depot.models import parse_drivers
 from depot.rules import generate_day
 from oracle import best_priority, driver_accepts, max_assignable
 
-PROPERTY_SETTINGS = settings(max_examples=150, deadline=None,
+PROPERTY_SETTINGS = settings(max_examples=200, deadline=None,
                              suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 
 
@@ -54,14 +54,14 @@ class Case:
 
 
 @st.composite
-def cases(draw, identical_drivers: bool = False, allow_holdings: bool = True):
+def cases(draw, identical_drivers: bool = False, allow_holdings: bool = True, medium: bool = False):
     seed = draw(st.integers(0, 2**32 - 1))
-    n_drivers = draw(st.integers(1, 6))
+    n_drivers = draw(st.integers(10, 40) if medium else st.integers(1, 8))
     others = draw(st.integers(0, 2))  # drivers of the day that are not requested but hold packages
-    per_driver = draw(st.integers(0, 6))
+    per_driver = draw(st.integers(3, 10) if medium else st.integers(0, 8))
     max_rules = draw(st.integers(0, 4))
     min_rules = draw(st.integers(0, max_rules))
-    cap = draw(st.integers(0, 5))
+    cap = draw(st.integers(0, 12) if medium else st.integers(0, 5))
     day = generate_day(seed=seed, drivers=n_drivers + others, packages_per_driver=per_driver,
                        min_rules=min_rules, max_rules=max_rules, with_destination=False)
     raw = day["drivers"]
@@ -104,6 +104,18 @@ def test_matcher_is_valid_and_reaches_the_maximum_flow(case):
     result = case.run()
     check_valid(case, result)
     assert result.assigned == case.optimum()
+
+
+@settings(PROPERTY_SETTINGS, max_examples=60)
+@given(case=cases(medium=True))
+def test_medium_days_reach_the_optimum_with_priority(case):
+    result = case.run()
+    pairs = check_valid(case, result)
+    taken = [i for _, i in pairs]
+    got = (len(taken),
+           sum(case.packages[i]["is_express"] for i in taken),
+           sum(case.packages[i]["is_perishable"] for i in taken))
+    assert got == best_priority(case.raw_drivers, case.packages, case.cap, case.held_counts, case.holder)
 
 
 @PROPERTY_SETTINGS
