@@ -212,6 +212,14 @@ def test_unknown_route_and_method_answer_in_the_error_shape(client):
     assert client.get("/assign").status_code == 405
 
 
+@pytest.mark.parametrize("path", ["/drivers/bad%20id/assignments", "/packages/%00", "/manifests/yesterday",
+                                  "/manifests/2071-02-30", "/drivers/a/assignments?day=soon",
+                                  "/packages/x?day=2071-1-1"])
+def test_malformed_read_paths_are_client_errors(client, path):
+    r = client.get(path)
+    assert 400 <= r.status_code < 500
+
+
 def test_openapi_docs_are_served(client):
     assert client.get("/docs").status_code == 200
     paths = client.get("/openapi.json").json()["paths"]
@@ -635,6 +643,9 @@ def test_disallowed_moves_are_409_naming_current_and_allowed_next(client, dynamo
     walk(client, pid, {"assigned": [], "accepted": ["accepted"], "in_progress": ["in_progress"],
                        "delivered": ["in_progress", "delivered"], "failed_to_deliver": ["failed_to_deliver"]}[start])
     before = stored_item(dynamodb, "lc_driver", pid)
+    same = update(client, pid, start)
+    assert same.status_code == 200 and same.json()["status"] == start, "the same status is a no-op 200"
+    assert stored_item(dynamodb, "lc_driver", pid) == before
     for target in STATUSES:
         if target == start or target in NEXT[start]:
             continue
