@@ -107,11 +107,14 @@ def emulator(
 @app.command()
 def provision(
     workspace: Annotated[str, typer.Option(help="Terraform workspace when Terraform is used")] = "dev",
+    load_today: Annotated[bool, typer.Option(help="also store today's generated day if none is")] = False,
 ) -> None:
     """Create the tables and buckets at AWS_ENDPOINT_URL (Terraform if installed, else the app's bootstrap)."""
     from depot.settings import get_settings
 
     _provision(get_settings().aws_endpoint_url, workspace)
+    if load_today:
+        _load_today_if_missing()
 
 
 def _provision(endpoint: str | None, workspace: str = "dev") -> None:

@@ -62,6 +62,11 @@ def bootstrap(dynamodb, s3, settings: Settings) -> list[str]:
         created.append(name)
     for attr in TTL_TABLES:
         _enable_ttl(dynamodb, getattr(settings, attr))
+    for definition in table_definitions(settings):
+        dynamodb.update_continuous_backups(
+            TableName=definition["TableName"],
+            PointInTimeRecoverySpecification={"PointInTimeRecoveryEnabled": True},
+        )
     for bucket in (settings.log_bucket, settings.state_bucket):
         if _create_bucket(s3, bucket, settings.aws_region):
             created.append(bucket)
