@@ -507,7 +507,8 @@ class Service:
         if driver_id not in state.manifest.drivers and driver_id not in state.held_by:
             raise NotFound(f"driver {driver_id!r} is not in the manifest of {day}", {"driver_id": driver_id})
         package_ids = state.held_by.get(driver_id, [])
-        items = {i["package_id"]: i for i in self.store.get_items((driver_id, p) for p in package_ids)}
+        items = {i["package_id"]: i for i in self.store.get_items(
+            ((driver_id, p) for p in package_ids), attributes=("package_id", "status", "updated_at"))}
         return {
             "driver_id": driver_id,
             "day": day,

@@ -346,12 +346,23 @@ class Store:
             delay = min(delay * 2, 2.0)
         raise StorageUnavailable("writing assignments: items stayed unprocessed")
 
-    def get_items(self, keys: Iterable[tuple[str, str]]) -> list[dict[str, Any]]:
-        """Keyed reads with BatchGetItem (never a Query: see DEVELOPERS.md)."""
+    def get_items(
+        self, keys: Iterable[tuple[str, str]], attributes: Sequence[str] | None = None
+    ) -> list[dict[str, Any]]:
+        """Keyed reads with BatchGetItem (never a Query: see DEVELOPERS.md).
+
+        ``attributes`` limits what is read (a ProjectionExpression): the emulator's cost is per
+        attribute returned, so a read of statuses only is several times faster.
+        """
         table = self.settings.assignments_table
         found: list[dict[str, Any]] = []
+        projection: dict[str, Any] = {}
+        if attributes:
+            names = {f"#a{i}": name for i, name in enumerate(attributes)}
+            projection = {"ProjectionExpression": ", ".join(names), "ExpressionAttributeNames": names}
         for chunk in _chunks(list(keys), BATCH_GET_SIZE):
-            pending = {table: {"Keys": [{"driver_id": {"S": d}, "package_id": {"S": p}} for d, p in chunk], "ConsistentRead": True}}
+            pending = {table: {"Keys": [{"driver_id": {"S": d}, "package_id": {"S": p}} for d, p in chunk],
+                               "ConsistentRead": True, **projection}}
             delay = 0.05
             while pending:
                 with outage_guard("reading assignments"):
