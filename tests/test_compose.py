@@ -91,7 +91,7 @@ def test_app_service_waits_for_localstack_provisions_and_serves(compose: dict) -
     assert env["AWS_ACCESS_KEY_ID"] and env["AWS_SECRET_ACCESS_KEY"]
     assert app["ports"] == ["8000:8000"]
     command = " ".join(app["command"])
-    assert re.search(r"depot provision\s*&&\s*exec depot serve --host 0\.0\.0\.0 --port 8000", command)
+    assert re.search(r"depot provision --load-today\s*&&\s*exec depot serve --host 0\.0\.0\.0 --port 8000", command)
     assert "/health" in " ".join(app["healthcheck"]["test"])
 
 
