@@ -404,6 +404,9 @@ class Service:
         renewer.start()
         try:
             self.store.write_items(records, should_stop=lost.is_set)
+        except StorageUnavailable:
+            self._release(state.day, run_key, owner)
+            raise
         finally:
             stop.set()
             renewer.join()
@@ -413,6 +416,13 @@ class Service:
         ASSIGN_RUN_SECONDS.labels("write").observe(time.perf_counter() - write_started)
         if check_existing:
             self.events.emit("assignment_run_rolled_forward", day=state.day, run=run_key, items_written=len(records))
+
+    def _release(self, day: str, run_key: str, owner: str) -> None:
+        """Let the next call take the run over at once instead of waiting out the lease."""
+        try:
+            self.store.set_lease(day, run_key, {"owner": owner, "expires": 0}, if_owner=owner)
+        except StorageUnavailable:
+            pass  # the lease runs out by itself
 
     def _item(self, state: DayState, driver_id: str, package_id: str, run_key: str, now: float) -> dict[str, Any]:
         package = state.manifest.packages[state.manifest.index[package_id]]
