@@ -37,10 +37,16 @@ class Settings(BaseSettings):
     timezone: str = "UTC"
     """The centre's time zone: ``day`` defaults to today there."""
 
-    # DynamoDB client behaviour (botocore's standard retry mode).
-    aws_max_attempts: int = 4
+    # DynamoDB and S3 client behaviour: botocore's standard retry mode, bounded so that a call
+    # gives up within the API's 10 s deadline (``depot.retries``, docs/reliability.md).
+    aws_max_attempts: int = 6
+    """Attempts in total (first one included) for answers that say "try again" (throttling, 5xx)."""
+    aws_transport_max_attempts: int = 3
+    """Attempts in total when no answer came (timeout, reset, refused): each may cost a timeout."""
+    aws_max_backoff_s: float = 1.0
+    """Cap of botocore's jittered exponential backoff between attempts (botocore's own: 20 s)."""
     aws_connect_timeout_s: float = 1.0
-    aws_read_timeout_s: float = 5.0
+    aws_read_timeout_s: float = 2.0
     batch_write_workers: int = 4
 
     # Operational log shipping to S3.

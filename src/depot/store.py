@@ -18,6 +18,7 @@ from __future__ import annotations
 import gzip
 import json
 import random
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -29,6 +30,7 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
+from depot import retries
 from depot.settings import Settings
 
 BATCH_WRITE_SIZE = 25
@@ -82,7 +84,7 @@ def outage_guard(what: str) -> Iterator[None]:
 def client_config(settings: Settings) -> Config:
     """botocore's standard retry mode, bounded, with timeouts sized to the API's deadline."""
     return Config(
-        retries={"mode": "standard", "max_attempts": settings.aws_max_attempts},
+        retries={"mode": "standard", "total_max_attempts": settings.aws_max_attempts},
         connect_timeout=settings.aws_connect_timeout_s,
         read_timeout=settings.aws_read_timeout_s,
         max_pool_connections=max(16, settings.batch_write_workers * 2),
@@ -97,7 +99,10 @@ def make_clients(settings: Settings) -> tuple[Any, Any]:
         kwargs["endpoint_url"] = settings.aws_endpoint_url
     s3_kwargs = dict(kwargs)
     s3_kwargs["config"] = client_config(settings).merge(Config(s3={"addressing_style": "path"}))
-    return session.client("dynamodb", **kwargs), session.client("s3", **s3_kwargs)
+    dynamodb, s3 = session.client("dynamodb", **kwargs), session.client("s3", **s3_kwargs)
+    for client in (dynamodb, s3):
+        retries.install(client, settings)  # bounded for the API's deadline: see depot.retries
+    return dynamodb, s3
 
 
 def make_log_client(settings: Settings) -> Any:
@@ -327,8 +332,17 @@ class Store:
         if not batches:
             return
         workers = max(1, min(self.settings.batch_write_workers, len(batches)))
+        failed = threading.Event()  # after one batch fails, the rest are not tried: fail fast
+
+        def write(batch: list[dict[str, Any]]) -> None:
+            try:
+                self._write_batch(batch, lambda: failed.is_set() or should_stop())
+            except BaseException:
+                failed.set()
+                raise
+
         with ThreadPoolExecutor(max_workers=workers) as pool:
-            list(pool.map(lambda batch: self._write_batch(batch, should_stop), batches))
+            list(pool.map(write, batches))
 
     def _write_batch(self, records: Sequence[dict[str, Any]], should_stop: Callable[[], bool]) -> None:
         if should_stop():
