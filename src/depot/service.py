@@ -402,14 +402,18 @@ class Service:
 
         renewer = threading.Thread(target=renew, daemon=True)
         renewer.start()
+        outage = False
         try:
             self.store.write_items(records, should_stop=lost.is_set)
         except StorageUnavailable:
-            self._release(state.day, run_key, owner)
+            outage = True
             raise
         finally:
             stop.set()
-            renewer.join()
+            if outage:  # answer 503 now: the renewer's last call and the release may each take a timeout
+                threading.Thread(target=self._release, args=(state.day, run_key, owner, renewer), daemon=True).start()
+            else:
+                renewer.join()
         if lost.is_set():
             raise Busy("another process took over writing this run; try again")
         self.store.finish_run(state.day, run_key)
@@ -417,8 +421,10 @@ class Service:
         if check_existing:
             self.events.emit("assignment_run_rolled_forward", day=state.day, run=run_key, items_written=len(records))
 
-    def _release(self, day: str, run_key: str, owner: str) -> None:
-        """Let the next call take the run over at once instead of waiting out the lease."""
+    def _release(self, day: str, run_key: str, owner: str, renewer: threading.Thread) -> None:
+        """Let the next call take the run over at once instead of waiting out the lease (in the
+        background, after the renewer's last call, which could otherwise renew it again)."""
+        renewer.join()
         try:
             self.store.set_lease(day, run_key, {"owner": owner, "expires": 0}, if_owner=owner)
         except StorageUnavailable:
