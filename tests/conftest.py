@@ -31,26 +31,38 @@ def free_port() -> int:
 
 
 def wait_for_line(proc: subprocess.Popen, needle: str, timeout: float = READY_TIMEOUT_S) -> str:
-    """Read the process's stdout until a line contains ``needle``; fail if it exits first."""
-    import selectors
+    """Read the process's stdout until a line contains ``needle``; fail if it exits first.
 
-    sel = selectors.DefaultSelector()
-    sel.register(proc.stdout, selectors.EVENT_READ)
-    seen: list[str] = []
+    Reads the raw file descriptor (not the buffered text stream), so select() never misses a
+    line that arrived in the same chunk as the previous one.
+    """
+    import selectors
     import time
 
+    fd = proc.stdout.fileno()
+    sel = selectors.DefaultSelector()
+    sel.register(fd, selectors.EVENT_READ)
+    pending = b""
+    seen: list[str] = []
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if not sel.select(timeout=deadline - time.monotonic()):
-            break
-        line = proc.stdout.readline()
-        if not line:
-            break
-        seen.append(line)
-        if needle in line:
-            return line
+    try:
+        while time.monotonic() < deadline:
+            if not sel.select(timeout=deadline - time.monotonic()):
+                break
+            chunk = os.read(fd, 65536)
+            if not chunk:
+                break
+            pending += chunk
+            *lines, pending = pending.split(b"\n")
+            for raw in lines:
+                line = raw.decode(errors="replace") + "\n"
+                seen.append(line)
+                if needle in line:
+                    return line
+    finally:
+        sel.close()
     proc.kill()
-    raise RuntimeError(f"process did not print {needle!r}; output:\n{''.join(seen)}")
+    raise RuntimeError(f"process did not print {needle!r}; output:\n{''.join(seen)}{pending.decode(errors='replace')}")
 
 
 @dataclass

@@ -176,10 +176,25 @@ def serve(
     from depot.settings import get_settings
 
     settings = get_settings()
-    console.print(f"Depot API on http://{host}:{port} (storage: {settings.aws_endpoint_url or 'AWS'}, env {settings.env})")
+    banner = f"Depot API on http://{host}:{port} (storage: {settings.aws_endpoint_url or 'AWS'}, env {settings.env})"
     configure_logging()
-    uvicorn.run("depot.api:create_app", factory=True, host=host, port=port, workers=workers,
-                log_config=None, access_log=False)
+    if workers > 1:
+        console.print(banner)
+        uvicorn.run("depot.api:create_app", factory=True, host=host, port=port, workers=workers,
+                    log_config=None, access_log=False)
+        return
+
+    class AnnouncingServer(uvicorn.Server):
+        """Prints the banner once the socket is bound, so whoever waits for it can connect."""
+
+        async def startup(self, sockets=None) -> None:
+            await super().startup(sockets)
+            if self.started:
+                console.print(banner)
+
+    config = uvicorn.Config("depot.api:create_app", factory=True, host=host, port=port,
+                            log_config=None, access_log=False)
+    AnnouncingServer(config).run()
 
 
 @app.command()
