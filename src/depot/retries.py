@@ -3,9 +3,10 @@
 Standard mode as botocore configures it, with two bounds (``docs/reliability.md``):
 
 * Answers that say "try again" (throttling, 5xx) are cheap to retry: up to
-  ``aws_max_attempts`` attempts in total, with botocore's jittered exponential backoff capped at
-  ``aws_max_backoff_s`` (botocore's own cap is 20 s). With 30% of requests throttled, one request
-  fails with probability 0.3**6 (0.07%).
+  ``aws_max_attempts`` (8) attempts in total, with botocore's jittered exponential backoff capped
+  at ``aws_max_backoff_s`` (1 s; botocore's own cap is 20 s), so at most ~7 s of backoff. With 30%
+  of requests throttled one request fails with probability 0.3**8 (0.007%), and an API call that
+  makes ~5 requests with ~0.03% (with 6 attempts it was ~0.4%: too close to the 1% budget).
 * No answer at all (a read or connect timeout, a reset or refused connection) costs up to a whole
   timeout per attempt, so those are retried only up to ``aws_transport_max_attempts`` attempts.
   With DynamoDB unreachable a call gives up after at most 3 x 2 s plus ~0.1 s of backoff, and the

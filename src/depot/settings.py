@@ -39,7 +39,7 @@ class Settings(BaseSettings):
 
     # DynamoDB and S3 client behaviour: botocore's standard retry mode, bounded so that a call
     # gives up within the API's 10 s deadline (``depot.retries``, docs/reliability.md).
-    aws_max_attempts: int = 6
+    aws_max_attempts: int = 8
     """Attempts in total (first one included) for answers that say "try again" (throttling, 5xx)."""
     aws_transport_max_attempts: int = 3
     """Attempts in total when no answer came (timeout, reset, refused): each may cost a timeout."""
