@@ -27,7 +27,7 @@ RESULTS = Path(__file__).resolve().parent / "results"
 MODES: dict[str, dict[str, Any]] = {
     "full": {"sizes": [10_000, 20_000, 50_000, 100_000, 200_000, 500_000], "repeats": 3,
              "service": {"drivers": 1000, "packages_per_driver": 100, "update_seconds": 60, "reads": 200},
-             "service_sizes": [100, 300]},
+             "service_sizes": [20, 50]},
     "quick": {"sizes": [10_000, 50_000, 100_000], "repeats": 3,
               "service": {"drivers": 1000, "packages_per_driver": 100, "update_seconds": 15, "reads": 100},
               "service_sizes": []},

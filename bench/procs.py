@@ -74,13 +74,13 @@ def emulator() -> Iterator[tuple[str, int]]:
 
 
 @contextmanager
-def api(endpoint: str) -> Iterator[tuple[str, int]]:
+def api(endpoint: str, env: dict[str, str] | None = None) -> Iterator[tuple[str, int]]:
     port = free_port()
     log = tempfile.NamedTemporaryFile(prefix="depot-bench-api-", suffix=".log", delete=False)  # noqa: SIM115
     proc = subprocess.Popen(
         [sys.executable, "-m", "uvicorn", "depot.api:create_app", "--factory", "--host", "127.0.0.1",
          "--port", str(port), "--log-level", "warning", "--no-access-log"],
-        stdout=log, stderr=subprocess.STDOUT, env=_env(AWS_ENDPOINT_URL=endpoint),
+        stdout=log, stderr=subprocess.STDOUT, env=_env(AWS_ENDPOINT_URL=endpoint, **(env or {})),
     )
     url = f"http://127.0.0.1:{port}"
     try:
@@ -104,6 +104,6 @@ def api(endpoint: str) -> Iterator[tuple[str, int]]:
 
 
 @contextmanager
-def stack() -> Iterator[Stack]:
-    with emulator() as (endpoint, emu_pid), api(endpoint) as (url, api_pid):
+def stack(api_env: dict[str, str] | None = None) -> Iterator[Stack]:
+    with emulator() as (endpoint, emu_pid), api(endpoint, api_env) as (url, api_pid):
         yield Stack(endpoint=endpoint, api=url, emulator_pid=emu_pid, api_pid=api_pid)

@@ -91,7 +91,13 @@ def run(drivers: int = 1000, packages_per_driver: int = 100, cap: int = 100, see
     out: dict[str, Any] = {"drivers": drivers, "packages": drivers * packages_per_driver, "cap": cap,
                            "manifest_bytes": len(body)}
     driver_ids = [d["driver_id"] for d in day["drivers"]]
-    with stack() as st, httpx.Client(base_url=st.api, timeout=600) as http:
+    api_env = {}
+    from depot.settings import Settings
+
+    if len(body) > Settings().max_manifest_bytes:  # the generator's 100k day with destinations is ~38 MB
+        api_env["DEPOT_MAX_MANIFEST_BYTES"] = str(2 * len(body))
+    out["api_env"] = api_env
+    with stack(api_env) as st, httpx.Client(base_url=st.api, timeout=600) as http:
         log(f"stack up: emulator {st.endpoint}, API {st.api}")
         # warm both processes (imports, first requests)
         raw_s3_put(st.endpoint, b"{}")
