@@ -32,8 +32,6 @@ from depot.models import NEXT_STATUSES, Driver, Package, Status, previous_status
 from depot.settings import Settings
 from depot.store import ConditionFailed, StorageUnavailable, Store, VersionConflict
 
-LEASE_S = 5.0
-LEASE_RENEW_S = 1.0
 COMMIT_ATTEMPTS = 50
 PENDING_WAIT_S = 30.0
 POLL_S = 0.1
@@ -354,7 +352,7 @@ class Service:
         return committed
 
     def _lease(self) -> dict[str, Any]:
-        return {"owner": f"{self.process_id}-{uuid.uuid4().hex[:8]}", "expires": time.time() + LEASE_S}
+        return {"owner": f"{self.process_id}-{uuid.uuid4().hex[:8]}", "expires": time.time() + self.settings.lease_s}
 
     def _settled(self, day: str, deadline: float) -> DayState:
         """The day with no pending run: waits for live writers, takes over from dead ones."""
@@ -390,9 +388,10 @@ class Service:
         lost = threading.Event()
 
         def renew() -> None:
-            while not stop.wait(LEASE_RENEW_S):
+            while not stop.wait(self.settings.lease_renew_s):
                 try:
-                    ok = self.store.set_lease(state.day, run_key, {"owner": owner, "expires": time.time() + LEASE_S},
+                    ok = self.store.set_lease(state.day, run_key,
+                                              {"owner": owner, "expires": time.time() + self.settings.lease_s},
                                               if_owner=owner)
                 except StorageUnavailable:
                     continue

@@ -49,6 +49,11 @@ class Settings(BaseSettings):
     aws_read_timeout_s: float = 2.0
     batch_write_workers: int = 4
 
+    # Assignment runs: a committed run's writer holds a lease, renewed while it writes; when the
+    # lease runs out (the writer died), the next /assign rolls the run forward.
+    lease_s: float = 5.0
+    lease_renew_s: float = 1.0
+
     # Operational log shipping to S3.
     log_flush_interval_s: float = 5.0
     log_flush_max_events: int = 500
