@@ -361,9 +361,9 @@ def test_60_mib_chunked_manifest_is_413_before_it_is_read(api, tokens):
         sent, response = stream_chunked(api, "/manifests", tokens["dispatcher"], 60 * MiB)
     assert response.startswith(b"HTTP/1.1 413"), response[:200]
     assert sent < 60 * MiB, "the server answered only after the whole body"
-    # The manifest cap is 32 MiB: the server holds at most that much of it, never 60 MiB.
+    # The manifest cap is 48 MiB: the server holds at most that much of it, never 60 MiB.
     print(f"RSS growth {rss.growth / MiB:.1f} MiB after {sent / MiB:.0f} MiB sent")
-    assert rss.growth < 48 * MiB, f"RSS grew by {rss.growth / MiB:.1f} MiB"
+    assert rss.growth < 56 * MiB, f"RSS grew by {rss.growth / MiB:.1f} MiB"
 
 
 @pytest.mark.slow

@@ -60,7 +60,8 @@ class Settings(BaseSettings):
     log_buffer_max_events: int = 100_000
 
     # Request limits.
-    max_manifest_bytes: int = 32 * 1024 * 1024
+    max_manifest_bytes: int = 48 * 1024 * 1024
+    """A 1,000-driver x 100,000-package day with destinations is ~38.5 MB of JSON."""
     max_body_bytes: int = 1024 * 1024
 
     # Authentication: unset means the open embedded default (dev only).
