@@ -6,13 +6,13 @@ is a 503 with ``Retry-After``; anything unexpected is a 500 without a traceback.
 
 from __future__ import annotations
 
-import json
 import logging
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from datetime import date as Date
 from typing import Annotated, Any
 
+import orjson
 from fastapi import Depends, FastAPI, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
@@ -23,7 +23,14 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from depot import auth
 from depot.idempotency import IdempotencyMiddleware, IdempotencyRecords
-from depot.models import Identifier, InvalidManifest, Status, parse_drivers, parse_packages
+from depot.models import (
+    Identifier,
+    InvalidManifest,
+    Status,
+    gc_paused,
+    package_records,
+    parse_drivers,
+)
 from depot.observability import (
     REGISTRY,
     RequestContextMiddleware,
@@ -286,8 +293,9 @@ def _install_routes(app: FastAPI) -> None:
 
 def _import(raw: bytes, service: Service) -> dict[str, Any]:
     try:
-        payload = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+        with gc_paused():
+            payload = orjson.loads(raw)
+    except (orjson.JSONDecodeError, RecursionError) as exc:
         raise DepotError(f"the body is not valid JSON: {exc}") from None
     if not isinstance(payload, dict):
         raise InvalidManifest([{"field": "body", "message": "the body must be a JSON object"}])
@@ -303,5 +311,6 @@ def _import(raw: bytes, service: Service) -> dict[str, Any]:
         if day is None:
             raise InvalidManifest([{"field": "day", "message": "day must be a date as YYYY-MM-DD"}])
     drivers = parse_drivers(payload.get("drivers", []))
-    packages = parse_packages(payload.get("packages", []))
+    with gc_paused():
+        packages = package_records(payload.get("packages", []))
     return service.import_manifest(day or service.today(), drivers, packages)

@@ -301,6 +301,28 @@ def parse_packages(raw: Any) -> list[Package]:
     return packages
 
 
+def package_records(raw: Any) -> list[dict[str, Any]]:
+    """Validate packages like ``parse_packages`` and return them as plain dicts, in the stored
+    form: every SPEC field (``hazmat_class`` may be null), ``destination`` only when given.
+
+    The input dicts are reused once they have passed validation (strict models, unknown fields
+    refused), which spares dumping 100,000 models back to dicts.
+    """
+    parse_packages(raw)
+    return [_stored_record(item) for item in raw]
+
+
+def _stored_record(item: dict[str, Any]) -> dict[str, Any]:
+    record = dict(item)
+    record.setdefault("hazmat_class", None)
+    destination = record.get("destination")
+    if destination is None:
+        record.pop("destination", None)
+    else:
+        record["destination"] = {k: v for k, v in destination.items() if v is not None}
+    return record
+
+
 def _package_problems(raw: list[Any], exc: ValidationError) -> list[dict[str, Any]]:
     problems = []
     for err in exc.errors(include_url=False, include_input=False)[:MAX_REPORTED_PROBLEMS]:
@@ -360,6 +382,7 @@ __all__ = [
     "Rule",
     "RuleCode",
     "Status",
+    "package_records",
     "parse_drivers",
     "parse_packages",
     "previous_statuses",

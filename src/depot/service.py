@@ -27,8 +27,8 @@ import numpy as np
 
 from depot.eligibility import PackageColumns, RuleMasks
 from depot.matcher import match
-from depot.observability import ASSIGN_RUN_PACKAGES, ASSIGN_RUN_SECONDS
 from depot.models import NEXT_STATUSES, Driver, Package, Status, previous_statuses
+from depot.observability import ASSIGN_RUN_PACKAGES, ASSIGN_RUN_SECONDS
 from depot.settings import Settings
 from depot.store import ConditionFailed, StorageUnavailable, Store, VersionConflict
 
@@ -82,7 +82,7 @@ class Manifest:
     columns: PackageColumns
 
     @classmethod
-    def build(cls, key: str, drivers: Sequence[Driver], packages: list[dict[str, Any]]) -> "Manifest":
+    def build(cls, key: str, drivers: Sequence[Driver], packages: list[dict[str, Any]]) -> Manifest:
         return cls(
             key=key,
             drivers={d.driver_id: d for d in drivers},
@@ -92,7 +92,7 @@ class Manifest:
         )
 
     @classmethod
-    def from_stored(cls, key: str, payload: dict[str, Any]) -> "Manifest":
+    def from_stored(cls, key: str, payload: dict[str, Any]) -> Manifest:
         drivers = [Driver.model_validate(d) for d in payload["drivers"]]
         return cls.build(key, drivers, payload["packages"])
 
@@ -113,7 +113,7 @@ class DayState:
     held_by: dict[str, list[str]] = field(default_factory=dict)  # driver_id -> package_ids
     pending: dict[str, dict[str, Any]] = field(default_factory=dict)
 
-    def with_runs(self, runs: Sequence[tuple[str, dict[str, list[str]]]], version: int, pending) -> "DayState":
+    def with_runs(self, runs: Sequence[tuple[str, dict[str, list[str]]]], version: int, pending) -> DayState:
         holder = dict(self.holder)
         held_by = {d: list(p) for d, p in self.held_by.items()}
         for _, assignments in runs:
@@ -225,13 +225,14 @@ class Service:
 
     # --- manifests ----------------------------------------------------------------------------
 
-    def import_manifest(self, day: str, drivers: list[Driver], packages: list[Package]) -> dict[str, Any]:
+    def import_manifest(self, day: str, drivers: list[Driver],
+                        packages: Sequence[Package | dict[str, Any]]) -> dict[str, Any]:
         """Add drivers and packages to the day; update drivers' rules; never change an assigned package."""
-        records = [_record(p) for p in packages]
+        records = [p if isinstance(p, dict) else _record(p) for p in packages]
         for _ in range(COMMIT_ATTEMPTS):
             state = self.day_state(day)
             merged, counts = self._merge(state, drivers, records)
-            key = f"manifests/{day}/{(state.version if state else 0) + 1:08d}-{uuid.uuid4().hex}.json.gz"
+            key = f"manifests/{day}/{(state.version if state else 0) + 1:08d}-{uuid.uuid4().hex}.json"
             self.store.put_json(key, merged.to_stored())
             try:
                 version = self.store.commit_manifest(day, state.version if state else 0, key, {
@@ -334,7 +335,7 @@ class Service:
 
     def _commit(self, state: DayState, new: dict[str, list[str]], max_per_driver: int) -> DayState | None:
         """Store the run, commit it against the version it was computed on, write it out."""
-        run_key = f"runs/{state.day}/{state.version + 1:08d}-{uuid.uuid4().hex}.json.gz"
+        run_key = f"runs/{state.day}/{state.version + 1:08d}-{uuid.uuid4().hex}.json"
         self.store.put_json(run_key, {"day": state.day, "version": state.version + 1,
                                       "max_per_driver": max_per_driver, "created_at": time.time(),
                                       "assignments": new})
@@ -439,7 +440,7 @@ class Service:
             "assigned_at": now,
             "updated_at": now,
             "version": 1,
-            "run": run_key.rsplit("/", 1)[-1].removesuffix(".json.gz"),
+            "run": run_key.rsplit("/", 1)[-1].split(".", 1)[0],
             "weight_kg": package["weight_kg"],
             "volume_m3": package["volume_m3"],
             "region": package["region"],

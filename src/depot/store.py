@@ -5,7 +5,7 @@ Layout (see ``docs/design.md``):
 * ``DepotDays``: one item per day, ``version`` advanced by one conditional write per manifest
   import or assignment run (optimistic concurrency), pointing at the day's manifest and runs;
   ``pending`` maps each committed run not yet fully written out to its writer's lease expiry.
-* S3 state bucket: the day's manifest and each committed run, as gzipped JSON, under keys that
+* S3 state bucket: the day's manifest and each committed run, as JSON, under keys that
   are never overwritten.
 * ``DeliveryAssignments``: exactly the assignment items, written with parallel BatchWriteItem
   and updated by one conditional UpdateItem per status change.
@@ -16,7 +16,6 @@ Outages surface as ``StorageUnavailable`` (the API answers 503); nothing else le
 from __future__ import annotations
 
 import gzip
-import json
 import random
 import threading
 import time
@@ -27,12 +26,14 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import boto3
+import orjson
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from depot import retries
 from depot.settings import Settings
 
+GZIP_MAGIC = b"\x1f\x8b"
 BATCH_WRITE_SIZE = 25
 BATCH_GET_SIZE = 100
 UNAVAILABLE_CODES = {
@@ -303,21 +304,23 @@ class Store:
     # --- blobs (S3 state bucket) ----------------------------------------------------------------
 
     def put_json(self, key: str, payload: Any) -> None:
-        body = gzip.compress(json.dumps(payload, separators=(",", ":")).encode(), compresslevel=1)
+        """Store once, never overwrite (``If-None-Match: *``)."""
+        body = orjson.dumps(payload)
         with outage_guard("storing state"):
             self.s3.put_object(
                 Bucket=self.settings.state_bucket,
                 Key=key,
                 Body=body,
                 ContentType="application/json",
-                ContentEncoding="gzip",
                 IfNoneMatch="*",
             )
 
     def get_json(self, key: str) -> Any:
         with outage_guard("reading state"):
             body = self.s3.get_object(Bucket=self.settings.state_bucket, Key=key)["Body"].read()
-        return json.loads(gzip.decompress(body))
+        if body[:2] == GZIP_MAGIC:
+            body = gzip.decompress(body)
+        return orjson.loads(body)
 
     # --- assignment items -------------------------------------------------------------------------
 
@@ -417,7 +420,7 @@ class Store:
                 out = self.dynamodb.update_item(
                     TableName=self.settings.assignments_table,
                     Key={"driver_id": {"S": driver_id}, "package_id": {"S": package_id}},
-                    UpdateExpression=f"SET #s = :new, updated_at = :now, #ts = :now, version = version + :one",
+                    UpdateExpression="SET #s = :new, updated_at = :now, #ts = :now, version = version + :one",
                     ConditionExpression=condition,
                     ExpressionAttributeNames={"#s": "status", "#ts": f"{status}_at"},
                     ExpressionAttributeValues=values,
