@@ -210,6 +210,7 @@ class _Connection:
                 if mode == RESET:
                     self.reset_on_answer.set()
                 self.upstream.sendall(request.raw)
+                self.proxy._count(f"{request.target}:forwarded")
         except (_ClientGone, OSError):
             pass
         finally:

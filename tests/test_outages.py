@@ -19,6 +19,7 @@ from types import SimpleNamespace
 import httpx
 import pytest
 
+from depot.models import Status
 from faults import (
     ApiProcess,
     FaultProxy,
@@ -371,3 +372,28 @@ def test_half_of_every_batch_unprocessed_loses_none_of_10000_items(emulated):
     by_key = {(i["driver_id"], i["package_id"]): i for i in found}
     assert len(by_key) == 10_000, f"{10_000 - len(by_key)} items lost"
     assert all(by_key[(r["driver_id"], r["package_id"])] == r for r in records)
+
+
+def test_stale_batch_write_landing_after_a_takeover_does_not_undo_a_status_update(stack):
+    """A slow network: the writer's BatchWriteItem attempts each reach DynamoDB 3 s late, after the
+    writer gave up (read timeout 2 s x 3 attempts: 503). Its lease released, another process rolls
+    the run forward at once and a driver accepts a package; then the writer's last attempt lands.
+    BatchWriteItem puts unconditionally, so it must not be able to turn the package back to
+    ``assigned``."""
+    day = "2031-01-09"
+    import_day(stack.direct, day, drivers=1, packages_per_driver=10, seed=109, max_rules=0)
+    stack.proxy.delay(3000, when=lambda r: r.target == "BatchWriteItem")
+    forwarded_before = stack.proxy.count("BatchWriteItem:forwarded")
+    with httpx.Client() as http:
+        first = call(http, "POST", f"{stack.api.url}/assign", {"day": day, "driver_ids": ["driver_1"], "max_per_driver": 10})
+    assert first.status == 503, first.body
+    taker = make_service(stack.emulator.endpoint)
+    taken = taker.assign(day, ["driver_1"], 10).response()
+    package = taken["assignments"]["driver_1"][0]
+    accepted = taker.update_status("driver_1", package, Status.ACCEPTED)
+    assert accepted["status"] == "accepted"
+    stack.proxy.wait_for("BatchWriteItem:forwarded", forwarded_before + 3, timeout=15)  # the 3 late attempts
+    item = stack.ddb.get_item(TableName="DeliveryAssignments", ConsistentRead=True,
+                              Key={"driver_id": {"S": "driver_1"}, "package_id": {"S": package}})["Item"]
+    figure("stale batch after takeover", f"status after the late write: {item['status']['S']}")
+    assert item["status"]["S"] == "accepted", "a late BatchWriteItem undid the driver's status update"

@@ -410,25 +410,18 @@ class Service:
             raise
         finally:
             stop.set()
-            if outage:  # answer 503 now: the renewer's last call and the release may each take a timeout
-                threading.Thread(target=self._release, args=(state.day, run_key, owner, renewer), daemon=True).start()
-            else:
+            if not outage:
                 renewer.join()
+            # On an outage, answer 503 now: the renewer's last call may take a whole timeout, and it
+            # stops by itself. The lease is deliberately not released: until it runs out it fences
+            # this writer's attempts that may still land late (BatchWriteItem puts unconditionally,
+            # so a late one landing after a take-over would undo a status update; test_outages).
         if lost.is_set():
             raise Busy("another process took over writing this run; try again")
         self.store.finish_run(state.day, run_key)
         ASSIGN_RUN_SECONDS.labels("write").observe(time.perf_counter() - write_started)
         if check_existing:
             self.events.emit("assignment_run_rolled_forward", day=state.day, run=run_key, items_written=len(records))
-
-    def _release(self, day: str, run_key: str, owner: str, renewer: threading.Thread) -> None:
-        """Let the next call take the run over at once instead of waiting out the lease (in the
-        background, after the renewer's last call, which could otherwise renew it again)."""
-        renewer.join()
-        try:
-            self.store.set_lease(day, run_key, {"owner": owner, "expires": 0}, if_owner=owner)
-        except StorageUnavailable:
-            pass  # the lease runs out by itself
 
     def _item(self, state: DayState, driver_id: str, package_id: str, run_key: str, now: float) -> dict[str, Any]:
         package = state.manifest.packages[state.manifest.index[package_id]]
