@@ -536,7 +536,21 @@ class Throttle(Hook):
         self.operations = operations
         self.sent = 0
         self.throttled = 0
+        self.gave_up = 0  # calls that ended throttled after botocore's retries
+        self.quota_reached = 0  # ... because botocore's retry quota was empty
         super().__init__(client, "before-send.dynamodb", self._before_send)
+        client.meta.events.register("after-call.dynamodb", self._after_call)
+
+    def _after_call(self, parsed, **kwargs):
+        metadata = parsed.get("ResponseMetadata", {})
+        if parsed.get("Error", {}).get("Code") == "ThrottlingException":
+            with self.lock:
+                self.gave_up += 1
+                self.quota_reached += bool(metadata.get("RetryQuotaReached"))
+
+    def remove(self) -> None:
+        super().remove()
+        self.client.meta.events.unregister("after-call.dynamodb", self._after_call)
 
     def _before_send(self, request, **kwargs):
         operation = request.headers.get("X-Amz-Target", b"")

@@ -312,7 +312,7 @@ def test_thirty_percent_throttled_still_99_percent_of_api_calls_succeed(emulated
     service = make_service(emulated.emulator.endpoint)
     import_day(service, day, drivers=40, packages_per_driver=10, seed=107, max_rules=1)
     throttle = Throttle(service.store.dynamodb, rate=0.3, seed=7)
-    SESSIONS, ROUNDS = 24, 5  # 24 clients at once, each 5 x (assign, update, read): 360 API calls
+    SESSIONS, ROUNDS = 24, 4  # 24 clients at once, each 4 x (assign, update, read): 288 API calls
     outcomes: Counter[str] = Counter()
     failures: list = []
     lock = threading.Lock()
@@ -346,6 +346,7 @@ def test_thirty_percent_throttled_still_99_percent_of_api_calls_succeed(emulated
     rate = outcomes["ok"] / total
     figure("30% throttled", f"{outcomes['ok']}/{total} API calls succeeded ({rate:.2%}); "
                             f"{throttle.throttled}/{throttle.sent} DynamoDB requests throttled; "
+                            f"{throttle.gave_up} calls gave up ({throttle.quota_reached} on botocore's retry quota); "
                             f"{time.monotonic() - started:.1f}s; {dict(outcomes)}; failures: {failures[:5]}")
     assert throttle.throttled / throttle.sent > 0.25
     assert not [k for k in outcomes if k.endswith(":500")]
@@ -366,12 +367,12 @@ def test_half_of_every_batch_unprocessed_loses_none_of_10000_items(emulated):
     hook.remove()
     figure("half unprocessed", f"10,000 items in {elapsed:.1f}s, {hook.calls} BatchWriteItem calls, "
                                f"{hook.withheld} items returned unprocessed")
-    assert hook.withheld >= 5000
     checker = make_service(emulated.emulator.endpoint)
     found = checker.store.get_items([(r["driver_id"], r["package_id"]) for r in records])
     by_key = {(i["driver_id"], i["package_id"]): i for i in found}
     assert len(by_key) == 10_000, f"{10_000 - len(by_key)} items lost"
     assert all(by_key[(r["driver_id"], r["package_id"])] == r for r in records)
+    assert hook.withheld == 400 * (12 + 6 + 3 + 1), "every batch came back half unprocessed, round after round"
 
 
 def test_stale_batch_write_landing_after_a_takeover_does_not_undo_a_status_update(stack):
