@@ -13,6 +13,7 @@ either nothing or a pending run that the next call rolls forward.
 
 from __future__ import annotations
 
+import gc
 import threading
 import time
 import uuid
@@ -35,6 +36,22 @@ from depot.store import ConditionFailed, StorageUnavailable, Store, VersionConfl
 COMMIT_ATTEMPTS = 50
 PENDING_WAIT_S = 30.0
 POLL_S = 0.1
+FREEZE_MIN_PACKAGES = 10_000
+
+
+def freeze_heap(state: DayState) -> None:
+    """After a large day's state is built, move the heap out of the cyclic GC's reach.
+
+    A 100,000-package day is a few million objects in this process; each full (generation 2)
+    collection walked them all (0.3-0.4 s, every request stalled meanwhile). ``gc.freeze()``
+    moves what survives a young collection into the permanent generation, so full collections
+    walk only what was allocated since. Frozen objects are still freed by reference counting
+    when an old state is dropped (the day's state holds no reference cycles); small days are
+    left alone (their collections are cheap).
+    """
+    if len(state.manifest.packages) >= FREEZE_MIN_PACKAGES:
+        gc.collect(1)
+        gc.freeze()
 
 
 # --- errors the API maps to status codes --------------------------------------------------------
@@ -203,6 +220,8 @@ class Service:
             current = self._days.get(day)
             if current is None or current.version <= state.version:
                 self._days[day] = state
+        if cached is None or cached.version != state.version:
+            freeze_heap(state)
         return state
 
     def _refresh(self, day: str, item: dict[str, Any], cached: DayState | None) -> DayState:
@@ -242,8 +261,10 @@ class Service:
                 continue
             merged = replace(merged, key=key)
             base = state or DayState(day=day, version=0, manifest=merged, runs=())
+            imported = replace(base, manifest=merged, version=version)
             with self._lock:
-                self._days[day] = replace(base, manifest=merged, version=version)
+                self._days[day] = imported
+            freeze_heap(imported)
             result = {"day": day, "version": version, **counts,
                       "drivers_total": len(merged.drivers), "packages_total": len(merged.packages)}
             self.events.emit("manifest_imported", **result, manifest_key=key)
@@ -384,6 +405,7 @@ class Service:
             present = {(i["driver_id"], i["package_id"]) for i in self.store.get_items(pairs)}
             pairs = [pair for pair in pairs if pair not in present]
         records = [self._item(state, d, p, run_key, now) for d, p in pairs]
+        freeze_heap(state)  # the new state and the records: not walked by full collections while writing
         write_started = time.perf_counter()
         stop = threading.Event()
         lost = threading.Event()
