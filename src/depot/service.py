@@ -364,7 +364,9 @@ class Service:
         try:
             version = self.store.commit_run(state.day, state.version, run_key, lease)
         except VersionConflict:
-            return None
+            if not self._committed_anyway(state, run_key):
+                return None
+            version = state.version + 1
         committed = state.with_runs([(run_key, new)], version, {**state.pending, run_key: lease})
         with self._lock:
             current = self._days.get(state.day)
@@ -372,6 +374,12 @@ class Service:
                 self._days[state.day] = committed
         self._materialize(committed, run_key, new, lease["owner"], check_existing=False)
         return committed
+
+    def _committed_anyway(self, state: DayState, run_key: str) -> bool:
+        """Whether our commit was applied although its answer was lost (botocore's retry then
+        found the condition false): the day then lists our run right after ``state.version``."""
+        runs = (self.store.get_day(state.day) or {}).get("runs", [])
+        return len(runs) > len(state.runs) and runs[len(state.runs)] == run_key
 
     def _lease(self) -> dict[str, Any]:
         return {"owner": f"{self.process_id}-{uuid.uuid4().hex[:8]}", "expires": time.time() + self.settings.lease_s}
