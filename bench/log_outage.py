@@ -2,11 +2,17 @@
 
 Run: .venv/bin/python -m bench.log_outage
 """
-import os, socket, threading, time, statistics
+import os
+import socket
+import statistics
+import threading
+import time
+
 os.environ.setdefault("AWS_ACCESS_KEY_ID","t"); os.environ.setdefault("AWS_SECRET_ACCESS_KEY","t")
 import sys; sys.path.insert(0, str(__import__("pathlib").Path(__file__).resolve().parents[1] / "tests"))
-from conftest import start_emulator
 from fastapi.testclient import TestClient
+
+from conftest import start_emulator
 from depot.api import create_app
 from depot.oplog import EventLog
 from depot.rules import generate_day

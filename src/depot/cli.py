@@ -10,7 +10,7 @@ import subprocess
 import sys
 from datetime import date as Date
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -36,12 +36,12 @@ def _fake_credentials() -> None:
 @app.command()
 def generate(
     output: Annotated[Path, typer.Option("--output", "-o", help="where to write the day's JSON")] = Path("day.json"),
-    seed: Annotated[Optional[int], typer.Option(help="seed for a reproducible day")] = None,
+    seed: Annotated[int | None, typer.Option(help="seed for a reproducible day")] = None,
     drivers: Annotated[int, typer.Option(min=0)] = 99,
     packages_per_driver: Annotated[int, typer.Option(min=0)] = 10,
     min_rules: Annotated[int, typer.Option(min=0, max=10)] = 0,
     max_rules: Annotated[int, typer.Option(min=0, max=10)] = 2,
-    day: Annotated[Optional[str], typer.Option(help="YYYY-MM-DD to put in the file")] = None,
+    day: Annotated[str | None, typer.Option(help="YYYY-MM-DD to put in the file")] = None,
     no_destination: Annotated[bool, typer.Option(help="leave out destination metadata")] = False,
 ) -> None:
     """Generate a day's lists (the brief's rules.py) as JSON."""
@@ -65,8 +65,8 @@ def generate(
 def import_day(
     path: Annotated[Path, typer.Argument(help="a day's JSON, as `depot generate` writes it")],
     url: Annotated[str, typer.Option(help="the API's base URL")] = "http://127.0.0.1:8000",
-    day: Annotated[Optional[str], typer.Option(help="YYYY-MM-DD; default: the file's, else today")] = None,
-    token: Annotated[Optional[str], typer.Option(envvar="DEPOT_TOKEN", help="bearer token")] = None,
+    day: Annotated[str | None, typer.Option(help="YYYY-MM-DD; default: the file's, else today")] = None,
+    token: Annotated[str | None, typer.Option(envvar="DEPOT_TOKEN", help="bearer token")] = None,
 ) -> None:
     """Import a day's lists through the API (POST /manifests)."""
     import httpx

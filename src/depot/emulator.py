@@ -62,10 +62,10 @@ def _set_fake_credentials() -> None:
 def make_server(host: str = "127.0.0.1", port: int = 4566):
     """A werkzeug server for moto's DynamoDB and S3, serialised by ``SerialisedApp``."""
     _set_fake_credentials()
+    import logging
+
     from moto.server import DomainDispatcherApplication, create_backend_app
     from werkzeug.serving import make_server as werkzeug_server
-
-    import logging
 
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
     app = DomainDispatcherApplication(create_backend_app)
