@@ -198,32 +198,42 @@ class Store:
                 kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
         return sorted(days, reverse=True)
 
-    def _advance(self, day: str, expected: int, sets: dict[str, Any], extra_names: dict[str, str] | None = None) -> int:
-        """SET ``sets`` and version = expected + 1, only if the day is still at ``expected``."""
-        names = {"#v": "version", **(extra_names or {})}
-        values: dict[str, Any] = {":expected": {"N": str(expected)}, ":next": {"N": str(expected + 1)}}
-        assignments = ["#v = :next"]
-        for i, (path, value) in enumerate(sets.items()):
-            values[f":s{i}"] = to_attr(value)
-            assignments.append(f"{path} = :s{i}")
-        condition = "attribute_not_exists(#day)" if expected == 0 else "#v = :expected"
-        if expected == 0:
-            names["#day"] = "day"
-            del values[":expected"]
+    def _update_day(self, day: str, what: str, update: str, condition: str,
+                    names: dict[str, str], values: dict[str, Any]) -> bool:
+        """One conditional UpdateItem on the day's item; False if the condition did not hold."""
         try:
-            with outage_guard("committing the day"):
+            with outage_guard(what):
                 self.dynamodb.update_item(
                     TableName=self.settings.days_table,
                     Key={"day": {"S": day}},
-                    UpdateExpression="SET " + ", ".join(assignments),
+                    UpdateExpression=update,
                     ConditionExpression=condition,
                     ExpressionAttributeNames=names,
                     ExpressionAttributeValues=values,
                 )
         except ClientError as exc:
             if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
-                raise VersionConflict(day) from None
+                return False
             raise
+        return True
+
+    def _advance(self, day: str, expected: int, sets: dict[str, Any]) -> int:
+        """SET ``sets`` and version = expected + 1, only if the day is still at ``expected``."""
+        names = {"#v": "version"}
+        values: dict[str, Any] = {":next": {"N": str(expected + 1)}}
+        assignments = ["#v = :next"]
+        for i, (path, value) in enumerate(sets.items()):
+            values[f":s{i}"] = to_attr(value)
+            assignments.append(f"{path} = :s{i}")
+        if expected == 0:
+            names["#day"] = "day"
+            condition = "attribute_not_exists(#day)"
+        else:
+            values[":expected"] = {"N": str(expected)}
+            condition = "#v = :expected"
+        if not self._update_day(day, "committing the day", "SET " + ", ".join(assignments), condition,
+                                names, values):
+            raise VersionConflict(day)
         return expected + 1
 
     def commit_manifest(self, day: str, expected: int, manifest_key: str, counts: dict[str, int]) -> int:
@@ -234,32 +244,22 @@ class Store:
 
     def commit_run(self, day: str, expected: int, run_key: str, lease: dict[str, Any]) -> int:
         """Append the run and mark it pending, leased to the caller, in one conditional write."""
-        values = {
-            ":expected": {"N": str(expected)},
-            ":next": {"N": str(expected + 1)},
-            ":run": {"L": [{"S": run_key}]},
-            ":lease": to_attr(lease),
-            ":now": to_attr(time.time()),
-        }
-        try:
-            with outage_guard("committing the run"):
-                self.dynamodb.update_item(
-                    TableName=self.settings.days_table,
-                    Key={"day": {"S": day}},
-                    UpdateExpression=(
-                        "SET #v = :next, #runs = list_append(#runs, :run), #pending.#run = :lease,"
-                        " updated_at = :now"
-                    ),
-                    ConditionExpression="#v = :expected",
-                    ExpressionAttributeNames={
-                        "#v": "version", "#runs": "runs", "#pending": "pending", "#run": run_key
-                    },
-                    ExpressionAttributeValues=values,
-                )
-        except ClientError as exc:
-            if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
-                raise VersionConflict(day) from None
-            raise
+        committed = self._update_day(
+            day,
+            "committing the run",
+            "SET #v = :next, #runs = list_append(#runs, :run), #pending.#run = :lease, updated_at = :now",
+            "#v = :expected",
+            {"#v": "version", "#runs": "runs", "#pending": "pending", "#run": run_key},
+            {
+                ":expected": {"N": str(expected)},
+                ":next": {"N": str(expected + 1)},
+                ":run": {"L": [{"S": run_key}]},
+                ":lease": to_attr(lease),
+                ":now": to_attr(time.time()),
+            },
+        )
+        if not committed:
+            raise VersionConflict(day)
         return expected + 1
 
     def set_lease(self, day: str, run_key: str, lease: dict[str, Any], *, if_owner: str | None = None,
@@ -276,21 +276,7 @@ class Store:
             condition += " AND #pending.#run.#expires < :now"
             names["#expires"] = "expires"
             values[":now"] = to_attr(if_expired_before)
-        try:
-            with outage_guard("leasing a run"):
-                self.dynamodb.update_item(
-                    TableName=self.settings.days_table,
-                    Key={"day": {"S": day}},
-                    UpdateExpression="SET #pending.#run = :lease",
-                    ConditionExpression=condition,
-                    ExpressionAttributeNames=names,
-                    ExpressionAttributeValues=values,
-                )
-        except ClientError as exc:
-            if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
-                return False
-            raise
-        return True
+        return self._update_day(day, "leasing a run", "SET #pending.#run = :lease", condition, names, values)
 
     def finish_run(self, day: str, run_key: str) -> None:
         with outage_guard("finishing a run"):
