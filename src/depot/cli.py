@@ -169,7 +169,7 @@ def serve(
     port: int = 8000,
     workers: Annotated[int, typer.Option(min=1, help="API processes")] = 1,
 ) -> None:
-    """Serve the API against AWS_ENDPOINT_URL (or AWS itself when unset)."""
+    """Serve the API against AWS_ENDPOINT_URL (unset in dev: the embedded emulator on :4566; empty: AWS)."""
     import uvicorn
 
     from depot.observability import configure_logging

@@ -165,9 +165,7 @@ def _run(cmd: list[str], env: dict[str, str]) -> str:
 
 
 def _bootstrap(settings: Settings) -> None:
-    import boto3
-
     from depot.schema import bootstrap
+    from depot.store import make_clients
 
-    kwargs = {"endpoint_url": settings.aws_endpoint_url, "region_name": settings.aws_region}
-    bootstrap(boto3.client("dynamodb", **kwargs), boto3.client("s3", **kwargs), settings)
+    bootstrap(*make_clients(settings), settings)

@@ -10,10 +10,11 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Literal
 
-from pydantic import AliasChoices, Field, SecretStr
+from pydantic import AliasChoices, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 Environment = Literal["dev", "test", "prod"]
+EMBEDDED_ENDPOINT = "http://127.0.0.1:4566"
 
 
 class Settings(BaseSettings):
@@ -23,6 +24,7 @@ class Settings(BaseSettings):
     aws_endpoint_url: str | None = Field(
         default=None, validation_alias=AliasChoices("AWS_ENDPOINT_URL", "DEPOT_AWS_ENDPOINT_URL")
     )
+    """Unset in ``dev``: the embedded emulator (``EMBEDDED_ENDPOINT``). Set but empty: AWS itself."""
     aws_region: str = Field(
         default="us-east-1",
         validation_alias=AliasChoices("AWS_REGION", "AWS_DEFAULT_REGION", "DEPOT_AWS_REGION"),
@@ -69,6 +71,16 @@ class Settings(BaseSettings):
     auth_previous_secrets: SecretStr | None = None  # comma-separated, verify-only (rotation)
     rate_limit_per_minute: int = 0
     """Requests per token per minute; 0 disables the limit."""
+
+    @model_validator(mode="after")
+    def _embedded_endpoint_by_default_in_dev(self) -> "Settings":
+        """In ``dev`` with no AWS_ENDPOINT_URL at all, talk to the embedded emulator (``make run``);
+        an explicitly empty AWS_ENDPOINT_URL, or env test/prod, means AWS itself."""
+        if self.env == "dev" and "aws_endpoint_url" not in self.model_fields_set:
+            self.aws_endpoint_url = EMBEDDED_ENDPOINT
+        if self.aws_endpoint_url == "":
+            self.aws_endpoint_url = None
+        return self
 
 
 @lru_cache

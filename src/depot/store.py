@@ -25,6 +25,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+from urllib.parse import urlsplit
+
 import boto3
 import orjson
 from botocore.config import Config
@@ -47,6 +49,9 @@ UNAVAILABLE_CODES = {
     "503",
     "500",
 }
+
+NOT_PROVISIONED_CODES = {"ResourceNotFoundException", "NoSuchBucket"}
+"""A table or bucket that does not exist: the deployment is not provisioned (yet)."""
 
 T = TypeVar("T")
 
@@ -77,6 +82,10 @@ def outage_guard(what: str) -> Iterator[None]:
         status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
         if code in UNAVAILABLE_CODES or status >= 500:
             raise StorageUnavailable(f"{what}: {code or status}") from exc
+        if code in NOT_PROVISIONED_CODES:
+            message = exc.response.get("Error", {}).get("Message", code)
+            raise StorageUnavailable(f"{what}: storage is not provisioned ({message}); run `depot provision`",
+                                     retry_after_s=30) from exc
         raise
     except BotoCoreError as exc:
         raise StorageUnavailable(f"{what}: {type(exc).__name__}") from exc
@@ -93,8 +102,23 @@ def client_config(settings: Settings) -> Config:
     )
 
 
-def make_clients(settings: Settings) -> tuple[Any, Any]:
+EMULATOR_HOSTS = ("localhost", "127.0.0.1", "::1", "localstack", "host.docker.internal")
+
+
+def session_for(settings: Settings) -> boto3.session.Session:
+    """A boto3 session; against a local emulator with no credentials configured, dummy ones
+    (emulators ignore them, but botocore will not sign a request without some)."""
     session = boto3.session.Session(region_name=settings.aws_region)
+    host = urlsplit(settings.aws_endpoint_url or "").hostname or ""
+    if host in EMULATOR_HOSTS and session.get_credentials() is None:
+        session = boto3.session.Session(
+            aws_access_key_id="test", aws_secret_access_key="test", region_name=settings.aws_region
+        )
+    return session
+
+
+def make_clients(settings: Settings) -> tuple[Any, Any]:
+    session = session_for(settings)
     kwargs = {"config": client_config(settings)}
     if settings.aws_endpoint_url:
         kwargs["endpoint_url"] = settings.aws_endpoint_url
@@ -114,7 +138,7 @@ def make_log_client(settings: Settings) -> Any:
     kwargs: dict[str, Any] = {"config": config}
     if settings.aws_endpoint_url:
         kwargs["endpoint_url"] = settings.aws_endpoint_url
-    return boto3.session.Session(region_name=settings.aws_region).client("s3", **kwargs)
+    return session_for(settings).client("s3", **kwargs)
 
 
 # --- DynamoDB attribute values ------------------------------------------------------------------
