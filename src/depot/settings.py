@@ -73,7 +73,7 @@ class Settings(BaseSettings):
     """Requests per token per minute; 0 disables the limit."""
 
     @model_validator(mode="after")
-    def _embedded_endpoint_by_default_in_dev(self) -> "Settings":
+    def _embedded_endpoint_by_default_in_dev(self) -> Settings:
         """In ``dev`` with no AWS_ENDPOINT_URL at all, talk to the embedded emulator (``make run``);
         an explicitly empty AWS_ENDPOINT_URL, or env test/prod, means AWS itself."""
         if self.env == "dev" and "aws_endpoint_url" not in self.model_fields_set:
