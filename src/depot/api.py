@@ -24,8 +24,10 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from depot import auth
 from depot.idempotency import IdempotencyMiddleware, IdempotencyRecords
 from depot.models import (
+    Driver,
     Identifier,
     InvalidManifest,
+    Package,
     Status,
     gc_paused,
     package_records,
@@ -94,11 +96,19 @@ class AssignmentItem(BaseModel):
 
 
 class ManifestRequest(Forbid):
-    """The day's lists; see SPEC section 1 for drivers, rules and packages."""
+    """The day's lists; see SPEC section 1 for drivers, rules and packages.
+
+    For the documentation only: the route parses the body itself (faster for 100,000 packages,
+    and its errors name the driver, rule or package at fault).
+    """
 
     day: Date | None = None
-    drivers: list[dict[str, Any]] = Field(default_factory=list)
-    packages: list[dict[str, Any]] = Field(default_factory=list)
+    drivers: list[Driver] = Field(default_factory=list)
+    packages: list[Package] = Field(default_factory=list)
+
+
+MANIFEST_SCHEMA = ManifestRequest.model_json_schema(ref_template="#/components/schemas/{model}")
+MANIFEST_DEFS = MANIFEST_SCHEMA.pop("$defs", {})
 
 
 class ManifestImported(BaseModel):
@@ -171,6 +181,7 @@ def create_app(settings: Settings | None = None, service: Service | None = None)
     configure_logging()
     _install_error_handlers(app)
     _install_routes(app)
+    _document_manifest_models(app)
     app.add_middleware(IdempotencyMiddleware)
     app.add_middleware(RequestContextMiddleware)
     auth.install(app, settings)  # auth, rate and body limits (docs/security.md)
@@ -217,6 +228,20 @@ def _install_error_handlers(app: FastAPI) -> None:
         return error_response(500, "internal_error", "an unexpected error occurred; it has been logged")
 
 
+def _document_manifest_models(app: FastAPI) -> None:
+    """Put the Driver, Rule and Package schemas where the manifest's request body refers to them."""
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = generate()
+            schema.setdefault("components", {}).setdefault("schemas", {}).update(MANIFEST_DEFS)
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi
+
+
 def _install_routes(app: FastAPI) -> None:
     @app.post("/assign", response_model=AssignResponse, response_model_exclude_none=True, responses=ERRORS,
               tags=["assignment"])
@@ -235,7 +260,7 @@ def _install_routes(app: FastAPI) -> None:
     @app.post("/manifests", status_code=201, response_model=ManifestImported, tags=["manifests"],
               responses=ERRORS,
               openapi_extra={"requestBody": {"required": True, "content": {
-                  "application/json": {"schema": ManifestRequest.model_json_schema()}}}})
+                  "application/json": {"schema": MANIFEST_SCHEMA}}}})
     async def import_manifest(request: Request, service: ServiceDep, _: auth.DispatcherDep):
         """Store a day's lists durably; importing again adds and updates (SPEC 2)."""
         raw = await request.body()
