@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import gzip
 import hashlib
-import json
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -20,6 +19,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from depot.auth import send_json_error
 from depot.store import StorageUnavailable, outage_guard
 
 HEADER = b"idempotency-key"
@@ -124,12 +124,6 @@ class IdempotencyRecords:
             self.dynamodb.delete_item(TableName=self.table, Key={"idempotency_key": {"S": key}})
 
 
-def _error(status: int, code: str, message: str, extra_headers: list | None = None) -> tuple[int, list, bytes]:
-    body = json.dumps({"error": {"code": code, "message": message, "details": None}}).encode()
-    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
-    return status, headers + (extra_headers or []), body
-
-
 class IdempotencyMiddleware:
     """Pure ASGI: replays stored responses; records new ones. Needs ``app.state.idempotency``."""
 
@@ -146,8 +140,8 @@ class IdempotencyMiddleware:
             return
         key = raw_key.decode("latin-1")
         if not 0 < len(key) <= MAX_KEY_LENGTH or not key.isprintable():
-            await _send(send, *_error(422, "invalid_idempotency_key",
-                                      f"Idempotency-Key must be 1 to {MAX_KEY_LENGTH} printable characters"))
+            await send_json_error(send, 422, "invalid_idempotency_key",
+                                  f"Idempotency-Key must be 1 to {MAX_KEY_LENGTH} printable characters")
             return
         body = await _read_body(receive)
         records: IdempotencyRecords = scope["app"].state.idempotency
@@ -160,16 +154,16 @@ class IdempotencyMiddleware:
         try:
             begun = await run_in_threadpool(records.begin, scoped, fingerprint)
         except StorageUnavailable as exc:
-            await _send(send, *_error(503, "storage_unavailable", f"storage is unavailable, retry later ({exc})",
-                                      [(b"retry-after", b"2")]))
+            await send_json_error(send, 503, "storage_unavailable", f"storage is unavailable, retry later ({exc})",
+                                  headers={"Retry-After": str(exc.retry_after_s)})
             return
         if begun.outcome == "mismatch":
-            await _send(send, *_error(422, "idempotency_key_reused",
-                                      "this Idempotency-Key was used with a different request body"))
+            await send_json_error(send, 422, "idempotency_key_reused",
+                                  "this Idempotency-Key was used with a different request body")
             return
         if begun.outcome == "in_progress":
-            await _send(send, *_error(409, "idempotency_in_progress",
-                                      "a request with this Idempotency-Key is still being processed"))
+            await send_json_error(send, 409, "idempotency_in_progress",
+                                  "a request with this Idempotency-Key is still being processed")
             return
         if begun.outcome == "replay":
             headers = [(b"content-type", begun.content_type.encode()),

@@ -413,17 +413,15 @@ class Store:
     def update_status(
         self, driver_id: str, package_id: str, status: str, allowed_from: Sequence[str], now: float
     ) -> dict[str, Any]:
-        """One conditional UpdateItem: the move happens only from an allowed previous status."""
+        """One conditional UpdateItem: the move happens only from an allowed previous status
+        (``allowed_from`` is never empty: no status is reached from nowhere but ``assigned``,
+        which the service never writes through here)."""
         values: dict[str, Any] = {":new": {"S": status}, ":now": to_attr(now), ":one": {"N": "1"}}
         placeholders = []
         for i, prev in enumerate(allowed_from):
             values[f":p{i}"] = {"S": prev}
             placeholders.append(f":p{i}")
-        condition = "attribute_exists(package_id)"
-        if placeholders:
-            condition += f" AND #s IN ({', '.join(placeholders)})"
-        else:
-            condition += " AND #s = :new AND attribute_not_exists(package_id)"
+        condition = f"attribute_exists(package_id) AND #s IN ({', '.join(placeholders)})"
         try:
             with outage_guard("updating a status"):
                 out = self.dynamodb.update_item(
