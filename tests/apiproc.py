@@ -14,7 +14,7 @@ from pathlib import Path
 
 import httpx
 
-from conftest import free_port
+from conftest import free_port, stop_process
 
 
 @dataclass
@@ -74,11 +74,5 @@ def start_api(endpoint: str, timeout: float = 60, **env: str | None):
             time.sleep(0.1)
         yield api
     finally:
-        if proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        stop_process(proc)
         log.unlink(missing_ok=True)

@@ -65,6 +65,18 @@ def wait_for_line(proc: subprocess.Popen, needle: str, timeout: float = READY_TI
     raise RuntimeError(f"process did not print {needle!r}; output:\n{''.join(seen)}{pending.decode(errors='replace')}")
 
 
+def stop_process(proc: subprocess.Popen, timeout: float = 10) -> None:
+    """SIGTERM, then SIGKILL if it has not ended within ``timeout``; reaps it either way."""
+    if proc.poll() is not None:
+        return
+    proc.terminate()
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
 @dataclass
 class Emulator:
     endpoint: str

@@ -42,7 +42,7 @@ import boto3
 import httpx
 from botocore.awsrequest import AWSResponse
 
-from conftest import free_port, wait_for_line
+from conftest import free_port, stop_process, wait_for_line
 
 FAKE_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test", "AWS_DEFAULT_REGION": "us-east-1"}
 
@@ -452,13 +452,7 @@ class ApiProcess:
         self.process.wait()
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        stop_process(self.process)
 
 
 @contextmanager

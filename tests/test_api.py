@@ -18,7 +18,7 @@ import httpx
 import pytest
 from boto3.dynamodb.types import TypeDeserializer
 
-from conftest import free_port, wait_for_line
+from conftest import free_port, stop_process, wait_for_line
 from depot.rules import generate_day
 from oracle import driver_accepts, max_assignable
 
@@ -95,12 +95,7 @@ def api(emulator):
         wait_until_serving(server)
         yield server
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_process(proc, timeout=15)
 
 
 def check_response(response: httpx.Response) -> None:
