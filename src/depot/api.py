@@ -12,7 +12,6 @@ from contextlib import asynccontextmanager
 from datetime import date as Date
 from typing import Annotated, Any
 
-import orjson
 from fastapi import Depends, FastAPI, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
@@ -29,9 +28,6 @@ from depot.models import (
     InvalidManifest,
     Package,
     Status,
-    gc_paused,
-    package_records,
-    parse_drivers,
 )
 from depot.observability import (
     REGISTRY,
@@ -264,7 +260,7 @@ def _install_routes(app: FastAPI) -> None:
     async def import_manifest(request: Request, service: ServiceDep, _: auth.DispatcherDep):
         """Store a day's lists durably; importing again adds and updates (SPEC 2)."""
         raw = await request.body()
-        return await run_in_threadpool(_import, raw, service)
+        return await run_in_threadpool(service.import_body, raw)
 
     @app.get("/manifests/{day}", tags=["manifests"], responses=ERRORS)
     def get_manifest(day: Date, service: ServiceDep, _: auth.DispatcherDep) -> dict[str, Any]:
@@ -315,27 +311,3 @@ def _install_routes(app: FastAPI) -> None:
         return JSONResponse(status_code=200 if ok else 503, content={"status": "ready" if ok else "not_ready",
                                                                      "checks": checks})
 
-
-def _import(raw: bytes, service: Service) -> dict[str, Any]:
-    try:
-        with gc_paused():
-            payload = orjson.loads(raw)
-    except (orjson.JSONDecodeError, RecursionError) as exc:
-        raise DepotError(f"the body is not valid JSON: {exc}") from None
-    if not isinstance(payload, dict):
-        raise InvalidManifest([{"field": "body", "message": "the body must be a JSON object"}])
-    extra = sorted(set(payload) - {"day", "drivers", "packages"})
-    if extra:
-        raise InvalidManifest([{"field": f, "message": f"unknown field {f!r}"} for f in extra])
-    day = payload.get("day")
-    if day is not None:
-        try:
-            day = Date.fromisoformat(day).isoformat() if isinstance(day, str) and len(day) == 10 else None
-        except ValueError:
-            day = None
-        if day is None:
-            raise InvalidManifest([{"field": "day", "message": "day must be a date as YYYY-MM-DD"}])
-    drivers = parse_drivers(payload.get("drivers", []))
-    with gc_paused():
-        packages = package_records(payload.get("packages", []))
-    return service.import_manifest(day or service.today(), drivers, packages)

@@ -223,7 +223,8 @@ def run(
 
 
 def _load_today_if_missing() -> None:
-    from depot.models import parse_drivers, parse_packages
+    import orjson
+
     from depot.rules import generate_day
     from depot.service import Service
     from depot.settings import Settings
@@ -237,7 +238,7 @@ def _load_today_if_missing() -> None:
         return
     seed = int(today.replace("-", ""))
     payload = generate_day(seed=seed)
-    result = service.import_manifest(today, parse_drivers(payload["drivers"]), parse_packages(payload["packages"]))
+    result = service.import_body(orjson.dumps({"day": today, **payload}))
     console.print(f"loaded today's generated day {today}: {result['drivers_total']} drivers, "
                   f"{result['packages_total']} packages (seed {seed})")
 

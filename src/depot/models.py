@@ -7,7 +7,7 @@ they concern, so that an import can be refused with a message a dispatcher can a
 from __future__ import annotations
 
 import gc
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from enum import StrEnum
 from typing import Annotated, Any, Literal
@@ -290,7 +290,12 @@ def parse_packages(raw: Any) -> list[Package]:
             packages = PackageList.validate_python(raw)
     except ValidationError as exc:
         raise InvalidManifest(_package_problems(raw, exc)) from None
-    duplicates = _duplicates(p.package_id for p in packages)
+    check_unique_packages(p.package_id for p in packages)
+    return packages
+
+
+def check_unique_packages(package_ids: Iterable[str]) -> None:
+    duplicates = _duplicates(package_ids)
     if duplicates:
         raise InvalidManifest(
             [
@@ -298,7 +303,6 @@ def parse_packages(raw: Any) -> list[Package]:
                 for pid in duplicates[:MAX_REPORTED_PROBLEMS]
             ]
         )
-    return packages
 
 
 def package_records(raw: Any) -> list[dict[str, Any]]:
@@ -382,6 +386,7 @@ __all__ = [
     "Rule",
     "RuleCode",
     "Status",
+    "check_unique_packages",
     "package_records",
     "parse_drivers",
     "parse_packages",

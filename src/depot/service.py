@@ -19,6 +19,7 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
@@ -27,11 +28,12 @@ from zoneinfo import ZoneInfo
 import numpy as np
 
 from depot.eligibility import PackageColumns, RuleMasks
+from depot.manifest import parse_manifest
 from depot.matcher import match
 from depot.models import NEXT_STATUSES, Driver, Package, Status, previous_statuses
 from depot.observability import ASSIGN_RUN_PACKAGES, ASSIGN_RUN_SECONDS
 from depot.settings import Settings
-from depot.store import ConditionFailed, StorageUnavailable, Store, VersionConflict
+from depot.store import ConditionFailed, StorageUnavailable, Store, VersionConflict, pack
 
 COMMIT_ATTEMPTS = 50
 PENDING_WAIT_S = 30.0
@@ -109,9 +111,11 @@ class Manifest:
         )
 
     @classmethod
-    def from_stored(cls, key: str, payload: dict[str, Any]) -> Manifest:
-        drivers = [Driver.model_validate(d) for d in payload["drivers"]]
-        return cls.build(key, drivers, payload["packages"])
+    def from_stored(cls, key: str, raw: bytes) -> Manifest:
+        """A stored manifest is either the body of a day's first import, as received, or a merged
+        snapshot in the same shape; both are read the way an import reads its body."""
+        body = parse_manifest(raw)
+        return cls.build(key, body.drivers, body.records())
 
     def to_stored(self) -> dict[str, Any]:
         return {
@@ -176,6 +180,10 @@ class AssignOutcome:
         return body
 
 
+def _manifest_key(day: str, version: int) -> str:
+    return f"manifests/{day}/{version:08d}-{uuid.uuid4().hex}.json"
+
+
 def _record(package: Package) -> dict[str, Any]:
     """The stored form of a package: every SPEC field (``hazmat_class`` may be null), and
     ``destination`` only when given."""
@@ -231,7 +239,7 @@ class Service:
         if cached and cached.version == version:
             return replace(cached, pending=pending)
         if cached is None or cached.manifest.key != item["manifest_key"] or runs[: len(cached.runs)] != cached.runs:
-            manifest = Manifest.from_stored(item["manifest_key"], self.store.get_json(item["manifest_key"]))
+            manifest = Manifest.from_stored(item["manifest_key"], self.store.get_bytes(item["manifest_key"]))
             cached = DayState(day=day, version=0, manifest=manifest, runs=())
         new_runs = [(key, self.store.get_json(key)["assignments"]) for key in runs[len(cached.runs) :]]
         return cached.with_runs(new_runs, version, pending)
@@ -244,6 +252,31 @@ class Service:
 
     # --- manifests ----------------------------------------------------------------------------
 
+    def import_body(self, raw: bytes) -> dict[str, Any]:
+        """Import a manifest body as received (``POST /manifests``): validated whole, then stored.
+
+        A day's first import stores the body itself as the day's manifest and commits it; the
+        day's in-memory state is built when the day is next used, the way any other process
+        builds it, so the import costs little more than storing the bytes (docs/performance.md).
+        Later imports merge into the stored day (``import_manifest``).
+        """
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            packed = pool.submit(pack, raw)  # releases the GIL: runs while the body is validated
+            body = parse_manifest(raw)
+        day = body.day or self.today()
+        if self.day_state(day) is not None:
+            return self.import_manifest(day, body.drivers, body.records())
+        key = _manifest_key(day, 1)
+        self.store.put_bytes(key, packed.result())
+        try:
+            version = self.store.commit_manifest(day, 0, key, {"drivers": len(body.drivers),
+                                                               "packages": len(body.packages)})
+        except VersionConflict:  # another import of the day came first: merge into it
+            return self.import_manifest(day, body.drivers, body.records())
+        counts = {"drivers_added": len(body.drivers), "drivers_updated": 0,
+                  "packages_added": len(body.packages), "packages_updated": 0, "packages_unchanged": 0}
+        return self._imported(day, version, key, counts, len(body.drivers), len(body.packages))
+
     def import_manifest(self, day: str, drivers: list[Driver],
                         packages: Sequence[Package | dict[str, Any]]) -> dict[str, Any]:
         """Add drivers and packages to the day; update drivers' rules; never change an assigned package."""
@@ -251,7 +284,7 @@ class Service:
         for _ in range(COMMIT_ATTEMPTS):
             state = self.day_state(day)
             merged, counts = self._merge(state, drivers, records)
-            key = f"manifests/{day}/{(state.version if state else 0) + 1:08d}-{uuid.uuid4().hex}.json"
+            key = _manifest_key(day, (state.version if state else 0) + 1)
             self.store.put_json(key, merged.to_stored())
             try:
                 version = self.store.commit_manifest(day, state.version if state else 0, key, {
@@ -265,11 +298,14 @@ class Service:
             with self._lock:
                 self._days[day] = imported
             freeze_heap(imported)
-            result = {"day": day, "version": version, **counts,
-                      "drivers_total": len(merged.drivers), "packages_total": len(merged.packages)}
-            self.events.emit("manifest_imported", **result, manifest_key=key)
-            return result
+            return self._imported(day, version, key, counts, len(merged.drivers), len(merged.packages))
         raise Busy("the day kept changing while importing; try again")
+
+    def _imported(self, day: str, version: int, key: str, counts: dict[str, int], drivers: int,
+                  packages: int) -> dict[str, Any]:
+        result = {"day": day, "version": version, **counts, "drivers_total": drivers, "packages_total": packages}
+        self.events.emit("manifest_imported", **result, manifest_key=key)
+        return result
 
     def _merge(self, state: DayState | None, drivers: list[Driver], records: list[dict[str, Any]]):
         old_drivers = dict(state.manifest.drivers) if state else {}
