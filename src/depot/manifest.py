@@ -12,6 +12,7 @@ Drivers (a thousand, not a hundred thousand) always go through the models.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import date as Date
 from typing import Annotated, Any, Literal
@@ -62,8 +63,10 @@ def parse_manifest(raw: bytes) -> ManifestBody:
 
 # --- the fast decoder: a mirror of models.Package ---------------------------------------------
 
-# ``\Z``, not ``$``: Python's ``$`` also matches before a trailing newline, pydantic's does not.
-_Identifier = Annotated[str, Meta(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.:\-]+\Z")]
+# models.Identifier's length here; its pattern in one regex pass over all ids (``_valid_ids``), which
+# is a third of the cost of msgspec's per-string pattern.
+_Identifier = Annotated[str, Meta(min_length=1, max_length=128)]
+_IDS = re.compile(r"(?:[A-Za-z0-9_.:\-]+\n)*")
 
 
 class _Destination(Struct, forbid_unknown_fields=True, omit_defaults=True, gc=False):
@@ -104,8 +107,21 @@ def _decode_fast(raw: bytes) -> ManifestBody | None:
         body = _BODY.decode(raw)
     except msgspec.DecodeError:  # msgspec.ValidationError is a DecodeError too
         return None
-    check_unique_packages(package.package_id for package in body.packages)
+    ids = [package.package_id for package in body.packages]
+    if not _valid_ids(ids):
+        return None
+    if len(set(ids)) != len(ids):
+        check_unique_packages(ids)  # names the duplicates
     return ManifestBody(_valid_day(body.day), parse_drivers(body.drivers), body.packages)
+
+
+def _valid_ids(ids: list[str]) -> bool:
+    """Every id matches ``models.Identifier``'s pattern. Newline separates them in the joined
+    string and is not in the pattern, so counting newlines shows no id contains one."""
+    if not ids:
+        return True
+    joined = "\n".join(ids) + "\n"
+    return joined.count("\n") == len(ids) and _IDS.fullmatch(joined) is not None
 
 
 # --- the authoritative reader -----------------------------------------------------------------
