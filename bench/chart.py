@@ -23,27 +23,26 @@ def draw(results: dict[str, Any], path: Path) -> Path:
         pts = [(r["packages"], r[key]["seconds"]) for r in rows if key in r and "seconds" in r[key]]
         if pts:
             ax.plot([p for p, _ in pts], [s for _, s in pts], style, label=label)
-    ax.set_xscale("log")
-    ax.set_yscale("log")
-    ax.set_xlabel("packages in the day (drivers = packages / 100, cap 100)")
-    ax.set_ylabel("seconds")
-    ax.set_title("Matcher alone")
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=8)
+    _log_log(ax, "packages in the day (drivers = packages / 100, cap 100)", "Matcher alone")
     if e2e:
         ax = axes[0][1]
         xs = [r["packages"] for r in e2e]
         ax.plot(xs, [r["assign_s"] for r in e2e], "o-", label="POST /assign, end to end")
         ax.plot(xs, [r["raw_batch_write_s"] for r in e2e], "s--", label="raw BatchWriteItem, same item count")
-        ax.set_xscale("log")
-        ax.set_yscale("log")
-        ax.set_xlabel("packages in the day")
-        ax.set_ylabel("seconds")
-        ax.set_title("/assign on the embedded emulator vs its write floor")
-        ax.grid(True, which="both", alpha=0.3)
-        ax.legend(fontsize=8)
+        _log_log(ax, "packages in the day", "/assign on the embedded emulator vs its write floor")
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+def _log_log(ax, xlabel: str, title: str) -> None:
+    """Seconds against day size, both on log scales, as every panel of the chart shows them."""
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("seconds")
+    ax.set_title(title)
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8)
