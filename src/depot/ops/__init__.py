@@ -1,0 +1,1 @@
+"""Operations: the CLI, the embedded emulator, provisioning, the day generator."""
