@@ -19,11 +19,11 @@ from contextlib import contextmanager
 from fastapi.testclient import TestClient
 
 from bench.procs import emulator
-from depot.api import create_app
-from depot.oplog import EventLog
-from depot.rules import generate_day
-from depot.settings import Settings
-from depot.store import make_log_client
+from depot.config import Settings
+from depot.http.app import create_app
+from depot.ops.generator import generate_day
+from depot.storage.oplog import EventLog
+from depot.storage.store import make_log_client
 
 DAY = "2026-06-01"
 DRIVERS = 200

@@ -24,9 +24,9 @@ FULL_GRAPH_MAX_PACKAGES = 100_000  # beyond this the full graph needs several Gi
 
 def make_day(packages: int, path: Path, seed: int = 6, per_driver: int = 100) -> None:
     """Generate a day (drivers = packages / per_driver, 2-4 rules) and store it for the children."""
-    from depot.eligibility import PackageColumns
-    from depot.models import parse_drivers
-    from depot.rules import generate_day
+    from depot.core.models import parse_drivers
+    from depot.core.rules import PackageColumns
+    from depot.ops.generator import generate_day
 
     drivers = max(1, packages // per_driver)
     day = generate_day(seed=seed, drivers=drivers, packages_per_driver=per_driver, min_rules=2, max_rules=4,
@@ -47,7 +47,7 @@ def full_graph_max_flow(columns, drivers, cap: int) -> tuple[int, float, int]:
     Returns (flow, seconds spent in the solver alone, arcs)."""
     from ortools.graph.python import max_flow
 
-    from depot.eligibility import RuleMasks
+    from depot.core.rules import RuleMasks
 
     masks = RuleMasks(columns)
     n_d, n_p = len(drivers), len(columns)
@@ -80,7 +80,7 @@ def child(kind: str, path: str, cap: int, repeats: int) -> dict[str, Any]:
     for _ in range(repeats):
         start = time.perf_counter()
         if kind == "matcher":
-            from depot.matcher import match
+            from depot.core.matcher import match
 
             result = match(columns, drivers, cap)
             out.update(assigned=result.assigned, classes=result.classes, arcs=result.arcs,
@@ -89,7 +89,7 @@ def child(kind: str, path: str, cap: int, repeats: int) -> dict[str, Any]:
             flow, solve_s, arcs = full_graph_max_flow(columns, drivers, cap)
             out.update(assigned=flow, arcs=arcs, solve_s=solve_s)
         elif kind == "greedy":
-            from depot.matcher import greedy_first_fit
+            from depot.core.matcher import greedy_first_fit
 
             result = greedy_first_fit(columns, drivers, cap)
             out.update(assigned=sum(len(v) for v in result.values()))

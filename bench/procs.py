@@ -53,7 +53,7 @@ class Stack:
 @contextmanager
 def emulator() -> Iterator[tuple[str, int]]:
     port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "depot.emulator", "--port", str(port)],
+    proc = subprocess.Popen([sys.executable, "-m", "depot.ops.emulator", "--port", str(port)],
                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=_env())
     # the emulator prints one line when ready and nothing after, so stdout is not drained
     try:
@@ -62,9 +62,9 @@ def emulator() -> Iterator[tuple[str, int]]:
             raise RuntimeError(f"emulator did not start: {line!r}")
         endpoint = f"http://127.0.0.1:{port}"
         os.environ.update({k: os.environ.get(k, v) for k, v in FAKE_AWS.items()})
-        from depot.schema import bootstrap
-        from depot.settings import Settings
-        from depot.store import make_clients
+        from depot.config import Settings
+        from depot.storage.store import make_clients
+        from depot.storage.tables import bootstrap
 
         settings = Settings(aws_endpoint_url=endpoint)
         bootstrap(*make_clients(settings), settings)
@@ -78,7 +78,7 @@ def api(endpoint: str, env: dict[str, str] | None = None) -> Iterator[tuple[str,
     port = free_port()
     log = tempfile.NamedTemporaryFile(prefix="depot-bench-api-", suffix=".log", delete=False)  # noqa: SIM115
     proc = subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", "depot.api:create_app", "--factory", "--host", "127.0.0.1",
+        [sys.executable, "-m", "uvicorn", "depot.http.app:create_app", "--factory", "--host", "127.0.0.1",
          "--port", str(port), "--log-level", "warning", "--no-access-log"],
         stdout=log, stderr=subprocess.STDOUT, env=_env(AWS_ENDPOINT_URL=endpoint, **(env or {})),
     )

@@ -19,8 +19,8 @@ DAY = "2030-01-15"
 
 
 def _client(endpoint: str, service: str):
-    from depot.settings import Settings
-    from depot.store import make_clients
+    from depot.config import Settings
+    from depot.storage.store import make_clients
 
     dynamodb, s3 = make_clients(Settings(aws_endpoint_url=endpoint))
     return dynamodb if service == "dynamodb" else s3
@@ -28,7 +28,7 @@ def _client(endpoint: str, service: str):
 
 def raw_item(i: int, package: dict[str, Any], prefix: str) -> dict[str, Any]:
     """An item shaped like Depot's assignment item (same attributes and sizes)."""
-    from depot.store import to_item
+    from depot.storage.store import to_item
 
     now = time.time()
     record = {
@@ -45,7 +45,7 @@ def raw_item(i: int, package: dict[str, Any], prefix: str) -> dict[str, Any]:
 
 def raw_batch_write(endpoint: str, items: list[dict[str, Any]], workers: int = 4) -> float:
     """The floor: pre-built BatchWriteItem requests of 25, sent by ``workers`` threads."""
-    from depot.settings import Settings
+    from depot.config import Settings
 
     dynamodb = _client(endpoint, "dynamodb")
     table = Settings().assignments_table
@@ -64,7 +64,7 @@ def raw_batch_write(endpoint: str, items: list[dict[str, Any]], workers: int = 4
 
 
 def raw_s3_put(endpoint: str, body: bytes) -> float:
-    from depot.settings import Settings
+    from depot.config import Settings
 
     s3 = _client(endpoint, "s3")
     start = time.perf_counter()
@@ -79,7 +79,7 @@ def import_rounds(http: httpx.Client, endpoint: str, body: bytes, day: dict[str,
     The first round imports the bench's day (later assigned); the others import the same lists
     under other dates, so that each is a day's first import. Figures are medians.
     """
-    from depot.store import pack
+    from depot.storage.store import pack
 
     pairs = []
     for i in range(rounds):
@@ -100,8 +100,8 @@ def import_rounds(http: httpx.Client, endpoint: str, body: bytes, day: dict[str,
 def parse_times(body: bytes, repeat: int = 3) -> dict[str, float]:
     """In this process, best of ``repeat``: reading a body as an import does (the fast decoder),
     and the pydantic models' path that names errors (which a body the fast decoder refuses takes)."""
-    from depot.manifest import _decode_checked, parse_manifest
-    from depot.models import gc_paused
+    from depot.core.manifest import _decode_checked, parse_manifest
+    from depot.core.models import gc_paused
 
     def best(read) -> float:
         times = []
@@ -126,7 +126,7 @@ def percentile(values: list[float], q: float) -> float:
 def run(drivers: int = 1000, packages_per_driver: int = 100, cap: int = 100, seed: int = 6,
         update_rate: float = 100.0, update_seconds: float = 60.0, reads: int = 200,
         import_rounds_n: int = 3, log=print) -> dict[str, Any]:
-    from depot.rules import generate_day
+    from depot.ops.generator import generate_day
 
     day = generate_day(seed=seed, drivers=drivers, packages_per_driver=packages_per_driver,
                        min_rules=2, max_rules=4)
@@ -138,7 +138,7 @@ def run(drivers: int = 1000, packages_per_driver: int = 100, cap: int = 100, see
     log(f"parse + validate {out['packages']:,} packages: {out['parse_s']:.3f}s "
         f"(the models' path alone {out['parse_checked_s']:.3f}s)")
     api_env = {}
-    from depot.settings import Settings
+    from depot.config import Settings
 
     if len(body) > Settings().max_manifest_bytes:  # the generator's 100k day with destinations is ~38 MB
         api_env["DEPOT_MAX_MANIFEST_BYTES"] = str(2 * len(body))

@@ -1,4 +1,4 @@
-"""The real API as a process (``python -m depot.cli serve``) against a real emulator, for the
+"""The real API as a process (``python -m depot.ops.cli serve``) against a real emulator, for the
 security and fuzz suites: start, wait for /health, read its output, stop."""
 
 from __future__ import annotations
@@ -35,9 +35,9 @@ class ApiProcess:
 
 
 def provision(endpoint: str) -> None:
-    from depot.schema import bootstrap
-    from depot.settings import Settings
-    from depot.store import make_clients
+    from depot.config import Settings
+    from depot.storage.store import make_clients
+    from depot.storage.tables import bootstrap
 
     settings = Settings(aws_endpoint_url=endpoint)
     bootstrap(*make_clients(settings), settings)
@@ -56,7 +56,7 @@ def start_api(endpoint: str, timeout: float = 60, **env: str | None):
     port = free_port()
     log = Path(tempfile.mkstemp(prefix="depot-api-", suffix=".log")[1])
     with log.open("w") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "depot.cli", "serve", "--host", "127.0.0.1", "--port",
+        proc = subprocess.Popen([sys.executable, "-m", "depot.ops.cli", "serve", "--host", "127.0.0.1", "--port",
                                  str(port)], stdout=out, stderr=subprocess.STDOUT, env=api_env(endpoint, **env))
     api = ApiProcess(f"http://127.0.0.1:{port}", port, proc, log)
     try:

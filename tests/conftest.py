@@ -91,7 +91,7 @@ class Emulator:
 def start_emulator(port: int | None = None) -> Iterator[Emulator]:
     port = port or free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "depot.emulator", "--port", str(port)],
+        [sys.executable, "-m", "depot.ops.emulator", "--port", str(port)],
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
         text=True,

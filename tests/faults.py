@@ -9,7 +9,7 @@
 * ``ManagedEmulator``: the emulator as a process the test controls: pause (SIGSTOP), resume
   (SIGCONT), kill (SIGKILL: moto keeps its state in memory, so everything is lost) and restart
   on the same port, then provision again.
-* ``ApiProcess``: ``python -m depot.cli serve`` as a real process, pointed at any endpoint (the
+* ``ApiProcess``: ``python -m depot.ops.cli serve`` as a real process, pointed at any endpoint (the
   proxy or the emulator), killable with SIGKILL.
 * botocore event hooks on an in-process client: ``Throttle`` (a ThrottlingException answer for a
   given share of requests, before they are sent), ``HalfUnprocessed`` (every BatchWriteItem sends
@@ -365,7 +365,7 @@ class ManagedEmulator:
 
     def start(self, provision: bool = True) -> ManagedEmulator:
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "depot.emulator", "--port", str(self.port)],
+            [sys.executable, "-m", "depot.ops.emulator", "--port", str(self.port)],
             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
         )
         wait_for_line(self.process, "ready on")
@@ -374,8 +374,8 @@ class ManagedEmulator:
         return self
 
     def provision(self) -> None:
-        from depot.schema import bootstrap
-        from depot.store import make_clients
+        from depot.storage.store import make_clients
+        from depot.storage.tables import bootstrap
 
         settings = make_settings(self.endpoint)
         bootstrap(*make_clients(settings), settings)
@@ -412,7 +412,7 @@ class ManagedEmulator:
 
 
 class ApiProcess:
-    """``python -m depot.cli serve`` as a real process against ``endpoint``."""
+    """``python -m depot.ops.cli serve`` as a real process against ``endpoint``."""
 
     def __init__(self, endpoint: str, env: dict[str, str] | None = None, port: int | None = None):
         self.port = port or free_port()
@@ -420,7 +420,7 @@ class ApiProcess:
         full_env = {**os.environ, **FAKE_CREDENTIALS, "AWS_ENDPOINT_URL": endpoint, **(env or {})}
         full_env.pop("DEPOT_AWS_ENDPOINT_URL", None)
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "depot.cli", "serve", "--host", "127.0.0.1", "--port", str(self.port)],
+            [sys.executable, "-m", "depot.ops.cli", "serve", "--host", "127.0.0.1", "--port", str(self.port)],
             env=full_env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
         )
         self._stderr: list[str] = []
@@ -471,7 +471,7 @@ def api_processes(endpoint: str, n: int, env: dict[str, str] | None = None) -> I
 
 
 def make_settings(endpoint: str, **overrides: Any):
-    from depot.settings import Settings
+    from depot.config import Settings
 
     for name, value in FAKE_CREDENTIALS.items():
         os.environ.setdefault(name, value)
@@ -481,7 +481,7 @@ def make_settings(endpoint: str, **overrides: Any):
 def make_service(endpoint: str, **overrides: Any):
     """A Store and a Service of their own (own clients, own process id) on ``endpoint``."""
     from depot.service import Service
-    from depot.store import Store, make_clients
+    from depot.storage.store import Store, make_clients
 
     settings = make_settings(endpoint, **overrides)
     dynamodb, s3 = make_clients(settings)
@@ -707,9 +707,9 @@ def committed_state(dynamodb, s3, day: str, days_table: str = "DepotDays",
 
 def import_day(service, day: str, drivers: int, packages_per_driver: int, seed: int, min_rules: int = 0,
                max_rules: int = 3, driver_prefix: str = "driver_", with_destination: bool = True) -> dict[str, Any]:
-    """Generate a day (``depot.rules.generate_day``) and import it in-process."""
-    from depot.models import parse_drivers, parse_packages
-    from depot.rules import generate_day
+    """Generate a day (``depot.ops.generator.generate_day``) and import it in-process."""
+    from depot.core.models import parse_drivers, parse_packages
+    from depot.ops.generator import generate_day
 
     payload = generate_day(seed=seed, drivers=drivers, packages_per_driver=packages_per_driver,
                            min_rules=min_rules, max_rules=max_rules, with_destination=with_destination)

@@ -1,4 +1,4 @@
-"""The HTTP API (SPEC section 2) as a real process (`python -m depot.cli serve`) against the real
+"""The HTTP API (SPEC section 2) as a real process (`python -m depot.ops.cli serve`) against the real
 emulator process, checked through its HTTP interface and against DeliveryAssignments read
 straight from the emulator. Tests isolate themselves by using a day of their own."""
 
@@ -19,7 +19,7 @@ import pytest
 from boto3.dynamodb.types import TypeDeserializer
 
 from conftest import free_port, stop_process, wait_for_line
-from depot.rules import generate_day
+from depot.ops.generator import generate_day
 from oracle import driver_accepts, max_assignable
 
 STATUSES = ["assigned", "accepted", "in_progress", "delivered", "failed_to_deliver"]
@@ -74,9 +74,9 @@ def wait_until_serving(server: ApiServer, timeout: float = 60) -> None:
 
 @pytest.fixture(scope="module")
 def api(emulator):
-    from depot.schema import bootstrap
-    from depot.settings import Settings
-    from depot.store import make_clients
+    from depot.config import Settings
+    from depot.storage.store import make_clients
+    from depot.storage.tables import bootstrap
 
     settings = Settings(aws_endpoint_url=emulator.endpoint)
     bootstrap(*make_clients(settings), settings)
@@ -85,7 +85,7 @@ def api(emulator):
     env.update(AWS_ENDPOINT_URL=emulator.endpoint, AWS_ACCESS_KEY_ID="test", AWS_SECRET_ACCESS_KEY="test",
                AWS_DEFAULT_REGION="us-east-1", PYTHONUNBUFFERED="1")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "depot.cli", "serve", "--host", "127.0.0.1", "--port", str(port)],
+        [sys.executable, "-m", "depot.ops.cli", "serve", "--host", "127.0.0.1", "--port", str(port)],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
     )
     server = ApiServer(f"http://127.0.0.1:{port}", proc)

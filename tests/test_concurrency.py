@@ -22,8 +22,8 @@ from types import SimpleNamespace
 import httpx
 import pytest
 
-from depot.models import NEXT_STATUSES, Status
-from depot.rules import generate_day
+from depot.core.models import NEXT_STATUSES, Status
+from depot.ops.generator import generate_day
 from faults import (
     ManagedEmulator,
     api_processes,

@@ -28,9 +28,9 @@ import httpx
 import pytest
 
 import depot.service as service_module
-from depot.schema import table_definitions
 from depot.service import Service
-from depot.store import Store, make_clients
+from depot.storage.store import Store, make_clients
+from depot.storage.tables import table_definitions
 from faults import (
     ApiProcess,
     Crash,

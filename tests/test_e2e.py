@@ -63,7 +63,7 @@ def test_depot_run_answers_the_briefs_request_and_stops_on_ctrl_c():
         output.append(wait_for_line(proc, "Depot API on", timeout=120))
         drainer = threading.Thread(target=lambda: output.extend(proc.stdout), daemon=True)
         drainer.start()
-        emulators = [c for c in children_of(proc.pid) if "depot.emulator" in cmdline(c)]
+        emulators = [c for c in children_of(proc.pid) if "depot.ops.emulator" in cmdline(c)]
         assert len(emulators) == 1, [cmdline(c) for c in children_of(proc.pid)]
         (emulator_pid,) = emulators
 

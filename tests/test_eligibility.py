@@ -9,9 +9,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from depot.eligibility import PREDICATES, PackageColumns, RuleMasks, eligibility_matrix
-from depot.models import Rule, RuleCode, parse_drivers
-from depot.rules import generate_day
+from depot.core.models import Rule, RuleCode, parse_drivers
+from depot.core.rules import PREDICATES, PackageColumns, RuleMasks, eligibility_matrix
+from depot.ops.generator import generate_day
 from oracle import driver_accepts, rule_accepts
 
 REGIONS = ["north", "east", "south", "west"]

@@ -34,8 +34,8 @@ from schemathesis.specs.openapi.checks import response_schema_conformance
 
 from apiproc import provision, start_api
 from conftest import start_emulator
-from depot.models import NEXT_STATUSES, Status
-from depot.rules import generate_day
+from depot.core.models import NEXT_STATUSES, Status
+from depot.ops.generator import generate_day
 
 EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "25"))
 FUZZ_DRIVERS = [f"driver_{i}" for i in range(1, 6)]

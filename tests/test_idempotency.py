@@ -8,11 +8,11 @@ import time
 import pytest
 from fastapi.testclient import TestClient
 
-from depot.api import create_app
-from depot.rules import generate_day
-from depot.schema import bootstrap
-from depot.settings import Settings
-from depot.store import StorageUnavailable, make_clients
+from depot.config import Settings
+from depot.http.app import create_app
+from depot.ops.generator import generate_day
+from depot.storage.store import StorageUnavailable, make_clients
+from depot.storage.tables import bootstrap
 
 
 @pytest.fixture(scope="module")

@@ -3,9 +3,9 @@ one emulator without clashing, and it builds exactly what the app's own bootstra
 
 The applies are slow (the AWS provider waits ~50 s for an S3 lifecycle rule to settle, as on
 AWS), so one module fixture runs them all at once, in threads, and the tests read the result:
-- emulator A: `dev` through ``depot.provision.provision`` (what `depot run` does), `test` and
+- emulator A: `dev` through ``depot.ops.provision.provision`` (what `depot run` does), `test` and
   `prod` through `make terraform-init terraform-apply` (what a person and CI do);
-- emulator B: ``depot.schema.bootstrap`` with the default (dev) settings.
+- emulator B: ``depot.storage.tables.bootstrap`` with the default (dev) settings.
 """
 
 from __future__ import annotations
@@ -21,9 +21,9 @@ from pathlib import Path
 import pytest
 
 from conftest import Emulator, start_emulator
-from depot import provision as prov
-from depot.schema import bootstrap
-from depot.settings import Settings
+from depot.config import Settings
+from depot.ops import provision as prov
+from depot.storage.tables import bootstrap
 
 REPO = Path(__file__).resolve().parents[1]
 INFRA = REPO / "infra"

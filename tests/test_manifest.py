@@ -1,5 +1,5 @@
 """Reading a manifest body: the fast decoder may only ever accept what the pydantic models accept,
-and must give the same records when it does (``depot.manifest``)."""
+and must give the same records when it does (``depot.core.manifest``)."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from depot.manifest import _decode_checked, _decode_fast, parse_manifest
-from depot.models import InvalidManifest
-from depot.rules import generate_day
+from depot.core.manifest import _decode_checked, _decode_fast, parse_manifest
+from depot.core.models import InvalidManifest
+from depot.ops.generator import generate_day
 from test_models import package
 
 VALID = package(package_id="p-1", destination={
@@ -194,8 +194,8 @@ def test_records_keep_a_null_hazmat_class_and_drop_a_missing_destination():
 def test_a_first_import_is_stored_as_received_and_every_process_reads_it_the_same(emulator):
     import zstandard
 
-    from depot.schema import bootstrap
-    from depot.store import make_clients
+    from depot.storage.store import make_clients
+    from depot.storage.tables import bootstrap
     from faults import make_service, make_settings
 
     settings = make_settings(emulator.endpoint)

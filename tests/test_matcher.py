@@ -10,10 +10,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from depot.eligibility import PackageColumns
-from depot.matcher import greedy_first_fit, match
-from depot.models import parse_drivers
-from depot.rules import generate_day
+from depot.core.matcher import greedy_first_fit, match
+from depot.core.models import parse_drivers
+from depot.core.rules import PackageColumns
+from depot.ops.generator import generate_day
 from oracle import best_priority, driver_accepts, max_assignable
 
 PROPERTY_SETTINGS = settings(max_examples=200, deadline=None,

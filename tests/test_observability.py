@@ -9,7 +9,7 @@ import pytest
 
 from apiproc import provision, start_api
 from conftest import start_emulator
-from depot.rules import generate_day
+from depot.ops.generator import generate_day
 
 
 @pytest.fixture(scope="module")
@@ -71,7 +71,7 @@ def test_ready_reports_dynamodb_and_s3_separately():
             assert ready.status_code == 200
             assert ready.json()["checks"] == {"dynamodb": "ok", "s3": "ok"}
             s3 = emu.client("s3")
-            from depot.settings import Settings
+            from depot.config import Settings
 
             bucket = Settings().state_bucket
             versions = s3.list_object_versions(Bucket=bucket).get("Versions", [])

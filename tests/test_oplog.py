@@ -10,12 +10,12 @@ import pytest
 from botocore.exceptions import ConnectionClosedError
 from fastapi.testclient import TestClient
 
-from depot.api import create_app
-from depot.oplog import EventLog, event_key, read_events
-from depot.rules import generate_day
-from depot.schema import bootstrap
-from depot.settings import Settings
-from depot.store import make_clients, make_log_client
+from depot.config import Settings
+from depot.http.app import create_app
+from depot.ops.generator import generate_day
+from depot.storage.oplog import EventLog, event_key, read_events
+from depot.storage.store import make_clients, make_log_client
+from depot.storage.tables import bootstrap
 
 
 @pytest.fixture(scope="module")

@@ -19,7 +19,7 @@ from types import SimpleNamespace
 import httpx
 import pytest
 
-from depot.models import Status
+from depot.core.models import Status
 from faults import (
     ApiProcess,
     FaultProxy,
@@ -290,7 +290,7 @@ def test_killed_and_restarted_emulator():
                 figure("emulator restarted: first call", f"{manifest.status} in {time.monotonic() - back_at:.2f}s")
                 assert manifest.status == 404, manifest.body  # the emulator's state is gone
                 assert time.monotonic() - back_at < RECOVERY_S
-                from depot.rules import generate_day
+                from depot.ops.generator import generate_day
 
                 payload = generate_day(seed=106, drivers=4, packages_per_driver=5, max_rules=0)
                 imported = call(http, "POST", f"{api.url}/manifests", {"day": day, **payload})
@@ -306,7 +306,7 @@ def test_killed_and_restarted_emulator():
 def test_thirty_percent_throttled_still_99_percent_of_api_calls_succeed(emulated):
     """ThrottlingException on 30% of DynamoDB requests (injected before sending, so botocore's
     retry logic handles them as real ones): at least 99% of API calls still answer as they should."""
-    from depot.api import create_app
+    from depot.http.app import create_app
 
     day = "2031-01-07"
     service = make_service(emulated.emulator.endpoint)

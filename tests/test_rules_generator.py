@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from depot.models import parse_drivers, parse_packages
-from depot.rules import generate_day
+from depot.core.models import parse_drivers, parse_packages
+from depot.ops.generator import generate_day
 
 CODES = {"MAX_WEIGHT", "NO_PERISHABLE", "REGION_ONLY", "MAX_DISTANCE", "EXPRESS_ONLY", "FRAGILE_ONLY",
          "HAZMAT_ALLOWED", "TEMP_CONTROL", "TIME_WINDOW", "OVERSIZED"}

@@ -12,8 +12,8 @@ import pytest
 
 from apiproc import provision, start_api
 from conftest import free_port, start_emulator, wait_for_line
-from depot.rules import generate_day
-from depot.settings import EMBEDDED_ENDPOINT, Settings
+from depot.config import EMBEDDED_ENDPOINT, Settings
+from depot.ops.generator import generate_day
 
 
 @pytest.fixture
@@ -40,7 +40,7 @@ def test_serve_against_an_emulator_needs_no_aws_credentials(emulator):
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "DEPOT_"))}
     env["AWS_ENDPOINT_URL"] = emulator.endpoint
     port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "depot.cli", "serve", "--port", str(port)],
+    proc = subprocess.Popen([sys.executable, "-m", "depot.ops.cli", "serve", "--port", str(port)],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env)
     try:
         wait_for_line(proc, "Depot API on")

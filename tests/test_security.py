@@ -31,7 +31,7 @@ import jwt
 import pytest
 
 from apiproc import provision, start_api
-from depot.auth import mint_token
+from depot.http.auth import mint_token
 
 SECRET = "test-secret-" + uuid.uuid4().hex + uuid.uuid4().hex
 OLD_SECRET = "old-secret-" + uuid.uuid4().hex + uuid.uuid4().hex
@@ -71,7 +71,7 @@ def tokens():
 @pytest.fixture(scope="module")
 def day(api, tokens):
     """A day of our own, imported and assigned: {"day", "assignments"}."""
-    from depot.rules import generate_day
+    from depot.ops.generator import generate_day
 
     day = f"2041-{random.randint(1, 12):02d}-{random.randint(1, 28):02d}"
     payload = {"day": day, **generate_day(seed=7, drivers=6, packages_per_driver=6, min_rules=0, max_rules=0)}
@@ -453,7 +453,7 @@ def test_refuses_to_start_without_a_secret(emulator, env):
     from apiproc import api_env
     from conftest import free_port
 
-    proc = subprocess.run([sys.executable, "-m", "depot.cli", "serve", "--host", "127.0.0.1", "--port",
+    proc = subprocess.run([sys.executable, "-m", "depot.ops.cli", "serve", "--host", "127.0.0.1", "--port",
                            str(free_port())], env=api_env(emulator.endpoint, DEPOT_ENV=env), capture_output=True,
                           text=True, timeout=60, check=False)
     assert proc.returncode != 0

@@ -2,7 +2,7 @@
 
 AWS endpoints come from the standard ``AWS_ENDPOINT_URL`` so the same code runs against the
 embedded emulator, LocalStack and AWS. Names of tables and the bucket default to the ``dev``
-workspace of ``infra/`` (see ``depot.schema``).
+workspace of ``infra/`` (see ``depot.storage.tables``).
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ class Settings(BaseSettings):
     """The centre's time zone: ``day`` defaults to today there."""
 
     # DynamoDB and S3 client behaviour: botocore's standard retry mode, bounded so that a call
-    # gives up within the API's 10 s deadline (``depot.retries``, docs/reliability.md).
+    # gives up within the API's 10 s deadline (``depot.storage.retries``, docs/reliability.md).
     aws_max_attempts: int = 8
     """Attempts in total (first one included) for answers that say "try again" (throttling, 5xx)."""
     aws_transport_max_attempts: int = 3

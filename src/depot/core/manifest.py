@@ -3,7 +3,7 @@ and the pydantic models, which name every problem, for the rest.
 
 Why two readers: parsing the 100,000 packages of a large day with orjson and validating them with
 the models takes about 0.6 s; msgspec decodes the same bytes straight into structs carrying the
-same constraints in about 0.11 s (docs/performance.md). The models in ``depot.models`` stay the
+same constraints in about 0.11 s (docs/performance.md). The models in ``depot.core.models`` stay the
 contract. The structs below mirror them and must never accept what the models refuse
 (``tests/test_manifest.py`` generates near-miss packages and checks exactly that); whatever the
 fast decoder refuses is read again by the models, whose errors are what the dispatcher sees.
@@ -21,7 +21,7 @@ import msgspec
 import orjson
 from msgspec import Meta, Struct
 
-from depot.models import (
+from depot.core.models import (
     Driver,
     InvalidManifest,
     check_unique_packages,

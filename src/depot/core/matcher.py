@@ -36,8 +36,8 @@ from dataclasses import dataclass
 import numpy as np
 from ortools.graph.python import min_cost_flow
 
-from depot.eligibility import PREDICATES, PackageColumns
-from depot.models import Driver
+from depot.core.models import Driver
+from depot.core.rules import PREDICATES, PackageColumns
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,7 @@
 """The rule engine: which packages each driver may take (SPEC section 1, the rules table).
 
 One vectorised predicate per rule code, in ``PREDICATES``: adding a code is one entry there and
-one params model in ``depot.models``. Packages are held column-wise (``PackageColumns``) so a
+one params model in ``depot.core.models``. Packages are held column-wise (``PackageColumns``) so a
 predicate evaluates a whole day at once with NumPy instead of a Python loop per pair.
 """
 
@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from depot.models import REGIONS, Driver, RuleCode
+from depot.core.models import REGIONS, Driver, RuleCode
 
 REGION_INDEX = {name: i for i, name in enumerate(REGIONS)}
 NO_HAZMAT = 0

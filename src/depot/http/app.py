@@ -20,15 +20,16 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from depot import auth
-from depot.idempotency import IdempotencyMiddleware, IdempotencyRecords
-from depot.models import (
+from depot.config import Settings, get_settings
+from depot.core.models import (
     Driver,
     Identifier,
     InvalidManifest,
     Package,
     Status,
 )
+from depot.http import auth
+from depot.http.idempotency import IdempotencyMiddleware, IdempotencyRecords
 from depot.observability import (
     REGISTRY,
     RequestContextMiddleware,
@@ -36,12 +37,11 @@ from depot.observability import (
     oplog_metrics,
     record_aws_calls,
 )
-from depot.oplog import EventLog
 from depot.service import DepotError, Service
-from depot.settings import Settings, get_settings
-from depot.store import StorageUnavailable, Store, make_clients, make_log_client
+from depot.storage.oplog import EventLog
+from depot.storage.store import StorageUnavailable, Store, make_clients, make_log_client
 
-log = logging.getLogger("depot.api")
+log = logging.getLogger("depot.http.app")
 
 MAX_DRIVER_IDS = 10_000
 MAX_PER_DRIVER = 1_000

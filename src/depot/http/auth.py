@@ -27,7 +27,7 @@ import jwt
 from fastapi import Depends, Request, Security
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-log = logging.getLogger("depot.auth")
+log = logging.getLogger("depot.http.auth")
 
 ALGORITHM = "HS256"
 ISSUER = "depot"
@@ -299,7 +299,7 @@ def install(app, settings) -> None:
     """
     from starlette.middleware import Middleware
 
-    from depot.limits import BodyLimitMiddleware, RateLimitMiddleware
+    from depot.http.limits import BodyLimitMiddleware, RateLimitMiddleware
 
     secrets = check_configuration(settings)
     ours = [
@@ -323,7 +323,7 @@ def install(app, settings) -> None:
 
 def mint_cli(role: str, driver_id: str | None, ttl: str) -> str:
     """``depot token``: a token signed with the current DEPOT_AUTH_SECRET (ValueError explains refusals)."""
-    from depot.settings import Settings
+    from depot.config import Settings
 
     secrets = secrets_from(Settings())
     if not secrets:

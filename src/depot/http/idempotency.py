@@ -19,8 +19,8 @@ from typing import Any
 from botocore.exceptions import ClientError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from depot.auth import send_json_error
-from depot.store import StorageUnavailable, outage_guard
+from depot.http.auth import send_json_error
+from depot.storage.store import StorageUnavailable, outage_guard
 
 HEADER = b"idempotency-key"
 ROUTES = {("POST", "/assign"), ("POST", "/manifests")}

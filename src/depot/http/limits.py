@@ -20,7 +20,7 @@ import time
 
 from starlette.exceptions import HTTPException
 
-from depot.auth import OPEN_PATHS, bearer_from_scope, send_json_error
+from depot.http.auth import OPEN_PATHS, bearer_from_scope, send_json_error
 
 MiB = 1024 * 1024
 

@@ -45,7 +45,7 @@ def generate(
     no_destination: Annotated[bool, typer.Option(help="leave out destination metadata")] = False,
 ) -> None:
     """Generate a day's lists (the brief's rules.py) as JSON."""
-    from depot.rules import generate_day
+    from depot.ops.generator import generate_day
 
     if min_rules > max_rules:
         raise typer.BadParameter("--min-rules must not exceed --max-rules")
@@ -88,7 +88,7 @@ def emulator(
     provision_: Annotated[bool, typer.Option("--provision/--no-provision", help="create tables and buckets")] = True,
 ) -> None:
     """Run the embedded AWS emulator (DynamoDB and S3) in the foreground."""
-    from depot import emulator as emu
+    from depot.ops import emulator as emu
 
     _fake_credentials()
     proc = _start_emulator(host, port)
@@ -110,7 +110,7 @@ def provision(
     load_today: Annotated[bool, typer.Option(help="also store today's generated day if none is")] = False,
 ) -> None:
     """Create the tables and buckets at AWS_ENDPOINT_URL (Terraform if installed, else the app's bootstrap)."""
-    from depot.settings import get_settings
+    from depot.config import get_settings
 
     _provision(get_settings().aws_endpoint_url, workspace)
     if load_today:
@@ -118,20 +118,20 @@ def provision(
 
 
 def _provision(endpoint: str | None, workspace: str = "dev") -> None:
-    from depot.settings import Settings
+    from depot.config import Settings
 
     if endpoint:
         os.environ["AWS_ENDPOINT_URL"] = endpoint
     settings = Settings()
     try:
-        from depot.provision import provision as provision_with_terraform
+        from depot.ops.provision import provision as provision_with_terraform
     except ImportError:
         provision_with_terraform = None
     if provision_with_terraform is not None:
         how = provision_with_terraform(settings, workspace=workspace)
     else:
-        from depot.schema import bootstrap
-        from depot.store import make_clients
+        from depot.storage.store import make_clients
+        from depot.storage.tables import bootstrap
 
         bootstrap(*make_clients(settings), settings)
         how = "bootstrap"
@@ -143,7 +143,7 @@ def _start_emulator(host: str, port: int) -> subprocess.Popen:
     if _port_in_use(host, port):
         console.print(f"[red]port {port} is already in use: stop what runs there (a previous `make run`?)[/red]")
         raise typer.Exit(1)
-    proc = subprocess.Popen([sys.executable, "-m", "depot.emulator", "--host", host, "--port", str(port)],
+    proc = subprocess.Popen([sys.executable, "-m", "depot.ops.emulator", "--host", host, "--port", str(port)],
                             stdout=subprocess.PIPE, text=True)
     line = proc.stdout.readline()
     if "ready on" not in line:
@@ -172,15 +172,15 @@ def serve(
     """Serve the API against AWS_ENDPOINT_URL (unset in dev: the embedded emulator on :4566; empty: AWS)."""
     import uvicorn
 
+    from depot.config import get_settings
     from depot.observability import configure_logging
-    from depot.settings import get_settings
 
     settings = get_settings()
     banner = f"Depot API on http://{host}:{port} (storage: {settings.aws_endpoint_url or 'AWS'}, env {settings.env})"
     configure_logging()
     if workers > 1:
         console.print(banner)
-        uvicorn.run("depot.api:create_app", factory=True, host=host, port=port, workers=workers,
+        uvicorn.run("depot.http.app:create_app", factory=True, host=host, port=port, workers=workers,
                     log_config=None, access_log=False)
         return
 
@@ -192,7 +192,7 @@ def serve(
             if self.started:
                 console.print(banner)
 
-    config = uvicorn.Config("depot.api:create_app", factory=True, host=host, port=port,
+    config = uvicorn.Config("depot.http.app:create_app", factory=True, host=host, port=port,
                             log_config=None, access_log=False)
     AnnouncingServer(config).run()
 
@@ -225,10 +225,10 @@ def run(
 def _load_today_if_missing() -> None:
     import orjson
 
-    from depot.rules import generate_day
+    from depot.config import Settings
+    from depot.ops.generator import generate_day
     from depot.service import Service
-    from depot.settings import Settings
-    from depot.store import Store, make_clients
+    from depot.storage.store import Store, make_clients
 
     settings = Settings()
     service = Service(settings, Store(settings, *make_clients(settings)))
@@ -250,7 +250,7 @@ def token(
     ttl: Annotated[str, typer.Option(help="lifetime: 900, 30m, 8h, 2d (at most 30d)")] = "8h",
 ) -> None:
     """Mint a bearer token signed with DEPOT_AUTH_SECRET; the token is the last line of output."""
-    from depot.auth import mint_cli
+    from depot.http.auth import mint_cli
 
     try:
         print(mint_cli(role, driver_id, ttl))

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from random import Random
 from typing import Any
 
-from depot.models import HAZMAT_CLASSES, REGIONS, RuleCode
+from depot.core.models import HAZMAT_CLASSES, REGIONS, RuleCode
 
 STREETS = ("High St", "Station Rd", "Church Ln", "Mill Rd", "Park Ave", "Quay St", "Market Sq")
 CITIES = (

@@ -9,7 +9,7 @@
   the workspace's resources (a fresh embedded emulator), the old state is discarded first, so it
   never claims resources the emulator lacks.
 - ``"bootstrap"``: anywhere else with an endpoint (no Terraform, an installed package without
-  ``infra/``, or ``DEPOT_PROVISION=bootstrap``): ``depot.schema.bootstrap``, which creates the same
+  ``infra/``, or ``DEPOT_PROVISION=bootstrap``): ``depot.storage.tables.bootstrap``, which creates the same
   tables and buckets (tests/test_infra.py proves it).
 - ``"skipped"``: no endpoint, i.e. real AWS, whose infrastructure is Terraform's job
   (``make terraform-apply``, infra/README.md), not the app's.
@@ -29,11 +29,11 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from depot.settings import Settings
+from depot.config import Settings
 
 log = logging.getLogger(__name__)
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+REPO_ROOT = Path(__file__).resolve().parents[3]
 TERRAFORM_TIMEOUT_S = 600
 
 
@@ -165,7 +165,7 @@ def _run(cmd: list[str], env: dict[str, str]) -> str:
 
 
 def _bootstrap(settings: Settings) -> None:
-    from depot.schema import bootstrap
-    from depot.store import make_clients
+    from depot.storage.store import make_clients
+    from depot.storage.tables import bootstrap
 
     bootstrap(*make_clients(settings), settings)

@@ -27,13 +27,13 @@ from zoneinfo import ZoneInfo
 
 import numpy as np
 
-from depot.eligibility import PackageColumns, RuleMasks
-from depot.manifest import ManifestBody, parse_manifest
-from depot.matcher import match
-from depot.models import NEXT_STATUSES, Driver, Package, Status, previous_statuses
+from depot.config import Settings
+from depot.core.manifest import ManifestBody, parse_manifest
+from depot.core.matcher import match
+from depot.core.models import NEXT_STATUSES, Driver, Package, Status, previous_statuses
+from depot.core.rules import PackageColumns, RuleMasks
 from depot.observability import ASSIGN_RUN_PACKAGES, ASSIGN_RUN_SECONDS
-from depot.settings import Settings
-from depot.store import ConditionFailed, StorageUnavailable, Store, VersionConflict, pack
+from depot.storage.store import ConditionFailed, StorageUnavailable, Store, VersionConflict, pack
 
 COMMIT_ATTEMPTS = 50
 PENDING_WAIT_S = 30.0

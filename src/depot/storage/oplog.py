@@ -24,7 +24,7 @@ from typing import Any
 
 import structlog
 
-log = logging.getLogger("depot.oplog")
+log = logging.getLogger("depot.storage.oplog")
 
 
 def event_key(env: str, when: datetime, process: str, seq: int) -> str:

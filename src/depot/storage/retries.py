@@ -24,7 +24,7 @@ from botocore.exceptions import HTTPClientError
 from botocore.retries import quota, standard
 from botocore.retries.base import BaseRetryableChecker
 
-from depot.settings import Settings
+from depot.config import Settings
 
 
 class BoundedTransportRetries(BaseRetryableChecker):

@@ -31,8 +31,8 @@ import zstandard
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
-from depot import retries
-from depot.settings import Settings
+from depot.config import Settings
+from depot.storage import retries
 
 ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 COMPRESS_MIN_BYTES = 64 * 1024
@@ -138,7 +138,7 @@ def make_clients(settings: Settings) -> tuple[Any, Any]:
     s3_kwargs["config"] = client_config(settings).merge(Config(s3={"addressing_style": "path"}))
     dynamodb, s3 = session.client("dynamodb", **kwargs), session.client("s3", **s3_kwargs)
     for client in (dynamodb, s3):
-        retries.install(client, settings)  # bounded for the API's deadline: see depot.retries
+        retries.install(client, settings)  # bounded for the API's deadline: see depot.storage.retries
     return dynamodb, s3
 
 

@@ -10,7 +10,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from depot.settings import Settings
+from depot.config import Settings
 
 TTL_ATTRIBUTE = "expires_at"
 LOG_RETENTION_DAYS = 90
