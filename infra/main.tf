@@ -51,6 +51,12 @@ locals {
       range_key = null
       ttl       = false
     }
+    events = {
+      name      = "DepotEvents${local.ws.suffix}"
+      hash_key  = "day"
+      range_key = "seq"
+      ttl       = false
+    }
     idempotency = {
       name      = "DepotIdempotency${local.ws.suffix}"
       hash_key  = "idempotency_key"

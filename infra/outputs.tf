@@ -14,6 +14,11 @@ output "days_table" {
   value       = aws_dynamodb_table.this["days"].name
 }
 
+output "events_table" {
+  description = "DEPOT_EVENTS_TABLE"
+  value       = aws_dynamodb_table.this["events"].name
+}
+
 output "idempotency_table" {
   description = "DEPOT_IDEMPOTENCY_TABLE"
   value       = aws_dynamodb_table.this["idempotency"].name
@@ -35,6 +40,7 @@ output "app_environment" {
     DEPOT_ENV               = local.env
     DEPOT_ASSIGNMENTS_TABLE = aws_dynamodb_table.this["assignments"].name
     DEPOT_DAYS_TABLE        = aws_dynamodb_table.this["days"].name
+    DEPOT_EVENTS_TABLE      = aws_dynamodb_table.this["events"].name
     DEPOT_IDEMPOTENCY_TABLE = aws_dynamodb_table.this["idempotency"].name
     DEPOT_LOG_BUCKET        = aws_s3_bucket.this["logs"].bucket
     DEPOT_STATE_BUCKET      = aws_s3_bucket.this["state"].bucket

@@ -42,6 +42,7 @@ def names(ws: str) -> dict[str, str]:
         "assignments_table": f"DeliveryAssignments{s}",
         "days_table": f"DepotDays{s}",
         "idempotency_table": f"DepotIdempotency{s}",
+        "events_table": f"DepotEvents{s}",
         "log_bucket": f"depot-logs-{ws}",
         "state_bucket": f"depot-state-{ws}",
     }
@@ -170,7 +171,7 @@ def test_provision_takes_the_terraform_path_and_reports_the_apps_names(applied: 
 def test_terraform_and_bootstrap_build_identical_tables(applied: Applied) -> None:
     s = settings_for(applied.b.endpoint)
     tf, boot = applied.a.client("dynamodb"), applied.b.client("dynamodb")
-    for name in (s.assignments_table, s.days_table, s.idempotency_table):
+    for name in (s.assignments_table, s.days_table, s.idempotency_table, s.events_table):
         assert table_shape(tf, name) == table_shape(boot, name), name
     assert table_shape(tf, "DeliveryAssignments")["KeySchema"] == [
         {"AttributeName": "driver_id", "KeyType": "HASH"},

@@ -33,6 +33,7 @@ class Settings(BaseSettings):
     assignments_table: str = "DeliveryAssignments"
     days_table: str = "DepotDays"
     idempotency_table: str = "DepotIdempotency"
+    events_table: str = "DepotEvents"
     log_bucket: str = "depot-logs-dev"
     state_bucket: str = "depot-state-dev"
 
@@ -55,6 +56,9 @@ class Settings(BaseSettings):
     # lease runs out (the writer died), the next /assign rolls the run forward.
     lease_s: float = 5.0
     lease_renew_s: float = 1.0
+    claim_ttl_s: float = 30.0  # a plan change's claim on an item older than this is stale
+    day_cache_days: int = 4  # days a process keeps in memory (least recently used out)
+    attempt_window_days: int = 7  # days before and after a day where a package's attempts are found
 
     # Operational log shipping to S3.
     log_flush_interval_s: float = 5.0

@@ -6,16 +6,18 @@ is a 503 with ``Retry-After``; anything unexpected is a 500 without a traceback.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from datetime import date as Date
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
-from fastapi import Depends, FastAPI, Query, Request
+import orjson
+from fastapi import Depends, FastAPI, Header, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, PlainTextResponse
+from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -80,6 +82,52 @@ class UpdateRequest(Forbid):
     driver_id: Identifier
     package_id: Identifier
     status: Status
+    reason: FailureReason | None = None
+    note: Annotated[str, Field(max_length=500)] | None = None
+    proof: Proof | None = None
+
+
+class Proof(Forbid):
+    recipient_name: Annotated[str, Field(max_length=200)] | None = None
+    note: Annotated[str, Field(max_length=500)] | None = None
+    lat: Annotated[float, Field(ge=-90, le=90, allow_inf_nan=False)] | None = None
+    lon: Annotated[float, Field(ge=-180, le=180, allow_inf_nan=False)] | None = None
+
+
+FailureReason = Literal["recipient_absent", "address_not_found", "refused", "damaged", "access_denied",
+                        "other", "unspecified"]
+PackageIds = Annotated[list[Identifier], Field(min_length=1, max_length=10_000)]
+Reason = Annotated[str, Field(min_length=1, max_length=200)]
+
+
+class UnassignRequest(Forbid):
+    day: Date | None = None
+    package_ids: PackageIds
+    reason: Reason | None = None
+
+
+class ReassignRequest(Forbid):
+    day: Date | None = None
+    package_id: Identifier
+    driver_id: Identifier
+    max_per_driver: Annotated[int, Field(strict=True, ge=0, le=MAX_PER_DRIVER)] | None = None
+
+
+class AvailabilityRequest(Forbid):
+    day: Date | None = None
+    status: Literal["off_duty", "on_duty"]
+    reassign: bool = True
+
+
+class CancelRequest(Forbid):
+    day: Date | None = None
+    package_ids: PackageIds
+    reason: Reason
+
+
+class CarryOverRequest(Forbid):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    from_day: Date = Field(alias="from")
 
 
 class AssignmentItem(BaseModel):
@@ -140,6 +188,52 @@ ERRORS = {code: {"model": ErrorBody} for code in (400, 401, 403, 404, 409, 413, 
 # --- wiring -------------------------------------------------------------------------------------------
 
 
+def actor_of(principal: auth.Principal) -> str:
+    """Who a change is recorded as done by: ``open``, a driver's id, or the token's subject."""
+    if principal.open_mode:
+        return "open"
+    if principal.role == "driver" and principal.driver_id:
+        return principal.driver_id
+    return principal.subject or principal.role
+
+
+def day_of(day: Date | None, service: Service) -> str:
+    return day.isoformat() if day else service.today()
+
+
+HEARTBEAT_S = 15.0
+
+
+async def event_stream(request: Request, service: Service, day: str, after: int | None):
+    """SSE frames: first what happened since ``after`` (Last-Event-ID), then live events."""
+    loop = asyncio.get_running_loop()
+    queue = service.feed.subscribe(day, loop)
+    try:
+        last = await run_in_threadpool(service.feed.last, day)
+        sent = last if after is None else after
+        if after is not None and last > after:
+            for event in await run_in_threadpool(service.feed.since, day, after, last):
+                yield sse(event)
+                sent = event["seq"]
+        yield b": connected\n\n"
+        while not await request.is_disconnected():
+            try:
+                event = await asyncio.wait_for(queue.get(), HEARTBEAT_S)
+            except TimeoutError:
+                yield b": heartbeat\n\n"
+                continue
+            if event["seq"] > sent:
+                yield sse(event)
+                sent = event["seq"]
+    finally:
+        service.feed.unsubscribe(day, queue)
+
+
+def sse(event: dict[str, Any]) -> bytes:
+    data = orjson.dumps(event).decode()
+    return f"id: {event['seq']}\nevent: {event['type']}\ndata: {data}\n\n".encode()
+
+
 def get_service(request: Request) -> Service:
     return request.app.state.service
 
@@ -165,6 +259,7 @@ def create_app(settings: Settings | None = None, service: Service | None = None)
         try:
             yield
         finally:
+            app.state.service.feed.close()
             await run_in_threadpool(events.close)
 
     app = FastAPI(
@@ -241,26 +336,105 @@ def _document_manifest_models(app: FastAPI) -> None:
 def _install_routes(app: FastAPI) -> None:
     @app.post("/assign", response_model=AssignResponse, response_model_exclude_none=True, responses=ERRORS,
               tags=["assignment"])
-    def assign(body: AssignRequest, service: ServiceDep, _: auth.DispatcherDep,
-               explain: Annotated[bool, Query(description="say why each unassigned package is")] = False):
-        """Assign the day's free packages to the requested drivers, optimally (SPEC 2)."""
+    def assign(body: AssignRequest, service: ServiceDep, principal: auth.DispatcherDep,
+               explain: Annotated[bool, Query(description="say why each unassigned package is")] = False,
+               dry_run: Annotated[bool, Query(description="answer what it would do; write nothing")] = False):
+        """Assign the day's free packages to the requested drivers, optimally (SPEC 2, 4)."""
         day = body.day.isoformat() if body.day else service.today()
-        return service.assign(day, body.driver_ids, body.max_per_driver, explain).response()
+        return service.assign(day, body.driver_ids, body.max_per_driver, explain, dry_run,
+                              actor_of(principal)).response()
 
     @app.post("/update", response_model=AssignmentItem, responses=ERRORS, tags=["assignment"])
     def update(body: UpdateRequest, service: ServiceDep, principal: auth.PrincipalDep):
         """Move a delivery through its lifecycle; 409 names the allowed next statuses."""
         auth.check_update(principal, body.driver_id, body.package_id)
-        return service.update_status(body.driver_id, body.package_id, body.status)
+        proof = body.proof.model_dump() if body.proof else None
+        return service.update_status(body.driver_id, body.package_id, body.status, body.reason, body.note,
+                                     proof, actor_of(principal))
+
+    @app.post("/unassign", tags=["plan"], responses=ERRORS)
+    def unassign(body: UnassignRequest, service: ServiceDep, principal: auth.DispatcherDep) -> dict[str, Any]:
+        """Put assigned or accepted packages back in the day's pool (SPEC 4); all or nothing."""
+        return service.unassign(day_of(body.day, service), body.package_ids, body.reason, actor_of(principal))
+
+    @app.post("/reassign", tags=["plan"], responses=ERRORS)
+    def reassign(body: ReassignRequest, service: ServiceDep, principal: auth.DispatcherDep) -> dict[str, Any]:
+        """Move a package to a driver whose rules accept it, within the cap (SPEC 4)."""
+        return service.reassign(day_of(body.day, service), body.package_id, body.driver_id, body.max_per_driver,
+                                actor_of(principal))
+
+    @app.post("/drivers/{driver_id}/availability", tags=["plan"], responses=ERRORS)
+    def availability(driver_id: Identifier, body: AvailabilityRequest, service: ServiceDep,
+                     principal: auth.DispatcherDep) -> dict[str, Any]:
+        """Off duty releases what the driver has not started and re-assigns it exactly (SPEC 4)."""
+        return service.set_availability(day_of(body.day, service), driver_id, body.status, body.reassign,
+                                        actor_of(principal))
+
+    @app.post("/cancel", tags=["plan"], responses=ERRORS)
+    def cancel(body: CancelRequest, service: ServiceDep, principal: auth.DispatcherDep) -> dict[str, Any]:
+        """Take packages out of the day for good (SPEC 4)."""
+        return service.cancel(day_of(body.day, service), body.package_ids, body.reason, actor_of(principal))
+
+    @app.post("/days/{day}/carry-over", tags=["plan"], responses=ERRORS)
+    def carry_over(day: Date, body: CarryOverRequest, service: ServiceDep,
+                   principal: auth.DispatcherDep) -> dict[str, Any]:
+        """Bring a day's failed and unassigned packages into ``day`` as their next attempt (SPEC 4)."""
+        return service.carry_over(day.isoformat(), body.from_day.isoformat(), actor_of(principal))
+
+    @app.get("/days/{day}/summary", tags=["board"], responses=ERRORS)
+    def summary(day: Date, service: ServiceDep, _: auth.DispatcherDep) -> dict[str, Any]:
+        """The day's counts (the board's tiles)."""
+        return service.reads.summary(day.isoformat())
+
+    @app.get("/days/{day}/drivers", tags=["board"], responses=ERRORS)
+    def drivers_page(day: Date, service: ServiceDep, _: auth.DispatcherDep,
+                     offset: Annotated[int, Query(ge=0)] = 0, limit: Annotated[int, Query(ge=1, le=200)] = 50,
+                     q: Annotated[str | None, Query(max_length=128)] = None) -> dict[str, Any]:
+        """A page of the day's drivers: rules, load against the cap, statuses, availability."""
+        return service.reads.drivers(day.isoformat(), offset, limit, q)
+
+    @app.get("/days/{day}/unassigned", tags=["board"], responses=ERRORS)
+    def unassigned_page(day: Date, service: ServiceDep, _: auth.DispatcherDep,
+                        offset: Annotated[int, Query(ge=0)] = 0, limit: Annotated[int, Query(ge=1, le=200)] = 50,
+                        reason: Annotated[str | None, Query(max_length=64)] = None) -> dict[str, Any]:
+        """A page of the day's pool with the reason each package is unassigned."""
+        return service.reads.unassigned(day.isoformat(), offset, limit, reason)
+
+    @app.get("/days/{day}/map", tags=["board"], responses=ERRORS)
+    def day_map(day: Date, service: ServiceDep, _: auth.DispatcherDep,
+                color: Literal["driver", "status"] = "status") -> dict[str, Any]:
+        """Destinations aggregated on a grid."""
+        return service.reads.map(day.isoformat(), color)
+
+    @app.get("/packages/{package_id}/eligible-drivers", tags=["board"], responses=ERRORS)
+    def eligible_drivers(package_id: Identifier, service: ServiceDep, _: auth.DispatcherDep,
+                         day: Date | None = None) -> dict[str, Any]:
+        """On-duty drivers below the cap whose rules accept the package."""
+        return service.reads.eligible_drivers(package_id, day_of(day, service))
+
+    @app.get("/whoami", tags=["reads"])
+    def whoami(principal: auth.PrincipalDep) -> dict[str, Any]:
+        """Who the token says the caller is."""
+        return {"subject": actor_of(principal), "role": principal.role, "driver_id": principal.driver_id,
+                "open_mode": principal.open_mode}
+
+    @app.get("/events", tags=["reads"], responses=ERRORS)
+    async def events(request: Request, service: ServiceDep, _: auth.DispatcherDep, day: Date | None = None,
+                     last_event_id: Annotated[str | None, Header()] = None):
+        """The day's changes as server-sent events; resume with ``Last-Event-ID``."""
+        day_ = day_of(day, service)
+        after = int(last_event_id) if last_event_id and last_event_id.isdigit() else None
+        return StreamingResponse(event_stream(request, service, day_, after), media_type="text/event-stream",
+                                 headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 
     @app.post("/manifests", status_code=201, response_model=ManifestImported, tags=["manifests"],
               responses=ERRORS,
               openapi_extra={"requestBody": {"required": True, "content": {
                   "application/json": {"schema": MANIFEST_SCHEMA}}}})
-    async def import_manifest(request: Request, service: ServiceDep, _: auth.DispatcherDep):
+    async def import_manifest(request: Request, service: ServiceDep, principal: auth.DispatcherDep):
         """Store a day's lists durably; importing again adds and updates (SPEC 2)."""
         raw = await request.body()
-        return await run_in_threadpool(service.import_body, raw)
+        return await run_in_threadpool(service.import_body, raw, actor_of(principal))
 
     @app.get("/manifests/{day}", tags=["manifests"], responses=ERRORS)
     def get_manifest(day: Date, service: ServiceDep, _: auth.DispatcherDep) -> dict[str, Any]:
@@ -279,7 +453,8 @@ def _install_routes(app: FastAPI) -> None:
                     day: Date | None = None) -> dict[str, Any]:
         """The package, and its driver and status if it is assigned."""
         day_ = day.isoformat() if day else None
-        return auth.visible_package(principal, service.package(package_id, day_), package_id, day_)
+        visible_to = None if principal.is_dispatcher else (principal.driver_id or "")
+        return service.package(package_id, day_, visible_to)
 
     @app.get("/metrics", tags=["operations"], response_class=PlainTextResponse)
     def metrics() -> PlainTextResponse:

@@ -79,6 +79,7 @@ def expected_names(settings: Settings) -> dict[str, str]:
         "assignments_table": settings.assignments_table,
         "days_table": settings.days_table,
         "idempotency_table": settings.idempotency_table,
+        "events_table": settings.events_table,
         "log_bucket": settings.log_bucket,
         "state_bucket": settings.state_bucket,
     }

@@ -199,6 +199,14 @@ def from_item(item: dict[str, Any]) -> dict[str, Any]:
     return {k: from_attr(v) for k, v in item.items()}
 
 
+def _key(driver_id: str, package_id: str) -> dict[str, Any]:
+    return {"driver_id": {"S": driver_id}, "package_id": {"S": package_id}}
+
+
+def _event_key(day: str, seq: int) -> dict[str, Any]:
+    return {"day": {"S": day}, "seq": {"S": f"{seq:012d}"}}
+
+
 def _chunks(seq: Sequence[T], size: int) -> Iterator[Sequence[T]]:
     for i in range(0, len(seq), size):
         yield seq[i : i + size]
@@ -258,6 +266,8 @@ class Store:
         names = {"#v": "version"}
         values: dict[str, Any] = {":next": {"N": str(expected + 1)}}
         assignments = ["#v = :next"]
+        if "#log" in sets:
+            names["#log"] = "log"
         for i, (path, value) in enumerate(sets.items()):
             values[f":s{i}"] = to_attr(value)
             assignments.append(f"{path} = :s{i}")
@@ -275,21 +285,24 @@ class Store:
     def commit_manifest(self, day: str, expected: int, manifest_key: str, counts: dict[str, int]) -> int:
         sets: dict[str, Any] = {"manifest_key": manifest_key, "counts": counts, "updated_at": time.time()}
         if expected == 0:
-            sets.update({"runs": [], "pending": {}})
+            sets.update({"#log": [], "pending": {}})
         return self._advance(day, expected, sets)
 
-    def commit_run(self, day: str, expected: int, run_key: str, lease: dict[str, Any]) -> int:
-        """Append the run and mark it pending, leased to the caller, in one conditional write."""
+    def commit_change(self, day: str, expected: int, change_key: str, lease: dict[str, Any]) -> int:
+        """Append the change to the day's log and mark it pending, leased to the caller, in one
+        conditional write (the day must still be at ``expected``)."""
         committed = self._update_day(
             day,
-            "committing the run",
-            "SET #v = :next, #runs = list_append(#runs, :run), #pending.#run = :lease, updated_at = :now",
+            "committing a change",
+            "SET #v = :next, #log = list_append(if_not_exists(#log, :empty), :key), "
+            "#pending.#key = :lease, updated_at = :now",
             "#v = :expected",
-            {"#v": "version", "#runs": "runs", "#pending": "pending", "#run": run_key},
+            {"#v": "version", "#log": "log", "#pending": "pending", "#key": change_key},
             {
                 ":expected": {"N": str(expected)},
                 ":next": {"N": str(expected + 1)},
-                ":run": {"L": [{"S": run_key}]},
+                ":key": {"L": [{"S": change_key}]},
+                ":empty": {"L": []},
                 ":lease": to_attr(lease),
                 ":now": to_attr(time.time()),
             },
@@ -297,6 +310,20 @@ class Store:
         if not committed:
             raise VersionConflict(day)
         return expected + 1
+
+    def compact(self, day: str, snapshot_key: str, snapshot_version: int, dropped: int,
+                previous_snapshot_version: int) -> bool:
+        """Point the day at a new snapshot and drop the first ``dropped`` log entries (those it
+        folds in). The day's version does not move: the state it describes is the same."""
+        removes = ", ".join(f"#log[{i}]" for i in range(dropped))
+        return self._update_day(
+            day, "compacting the day",
+            f"SET snapshot_key = :k, snapshot_version = :sv REMOVE {removes}",
+            "attribute_not_exists(snapshot_version) OR snapshot_version = :old",
+            {"#log": "log"},
+            {":k": {"S": snapshot_key}, ":sv": {"N": str(snapshot_version)},
+             ":old": {"N": str(previous_snapshot_version)}},
+        )
 
     def set_lease(self, day: str, run_key: str, lease: dict[str, Any], *, if_owner: str | None = None,
                   if_expired_before: float | None = None) -> bool:
@@ -430,26 +457,65 @@ class Store:
         return from_item(item) if item else None
 
     def update_status(
-        self, driver_id: str, package_id: str, status: str, allowed_from: Sequence[str], now: float
+        self, driver_id: str, package_id: str, status: str, allowed_from: Sequence[str], now: float,
+        extra: dict[str, Any] | None = None, stale_before: float = 0.0,
     ) -> dict[str, Any]:
-        """One conditional UpdateItem: the move happens only from an allowed previous status
-        (``allowed_from`` is never empty: no status is reached from nowhere but ``assigned``,
-        which the service never writes through here)."""
-        values: dict[str, Any] = {":new": {"S": status}, ":now": to_attr(now), ":one": {"N": "1"}}
+        """One conditional UpdateItem: the move happens only from an allowed previous status and
+        only if no plan change holds the item (``releasing``, unless that mark is older than
+        ``stale_before``). ``extra`` attributes (reason, note, proof, actor) are set with it."""
+        values: dict[str, Any] = {":new": {"S": status}, ":now": to_attr(now), ":one": {"N": "1"},
+                                  ":stale": to_attr(stale_before)}
+        names = {"#s": "status", "#ts": f"{status}_at", "#rel": "releasing", "#relat": "releasing_at"}
         placeholders = []
         for i, prev in enumerate(allowed_from):
             values[f":p{i}"] = {"S": prev}
             placeholders.append(f":p{i}")
-        condition = f"attribute_exists(package_id) AND #s IN ({', '.join(placeholders)})"
+        sets = ["#s = :new", "updated_at = :now", "#ts = :now", "version = version + :one"]
+        for i, (name, value) in enumerate((extra or {}).items()):
+            names[f"#x{i}"] = name
+            values[f":x{i}"] = to_attr(value)
+            sets.append(f"#x{i} = :x{i}")
+        condition = (f"attribute_exists(package_id) AND #s IN ({', '.join(placeholders)}) AND "
+                     "(attribute_not_exists(#rel) OR #relat < :stale)")
         try:
             with outage_guard("updating a status"):
                 out = self.dynamodb.update_item(
                     TableName=self.settings.assignments_table,
-                    Key={"driver_id": {"S": driver_id}, "package_id": {"S": package_id}},
-                    UpdateExpression="SET #s = :new, updated_at = :now, #ts = :now, version = version + :one",
+                    Key=_key(driver_id, package_id),
+                    UpdateExpression="SET " + ", ".join(sets) + " REMOVE #rel, #relat",
                     ConditionExpression=condition,
-                    ExpressionAttributeNames={"#s": "status", "#ts": f"{status}_at"},
+                    ExpressionAttributeNames=names,
                     ExpressionAttributeValues=values,
+                    ReturnValues="ALL_OLD",
+                )
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
+                raise ConditionFailed(f"{driver_id}/{package_id}") from None
+            raise
+        old = from_item(out["Attributes"])
+        new = {k: v for k, v in old.items() if k not in ("releasing", "releasing_at")}
+        new.update({"status": status, "updated_at": now, f"{status}_at": now,
+                    "version": int(old.get("version", 0)) + 1, **(extra or {})})
+        new["_previous_status"] = old.get("status")
+        return new
+
+    def mark_release(self, driver_id: str, package_id: str, change_key: str, now: float,
+                     stale_before: float) -> dict[str, Any]:
+        """Claim an item for a plan change that will remove it: only from ``assigned`` or
+        ``accepted`` and only if no live mark of another change is on it. From then on a
+        ``/update`` of it fails its condition: of the two, exactly one wins."""
+        try:
+            with outage_guard("claiming an assignment"):
+                out = self.dynamodb.update_item(
+                    TableName=self.settings.assignments_table,
+                    Key=_key(driver_id, package_id),
+                    UpdateExpression="SET #rel = :k, #relat = :now",
+                    ConditionExpression="attribute_exists(package_id) AND #s IN (:a, :c) AND "
+                                        "(attribute_not_exists(#rel) OR #rel = :k OR #relat < :stale)",
+                    ExpressionAttributeNames={"#s": "status", "#rel": "releasing", "#relat": "releasing_at"},
+                    ExpressionAttributeValues={":k": {"S": change_key}, ":now": to_attr(now),
+                                               ":stale": to_attr(stale_before), ":a": {"S": "assigned"},
+                                               ":c": {"S": "accepted"}},
                     ReturnValues="ALL_NEW",
                 )
         except ClientError as exc:
@@ -457,6 +523,97 @@ class Store:
                 raise ConditionFailed(f"{driver_id}/{package_id}") from None
             raise
         return from_item(out["Attributes"])
+
+    def unmark(self, driver_id: str, package_id: str, change_key: str) -> None:
+        """Drop our claim (a plan change that did not commit)."""
+        try:
+            with outage_guard("releasing a claim"):
+                self.dynamodb.update_item(
+                    TableName=self.settings.assignments_table, Key=_key(driver_id, package_id),
+                    UpdateExpression="REMOVE #rel, #relat", ConditionExpression="#rel = :k",
+                    ExpressionAttributeNames={"#rel": "releasing", "#relat": "releasing_at"},
+                    ExpressionAttributeValues={":k": {"S": change_key}},
+                )
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] != "ConditionalCheckFailedException":
+                raise
+
+    def delete_claimed(self, driver_id: str, package_id: str, change_key: str) -> bool:
+        """Delete an item our committed change claimed; False if it is gone already."""
+        try:
+            with outage_guard("removing an assignment"):
+                self.dynamodb.delete_item(
+                    TableName=self.settings.assignments_table, Key=_key(driver_id, package_id),
+                    ConditionExpression="#rel = :k",
+                    ExpressionAttributeNames={"#rel": "releasing"},
+                    ExpressionAttributeValues={":k": {"S": change_key}},
+                )
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
+                return False
+            raise
+        return True
+
+    def put_item_once(self, record: dict[str, Any]) -> bool:
+        """Put an item that must not exist yet (an archived attempt); False if it does."""
+        try:
+            with outage_guard("archiving an attempt"):
+                self.dynamodb.put_item(TableName=self.settings.assignments_table, Item=to_item(record),
+                                       ConditionExpression="attribute_not_exists(package_id)")
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
+                return False
+            raise
+        return True
+
+    # --- events (the day's ordered change feed, GET /events) ----------------------------------
+
+    def next_event_seq(self, day: str, counts: dict[str, int] | None = None) -> int:
+        """The day's next event number, and the day's status counters moved by ``counts``, in
+        one atomic ADD on the day's counter item (sequence 0)."""
+        names = {"#last": "last"}
+        values: dict[str, Any] = {":one": {"N": "1"}}
+        adds = ["#last :one"]
+        for i, (name, delta) in enumerate((counts or {}).items()):
+            if delta:
+                names[f"#c{i}"] = f"count_{name}"
+                values[f":c{i}"] = {"N": str(delta)}
+                adds.append(f"#c{i} :c{i}")
+        with outage_guard("numbering an event"):
+            out = self.dynamodb.update_item(
+                TableName=self.settings.events_table, Key=_event_key(day, 0),
+                UpdateExpression="ADD " + ", ".join(adds), ExpressionAttributeNames=names,
+                ExpressionAttributeValues=values, ReturnValues="UPDATED_NEW",
+            )
+        return int(out["Attributes"]["last"]["N"])
+
+    def put_event(self, day: str, seq: int, event: dict[str, Any]) -> None:
+        with outage_guard("storing an event"):
+            self.dynamodb.put_item(
+                TableName=self.settings.events_table,
+                Item={**_event_key(day, seq), "event": {"S": orjson.dumps(event).decode()}},
+            )
+
+    def event_counter(self, day: str) -> dict[str, int]:
+        """The counter item: ``last`` (the newest event number) and ``count_<status>`` figures."""
+        with outage_guard("reading the event counter"):
+            out = self.dynamodb.get_item(TableName=self.settings.events_table, Key=_event_key(day, 0),
+                                         ConsistentRead=True)
+        item = out.get("Item") or {}
+        return {k: int(v["N"]) for k, v in item.items() if "N" in v}
+
+    def get_events(self, day: str, seqs: Sequence[int]) -> dict[int, dict[str, Any]]:
+        table = self.settings.events_table
+        found: dict[int, dict[str, Any]] = {}
+        for chunk in _chunks(list(seqs), BATCH_GET_SIZE):
+            pending = {table: {"Keys": [_event_key(day, s) for s in chunk], "ConsistentRead": True}}
+            while pending:
+                with outage_guard("reading events"):
+                    out = self.dynamodb.batch_get_item(RequestItems=pending)
+                for item in out.get("Responses", {}).get(table, []):
+                    found[int(item["seq"]["S"])] = orjson.loads(item["event"]["S"])
+                pending = out.get("UnprocessedKeys") or {}
+        return found
 
     # --- health -------------------------------------------------------------------------------
 

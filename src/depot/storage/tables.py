@@ -38,6 +38,18 @@ def table_definitions(settings: Settings) -> list[dict[str, Any]]:
             "BillingMode": "PAY_PER_REQUEST",
         },
         {
+            "TableName": settings.events_table,
+            "KeySchema": [
+                {"AttributeName": "day", "KeyType": "HASH"},
+                {"AttributeName": "seq", "KeyType": "RANGE"},
+            ],
+            "AttributeDefinitions": [
+                {"AttributeName": "day", "AttributeType": "S"},
+                {"AttributeName": "seq", "AttributeType": "S"},
+            ],
+            "BillingMode": "PAY_PER_REQUEST",
+        },
+        {
             "TableName": settings.idempotency_table,
             "KeySchema": [{"AttributeName": "idempotency_key", "KeyType": "HASH"}],
             "AttributeDefinitions": [{"AttributeName": "idempotency_key", "AttributeType": "S"}],

@@ -1,0 +1,169 @@
+"""The day's change feed: every committed change and status move, numbered, for ``GET /events``.
+
+Each event gets the day's next number from one atomic ADD on the day's counter item (which also
+keeps the day's status counts, the board's tiles) and is stored under that number, so every
+process serves the same ordered feed and a subscriber that comes back with ``Last-Event-ID``
+reads exactly what it missed (keyed reads, never a Query). A process runs one poller per day
+that has subscribers and fans each event out to all of them: hundreds of subscribers cost one
+GetItem per poll.
+
+An event is published after its change is committed; if that write fails (an outage), the
+change stands and the event is lost from the feed (logged), never the other way round.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from collections.abc import Iterable
+from typing import Any
+
+from depot.storage.store import StorageUnavailable, Store
+
+log = logging.getLogger("depot.events")
+
+POLL_S = 0.2
+GAP_WAIT_S = 3.0  # a number taken but not yet stored after this long was lost: skip it
+STATUS_COUNTS = ("accepted", "in_progress", "delivered", "failed_to_deliver")
+
+
+class NoLog:
+    def emit(self, event_type: str, **fields: Any) -> str:
+        return ""
+
+
+class Feed:
+    def __init__(self, store: Store, oplog: Any = None):
+        self.store = store
+        self.oplog = oplog or NoLog()
+        self._pollers: dict[str, _Poller] = {}
+        self._lock = threading.Lock()
+
+    def log(self, event_type: str, **fields: Any) -> None:
+        """The S3 operational log only."""
+        self.oplog.emit(event_type, **fields)
+
+    def publish(self, day: str, event: dict[str, Any], counts: dict[str, int] | None = None) -> int:
+        """Log the event, number it and store it in the day's feed; returns its number (0 if the
+        feed could not be written: the change it reports stands)."""
+        event = {"day": day, "at": time.time(), **event}
+        self.oplog.emit(event["type"], **{k: v for k, v in event.items() if k != "type"})
+        try:
+            seq = self.store.next_event_seq(day, counts)
+            self.store.put_event(day, seq, {**event, "seq": seq})
+        except StorageUnavailable as exc:
+            log.warning("event %s of %s not stored in the feed: %s", event["type"], day, exc)
+            return 0
+        return seq
+
+    def counts(self, day: str) -> dict[str, int]:
+        counter = self.store.event_counter(day)
+        return {s: max(0, counter.get(f"count_{s}", 0)) for s in STATUS_COUNTS}
+
+    def last(self, day: str) -> int:
+        return self.store.event_counter(day).get("last", 0)
+
+    def since(self, day: str, after: int, upto: int) -> list[dict[str, Any]]:
+        found = self.store.get_events(day, range(after + 1, upto + 1))
+        return [found[s] for s in sorted(found)]
+
+    def subscribe(self, day: str, loop: asyncio.AbstractEventLoop) -> asyncio.Queue:
+        queue: asyncio.Queue = asyncio.Queue(maxsize=1000)
+        with self._lock:
+            poller = self._pollers.get(day)
+            if poller is None:
+                poller = self._pollers[day] = _Poller(self, day)
+                poller.start()
+            poller.add(queue, loop)
+        return queue
+
+    def unsubscribe(self, day: str, queue: asyncio.Queue) -> None:
+        with self._lock:
+            poller = self._pollers.get(day)
+            if poller is not None and poller.remove(queue) == 0:
+                poller.stop()
+                del self._pollers[day]
+
+    def close(self) -> None:
+        with self._lock:
+            for poller in self._pollers.values():
+                poller.stop()
+            self._pollers.clear()
+
+
+class _Poller:
+    """One thread per day with subscribers: reads new events by number and fans them out."""
+
+    def __init__(self, feed: Feed, day: str):
+        self.feed, self.day = feed, day
+        self.subscribers: dict[asyncio.Queue, asyncio.AbstractEventLoop] = {}
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self.cursor: int | None = None
+        self._gap_since: float | None = None
+
+    def add(self, queue: asyncio.Queue, loop: asyncio.AbstractEventLoop) -> None:
+        with self._lock:
+            self.subscribers[queue] = loop
+
+    def remove(self, queue: asyncio.Queue) -> int:
+        with self._lock:
+            self.subscribers.pop(queue, None)
+            return len(self.subscribers)
+
+    def start(self) -> None:
+        threading.Thread(target=self._run, daemon=True, name=f"events-{self.day}").start()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self._poll()
+            except StorageUnavailable as exc:
+                log.warning("event poll of %s: %s", self.day, exc)
+            except Exception:
+                log.exception("event poll of %s failed", self.day)
+            self._stop.wait(POLL_S)
+
+    def _poll(self) -> None:
+        last = self.feed.last(self.day)
+        if self.cursor is None:
+            self.cursor = last
+            return
+        if last <= self.cursor:
+            return
+        found = self.feed.store.get_events(self.day, range(self.cursor + 1, last + 1))
+        ready = []
+        for seq in range(self.cursor + 1, last + 1):
+            if seq in found:
+                ready.append(found[seq])
+                self.cursor, self._gap_since = seq, None
+                continue
+            now = time.monotonic()
+            if self._gap_since is None:
+                self._gap_since = now
+            if now - self._gap_since < GAP_WAIT_S:
+                break  # numbered but not stored yet: wait for it, keep the order
+            self.cursor, self._gap_since = seq, None  # lost (its writer failed): skip it
+        self._deliver(ready)
+
+    def _deliver(self, events: Iterable[dict[str, Any]]) -> None:
+        events = list(events)
+        if not events:
+            return
+        with self._lock:
+            targets = list(self.subscribers.items())
+        for queue, loop in targets:
+            for event in events:
+                loop.call_soon_threadsafe(_offer, queue, event)
+
+
+def _offer(queue: asyncio.Queue, event: dict[str, Any]) -> None:
+    try:
+        queue.put_nowait(event)
+    except asyncio.QueueFull:  # a subscriber that does not read: it will resume by Last-Event-ID
+        pass

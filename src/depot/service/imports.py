@@ -1,0 +1,328 @@
+"""``POST /manifests`` (SPEC sections 1, 2 and 4) and ``POST /days/{day}/carry-over``.
+
+Importing again adds packages and drivers and updates drivers' rules; it never changes an
+assigned package, and it refuses (409, naming the packages) a rules change that would leave a
+driver holding a package its new rules reject, unless the body says ``"release": true``, which
+unassigns them first (a plan change).
+
+A package id may come back on another day as its next attempt (at most ``MAX_ATTEMPTS``). The
+earlier days it was on are found in a window of ``Settings.attempt_window_days`` days around
+the new one; its earlier attempt must be over there (failed, unassigned, cancelled), and is then
+archived beside the current item (``<package_id>#<day>``) before anything can overwrite it, so
+nothing about an earlier day is ever changed by a later one.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections import Counter
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
+from datetime import date, timedelta
+from typing import Any
+
+import orjson
+
+from depot.core.day import MAX_ATTEMPTS, Change, DayState, Manifest
+from depot.core.manifest import parse_manifest
+from depot.core.models import Driver
+from depot.errors import Busy, StateConflict, UnprocessableInput
+from depot.service.context import Context
+from depot.service.days import freeze_heap
+from depot.service.plan import rejecting_rules
+from depot.storage.store import VersionConflict, pack
+
+COMMIT_ATTEMPTS = 50
+OPEN_STATUSES = ("assigned", "accepted", "in_progress", "pending_write")
+
+
+def manifest_key(day: str, version: int) -> str:
+    return f"manifests/{day}/{version:08d}-{uuid.uuid4().hex}.json"
+
+
+def archive_key(package_id: str, day: str) -> str:
+    return f"{package_id}#{day}"
+
+
+class Imports(Context):
+    def import_body(self, raw: bytes, actor: str = "open") -> dict[str, Any]:
+        """Import a manifest body as received: validated whole, then stored."""
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            packed = pool.submit(pack, raw)  # releases the GIL: runs while the body is validated
+            body = parse_manifest(raw)
+        release = _release_flag(raw)
+        day = body.day or self.today()
+        records = body.records()
+        earlier = self._earlier_attempts(day, [r["package_id"] for r in records])
+        if earlier or self.days.state(day) is not None:
+            return self.import_manifest(day, body.drivers, records, release=release, actor=actor,
+                                        earlier=earlier)
+        key = manifest_key(day, 1)
+        self.store.put_bytes(key, packed.result())
+        try:
+            version = self.store.commit_manifest(day, 0, key, {"drivers": len(body.drivers),
+                                                               "packages": len(body.packages)})
+        except VersionConflict:  # another import of the day came first: merge into it
+            return self.import_manifest(day, body.drivers, records, release=release, actor=actor)
+        self.days.keep_body(day, key, body)
+        counts = {"drivers_added": len(body.drivers), "drivers_updated": 0,
+                  "packages_added": len(body.packages), "packages_updated": 0, "packages_unchanged": 0}
+        return self._imported(day, version, key, counts, len(body.drivers), len(body.packages), actor)
+
+    def import_manifest(self, day: str, drivers: list[Driver], records: Sequence[dict[str, Any]],
+                        release: bool = False, actor: str = "open",
+                        earlier: dict[str, list[dict[str, Any]]] | None = None) -> dict[str, Any]:
+        """Merge into the stored day; see the module's docstring."""
+        records = [self._as_attempt(r, (earlier or {}).get(r["package_id"], [])) for r in records]
+        for _ in range(COMMIT_ATTEMPTS):
+            state = self.days.state(day)
+            if state is not None and state.pending:
+                state = self.writer.settled(day)
+            merged, counts = merge(state, drivers, records)
+            rejected = rules_rejecting_held(state, merged) if state else {}
+            if rejected:
+                if not release:
+                    raise StateConflict(
+                        f"{len(rejected)} held package(s) would break their driver's new rules; "
+                        "send \"release\": true to unassign them",
+                        {"packages": [{"package_id": p, "driver_id": d} for p, d in
+                                      list(rejected.items())[:100]]})
+                self._release(state, rejected, actor)
+                continue  # the day moved: merge again on the new state
+            key = manifest_key(day, (state.version if state else 0) + 1)
+            self.store.put_json(key, merged.to_stored())
+            try:
+                version = self.store.commit_manifest(day, state.version if state else 0, key, {
+                    "drivers": len(merged.drivers), "packages": len(merged.packages)})
+            except VersionConflict:
+                continue
+            merged = replace(merged, key=key)
+            base = state or DayState(day=day, version=0, manifest=merged)
+            imported = replace(base, manifest=merged, version=version)
+            self.days.remember(imported)
+            freeze_heap(imported)
+            return self._imported(day, version, key, counts, len(merged.drivers), len(merged.packages),
+                                  actor, released=sorted(rejected))
+        raise Busy("the day kept changing while importing; try again")
+
+    def _release(self, state: DayState, rejected: dict[str, str], actor: str) -> None:
+        change = Change(version=0, kind="unassign", actor=actor, at=time.time(), release=rejected,
+                        reason="rules_changed")
+        event = {"type": "unassigned", "actor": actor, "packages": sorted(rejected),
+                 "reason": "rules_changed"}
+        self.writer.commit(state, change, event)
+
+    def _imported(self, day: str, version: int, key: str, counts: dict[str, int], drivers: int,
+                  packages: int, actor: str, released: list[str] | None = None) -> dict[str, Any]:
+        result = {"day": day, "version": version, **counts, "drivers_total": drivers,
+                  "packages_total": packages}
+        if released:
+            result["released"] = released
+        self.feed.publish(day, {"type": "manifest_imported", "actor": actor, **result, "manifest_key": key})
+        return result
+
+    # --- another attempt ------------------------------------------------------------------------
+
+    def window(self, day: str) -> list[str]:
+        """The other days a package of ``day`` is looked for on (nearest first)."""
+        d = date.fromisoformat(day)
+        n = self.settings.attempt_window_days
+        days = []
+        for k in range(1, n + 1):
+            days += [(d - timedelta(days=k)).isoformat(), (d + timedelta(days=k)).isoformat()]
+        return days
+
+    def _earlier_attempts(self, day: str, package_ids: Sequence[str]) -> dict[str, list[dict[str, Any]]]:
+        """Each package's attempts on other days in the window; 409 if one is delivered or still
+        open there. Archives each earlier attempt's item beside it before the package comes back."""
+        wanted = set(package_ids)
+        found: dict[str, list[dict[str, Any]]] = {}
+        refused = []
+        for other in self.window(day):
+            state = self.days.state(other) if self.store.get_day(other) else None
+            if state is None:
+                continue
+            here = [p for p in wanted if p in state.manifest.index]
+            if not here:
+                continue
+            statuses = self._statuses(state, here)
+            for p in here:
+                status = statuses.get(p)
+                if p in state.plan.carried and state.plan.carried[p] == day:
+                    status = "carried"
+                elif p in state.plan.cancelled:
+                    status = "cancelled"
+                elif status is None:
+                    status = "unassigned"
+                if status == "delivered" or status in OPEN_STATUSES or (
+                        status == "unassigned" and other > day):
+                    refused.append({"package_id": p, "day": other, "status": status})
+                    continue
+                if status == "unassigned" and other < day:
+                    refused.append({"package_id": p, "day": other, "status": "unassigned",
+                                    "hint": f"POST /days/{day}/carry-over with from={other}"})
+                    continue
+                found.setdefault(p, []).append({"day": other, "status": status,
+                                                "driver_id": state.plan.holder.get(p),
+                                                "attempt": state.manifest.package(p).get("attempt", 1)})
+        if refused:
+            first = refused[0]
+            raise StateConflict(
+                f"{len(refused)} package(s) are delivered or still open on another day: "
+                f"{first['package_id']} is {first['status']} on {first['day']}",
+                {"packages": refused[:100]})
+        for p, attempts in found.items():
+            self._archive(p, attempts)
+        return found
+
+    def _statuses(self, state: DayState, package_ids: Sequence[str]) -> dict[str, str]:
+        pairs = [(state.plan.holder[p], p) for p in package_ids if p in state.plan.holder]
+        items = self.store.get_items(pairs, attributes=("package_id", "status", "day"))
+        found = {i["package_id"]: i["status"] for i in items if i.get("day") == state.day}
+        for _, p in pairs:
+            if p not in found:
+                archived = self.store.get_item(state.plan.holder[p], archive_key(p, state.day))
+                found[p] = archived["status"] if archived else "pending_write"
+        return found
+
+    def _archive(self, package_id: str, attempts: list[dict[str, Any]]) -> None:
+        for attempt in attempts:
+            driver_id = attempt.get("driver_id")
+            if not driver_id:
+                continue
+            item = self.store.get_item(driver_id, package_id)
+            if item and item.get("day") == attempt["day"]:
+                self.store.put_item_once({**item, "package_id": archive_key(package_id, attempt["day"]),
+                                          "attempt_of": package_id})
+
+    def _as_attempt(self, record: dict[str, Any], earlier: list[dict[str, Any]]) -> dict[str, Any]:
+        if not earlier:
+            return record
+        attempt = max(a["attempt"] for a in earlier) + 1
+        if attempt > MAX_ATTEMPTS:
+            raise StateConflict(f"package {record['package_id']} has had {attempt - 1} attempts "
+                                f"(at most {MAX_ATTEMPTS})",
+                                {"package_id": record["package_id"], "attempts": earlier})
+        days = sorted({a["day"] for a in earlier})
+        return {**record, "attempt": attempt, "previous_days": days}
+
+    def carry_over(self, day: str, from_day: str, actor: str) -> dict[str, Any]:
+        """Bring every package of ``from_day`` that failed or stayed unassigned into ``day``."""
+        if from_day >= day:
+            raise UnprocessableInput("carry-over goes from an earlier day to a later one",
+                                     {"from": from_day, "day": day})
+        source = self.writer.settled(from_day)
+        plan = source.plan
+        ids = [p["package_id"] for p in source.manifest.packages]
+        statuses = self._statuses(source, [p for p in ids if p in plan.holder])
+        target = self.days.state(day)
+        already = set(target.manifest.index) if target else set()
+        candidates, exhausted = [], []
+        for p in ids:
+            if p in already or p in plan.cancelled or (p in plan.carried and plan.carried[p] != day):
+                continue
+            if not (statuses.get(p) == "failed_to_deliver" or p not in plan.holder):
+                continue
+            record = source.manifest.package(p)
+            if record.get("attempt", 1) >= MAX_ATTEMPTS:
+                exhausted.append(p)
+                continue
+            candidates.append(p)
+        pool = [p for p in candidates if p not in plan.holder and p not in plan.carried]
+        if pool:
+            change = Change(version=0, kind="carry_out", actor=actor, at=time.time(),
+                            carry_out=dict.fromkeys(pool, day))
+            while self.writer.commit(source, change, {"type": "carried_over", "actor": actor,
+                                                      "to_day": day, "packages": len(pool)}) is None:
+                source = self.writer.settled(from_day)
+        earlier = {}
+        for p in candidates:
+            failed = p in plan.holder
+            if failed:
+                self._archive(p, [{"day": from_day, "driver_id": plan.holder[p]}])
+            earlier[p] = [{"day": from_day, "status": statuses.get(p, "unassigned"),
+                           "attempt": source.manifest.package(p).get("attempt", 1)}]
+        records = [_strip(source.manifest.package(p)) for p in candidates]
+        if records:
+            result = self.import_manifest(day, [], records, actor=actor, earlier=earlier)
+        else:
+            result = {"day": day, "version": target.version if target else 0}
+        self.feed.publish(day, {"type": "carried_over", "actor": actor, "from": from_day,
+                                "packages": len(candidates)})
+        return {"day": day, "from": from_day, "carried_over": candidates, "exhausted": exhausted,
+                "version": result.get("version")}
+
+
+def _strip(record: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in record.items() if k not in ("attempt", "previous_days")}
+
+
+def _release_flag(raw: bytes) -> bool:
+    """``"release": true`` at the top of a manifest body (read without decoding it twice: only a
+    body that mentions it is parsed for it)."""
+    if b'"release"' not in raw:
+        return False
+    value = orjson.loads(raw).get("release", False)
+    if not isinstance(value, bool):
+        raise UnprocessableInput("release must be true or false", {"field": "release"})
+    return value
+
+
+def merge(state: DayState | None, drivers: list[Driver], records: Sequence[dict[str, Any]]):
+    """The day's manifest with ``drivers`` and ``records`` merged in, and what changed."""
+    old_drivers = dict(state.manifest.drivers) if state else {}
+    old_packages = list(state.manifest.packages) if state else []
+    index = dict(state.manifest.index) if state else {}
+    holder = state.plan.holder if state else {}
+    counts: Counter[str] = Counter()
+    conflicts = []
+    for driver in drivers:
+        counts["drivers_added" if driver.driver_id not in old_drivers else "drivers_updated"] += 1
+        old_drivers[driver.driver_id] = driver
+    for record in records:
+        pid = record["package_id"]
+        at = index.get(pid)
+        if at is None:
+            index[pid] = len(old_packages)
+            old_packages.append(record)
+            counts["packages_added"] += 1
+        elif old_packages[at] != record:
+            if pid in holder:
+                conflicts.append(pid)
+                continue
+            old_packages[at] = record
+            counts["packages_updated"] += 1
+        else:
+            counts["packages_unchanged"] += 1
+    if conflicts:
+        raise StateConflict(
+            f"{len(conflicts)} package(s) are already assigned and cannot be changed",
+            {"package_ids": conflicts[:100]},
+        )
+    manifest = Manifest.build(state.manifest.key if state else "", list(old_drivers.values()), old_packages)
+    keys = ("drivers_added", "drivers_updated", "packages_added", "packages_updated", "packages_unchanged")
+    return manifest, {k: counts.get(k, 0) for k in keys}
+
+
+def rules_rejecting_held(state: DayState, merged: Manifest) -> dict[str, str]:
+    """Held packages whose driver's rules (as merged) no longer accept them: package -> driver."""
+    out: dict[str, str] = {}
+    for driver_id, held in state.plan.held_by.items():
+        new, old = merged.drivers.get(driver_id), state.manifest.drivers.get(driver_id)
+        if not held or new is None or (old is not None and old.rules == new.rules):
+            continue
+        for p in held:
+            if rejecting_rules(new, merged.package(p)):
+                out[p] = driver_id
+    return out
+
+
+def _record(package: Any) -> dict[str, Any]:
+    """The stored form of a package given as a model or as an already validated record."""
+    from depot.core.models import _stored_record
+
+    if isinstance(package, dict):
+        return package
+    return _stored_record(package.model_dump(mode="json"))

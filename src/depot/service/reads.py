@@ -1,0 +1,235 @@
+"""The reads: a driver's packages, a package and its history, the day's manifest, and the board's
+views of a day (summary, drivers, the unassigned pool by reason, destinations, eligible drivers).
+
+Every read of a day answers from that day's records: an item whose ``day`` is another (the same
+driver took the package again later) is read from the attempt archived beside it.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from depot.core.day import OFF_DUTY, ON_DUTY, DayState
+from depot.core.explain import explain_unassigned
+from depot.core.rules import PackageColumns, RuleMasks
+from depot.errors import NotFound
+from depot.service.context import Context
+from depot.service.imports import archive_key
+
+ITEM_FIELDS = ("package_id", "status", "updated_at", "day", "failure_reason", "note", "proof",
+               "attempt")
+STATUSES = ("assigned", "accepted", "in_progress", "delivered", "failed_to_deliver")
+MAP_CELLS = 40
+
+
+class Reads(Context):
+    def items_of_day(self, state: DayState, pairs: Sequence[tuple[str, str]],
+                     attributes: Sequence[str] | None = ITEM_FIELDS) -> dict[str, dict[str, Any]]:
+        """The day's item of each (driver, package), by package id."""
+        found = {i["package_id"]: i for i in self.store.get_items(pairs, attributes=attributes)}
+        out: dict[str, dict[str, Any]] = {}
+        for driver_id, package_id in pairs:
+            item = found.get(package_id)
+            if item is not None and item.get("day", state.day) != state.day:
+                item = self.store.get_item(driver_id, archive_key(package_id, state.day))
+                if item is not None:
+                    item = {**item, "package_id": package_id}
+            if item is not None:
+                out[package_id] = item
+        return out
+
+    def driver_assignments(self, driver_id: str, day: str) -> dict[str, Any]:
+        state = self.days.require(day)
+        plan = state.plan
+        if driver_id not in state.manifest.drivers and driver_id not in plan.held_by:
+            raise NotFound(f"driver {driver_id!r} is not in the manifest of {day}", {"driver_id": driver_id})
+        package_ids = plan.held(driver_id)
+        items = self.items_of_day(state, [(driver_id, p) for p in package_ids])
+        rows = []
+        for p in package_ids:
+            item = items.get(p, {})
+            row = {**state.manifest.package(p), "status": item.get("status", "pending_write"),
+                   "updated_at": item.get("updated_at")}
+            for name in ("failure_reason", "note", "proof"):
+                if name in item:
+                    row[name] = item[name]
+            rows.append(row)
+        return {"driver_id": driver_id, "day": day,
+                "availability": OFF_DUTY if driver_id in plan.off_duty else ON_DUTY,
+                "assignments": rows}
+
+    def package(self, package_id: str, day: str | None = None,
+                visible_to: str | None = None) -> dict[str, Any]:
+        """The package on ``day`` (else the nearest day of the window around today that has it),
+        its driver, status and its history across days. ``visible_to`` (a driver id) hides a
+        package that driver does not hold, exactly as a missing one."""
+        candidates = [day] if day else [self.today(), *self._window(self.today())]
+        for candidate in candidates:
+            if not self.store.get_day(candidate):
+                continue
+            state = self.days.state(candidate)
+            if state is None or package_id not in state.manifest.index:
+                continue
+            driver_id = state.plan.holder.get(package_id)
+            if visible_to is not None and driver_id != visible_to:
+                break
+            item = self.items_of_day(state, [(driver_id, package_id)], None).get(package_id) if driver_id else None
+            record = state.manifest.package(package_id)
+            return {
+                "day": candidate,
+                "package": record,
+                "driver_id": driver_id,
+                "status": item["status"] if item else self._pool_status(state, package_id),
+                "assignment": _public(item),
+                "history": self.history(package_id, state, item),
+            }
+        raise NotFound(f"no package {package_id!r}" + (f" on {day}" if day else ""), {"package_id": package_id})
+
+    def _window(self, day: str) -> list[str]:
+        from depot.service.imports import Imports
+
+        return Imports.window(self, day)  # type: ignore[arg-type]
+
+    @staticmethod
+    def _pool_status(state: DayState, package_id: str) -> str | None:
+        if package_id in state.plan.cancelled:
+            return "cancelled"
+        if package_id in state.plan.carried:
+            return "carried_over"
+        return None
+
+    def history(self, package_id: str, state: DayState, item: dict[str, Any] | None) -> list[dict[str, Any]]:
+        """The package's timeline across days: earlier attempts first, each day's plan events and
+        status moves in time order."""
+        record = state.manifest.package(package_id) or {}
+        timeline: list[dict[str, Any]] = []
+        for earlier in record.get("previous_days", []):
+            other = self.days.state(earlier)
+            if other is not None and package_id in other.manifest.index:
+                driver_id = other.plan.holder.get(package_id)
+                other_item = (self.items_of_day(other, [(driver_id, package_id)], None).get(package_id)
+                              if driver_id else None)
+                timeline += self._day_events(package_id, other, other_item)
+        return timeline + self._day_events(package_id, state, item)
+
+    @staticmethod
+    def _day_events(package_id: str, state: DayState, item: dict[str, Any] | None) -> list[dict[str, Any]]:
+        events = [{**e, "day": state.day} for e in state.plan.history.get(package_id, ())]
+        if item:
+            for status in STATUSES[1:]:
+                if f"{status}_at" in item:
+                    event = {"event": "status_changed", "status": status, "day": state.day,
+                             "at": item[f"{status}_at"], "actor": item.get(f"{status}_by", "unknown"),
+                             "driver_id": item["driver_id"]}
+                    if status == "failed_to_deliver":
+                        event["reason"] = item.get("failure_reason", "unspecified")
+                    events.append(event)
+        return sorted(events, key=lambda e: (e.get("at", 0), e.get("version", 0)))
+
+    def manifest(self, day: str) -> dict[str, Any]:
+        state = self.days.require(day)
+        return {"day": day, "version": state.version, **state.manifest.to_stored()}
+
+    # --- the board --------------------------------------------------------------------------------
+
+    def summary(self, day: str) -> dict[str, Any]:
+        state = self.days.require(day)
+        plan = state.plan
+        statuses = self.feed.counts(day)
+        return {"day": day, "version": state.version, "cap": plan.cap, "counts": {
+            "drivers": len(state.manifest.drivers),
+            "packages": len(state.manifest.packages),
+            "assigned": len(plan.holder),
+            "unassigned": sum(1 for p in state.manifest.index if plan.in_pool(p)),
+            "accepted": statuses["accepted"],
+            "in_progress": statuses["in_progress"],
+            "delivered": statuses["delivered"],
+            "failed": statuses["failed_to_deliver"],
+            "cancelled": len(plan.cancelled),
+            "off_duty": len(plan.off_duty),
+        }}
+
+    def drivers(self, day: str, offset: int, limit: int, q: str | None) -> dict[str, Any]:
+        state = self.days.require(day)
+        plan = state.plan
+        ids = sorted(state.manifest.drivers)
+        if q:
+            ids = [d for d in ids if q.lower() in d.lower()]
+        page = ids[offset: offset + limit]
+        pairs = [(d, p) for d in page for p in plan.held(d)]
+        items = self.items_of_day(state, pairs, ("package_id", "status", "day"))
+        rows = []
+        for d in page:
+            counts = Counter(items.get(p, {}).get("status", "pending_write") for p in plan.held(d))
+            rows.append({"driver_id": d, "rules": [r.model_dump(mode="json") for r in state.manifest.drivers[d].rules],
+                         "load": plan.load(d), "cap": plan.cap,
+                         "availability": OFF_DUTY if d in plan.off_duty else ON_DUTY,
+                         "named": d in plan.named, "statuses": {s: counts.get(s, 0) for s in STATUSES}})
+        return {"total": len(ids), "offset": offset, "limit": limit, "items": rows}
+
+    def unassigned(self, day: str, offset: int, limit: int, reason: str | None) -> dict[str, Any]:
+        state = self.days.require(day)
+        plan = state.plan
+        drivers = [state.manifest.drivers[d] for d in sorted(plan.named)
+                   if d in state.manifest.drivers and d not in plan.off_duty]
+        reasons = explain_unassigned(state.manifest.columns, drivers, state.held_mask(), plan.cap or 0)
+        tally = Counter(r["reason"] for r in reasons.values())
+        rows = [(p, r) for p, r in reasons.items() if reason is None or r["reason"] == reason]
+        items = []
+        for p, r in rows[offset: offset + limit]:
+            record = state.manifest.package(p)
+            items.append({"package_id": p, **r, "region": record["region"], "weight_kg": record["weight_kg"],
+                          "delivery_hour": record["delivery_hour"]})
+        return {"total": len(rows), "offset": offset, "limit": limit, "reasons": dict(tally), "items": items}
+
+    def map(self, day: str, color: str) -> dict[str, Any]:
+        """Destinations aggregated on a grid (at most MAP_CELLS² points), keyed by driver or status."""
+        state = self.days.require(day)
+        plan = state.plan
+        cells: Counter[tuple[int, int, str]] = Counter()
+        points = [(p["destination"]["lat"], p["destination"]["lon"], p["package_id"])
+                  for p in state.manifest.packages
+                  if isinstance(p.get("destination"), dict) and "lat" in p["destination"]
+                  and "lon" in p["destination"]]
+        if not points:
+            return {"total": 0, "points": []}
+        lats = np.array([pt[0] for pt in points], dtype=float)
+        lons = np.array([pt[1] for pt in points], dtype=float)
+        lat0, lat1, lon0, lon1 = lats.min(), lats.max() or 1, lons.min(), lons.max() or 1
+        for (lat, lon, pid) in points:
+            i = int((lat - lat0) / ((lat1 - lat0) or 1) * (MAP_CELLS - 1))
+            j = int((lon - lon0) / ((lon1 - lon0) or 1) * (MAP_CELLS - 1))
+            key = plan.holder.get(pid, "unassigned") if color == "driver" else (
+                "assigned" if pid in plan.holder else "cancelled" if pid in plan.cancelled else "unassigned")
+            cells[(i, j, key)] += 1
+        out = [{"lat": lat0 + (i + 0.5) * (lat1 - lat0) / MAP_CELLS, "lon": lon0 + (j + 0.5) * (lon1 - lon0) / MAP_CELLS,
+                "count": n, "key": key} for (i, j, key), n in cells.most_common(2000)]
+        return {"total": len(points), "points": out}
+
+    def eligible_drivers(self, package_id: str, day: str) -> dict[str, Any]:
+        state = self.days.require(day)
+        plan = state.plan
+        if package_id not in state.manifest.index:
+            raise NotFound(f"no package {package_id!r} on {day}", {"package_id": package_id})
+        masks = RuleMasks(PackageColumns.from_records([state.manifest.package(package_id)]))
+        rows = []
+        for d in sorted(state.manifest.drivers):
+            driver = state.manifest.drivers[d]
+            if d in plan.off_duty or plan.holder.get(package_id) == d:
+                continue
+            if plan.cap is not None and plan.load(d) >= plan.cap:
+                continue
+            if driver.rules and not masks.driver_mask(driver)[0]:
+                continue
+            rows.append({"driver_id": d, "load": plan.load(d), "cap": plan.cap, "availability": ON_DUTY})
+        return {"package_id": package_id, "day": day, "drivers": rows}
+
+
+def _public(item: dict[str, Any] | None) -> dict[str, Any] | None:
+    if item is None:
+        return None
+    return {k: v for k, v in item.items() if k not in ("releasing", "releasing_at")}

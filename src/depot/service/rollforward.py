@@ -1,0 +1,271 @@
+"""Committing a change of a day, writing it out, and rolling forward a writer that died.
+
+The argument (``docs/design.md``): a change (a run or a plan change) is computed against the
+day's version *v* and committed only if the day is still at *v* (one conditional UpdateItem),
+so no package goes to two drivers and no driver exceeds the cap, whatever number of processes
+race. Before the commit:
+
+* every item the change will write is checked against DynamoDB's limits, so a committed change
+  can always be written out (a day is never left with a change nobody can finish);
+* the change is stored in S3 under a key that is never overwritten;
+* every item it removes is *claimed* (``releasing`` = the change's key, only from ``assigned``
+  or ``accepted``): a ``/update`` of a claimed item fails its condition, so of a plan change and
+  an update of the same package exactly one wins.
+
+After the commit the change is *pending*, leased to its writer, who deletes the claimed items,
+then writes the new ones (so no read sees a package held twice), then clears the lease. A writer
+renews its lease from the moment it takes the change on and stops itself once the lease may
+have run out; the next call on the day takes over an expired lease and finishes the change.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
+from typing import Any
+
+from depot.config import Settings
+from depot.core.day import Change, DayState
+from depot.core.models import Status
+from depot.errors import Busy, StateConflict, WriteRefused
+from depot.observability import ASSIGN_RUN_SECONDS
+from depot.service.days import Days, change_key, freeze_heap
+from depot.service.events import Feed
+from depot.storage.limits import UnstorableItem, check_items
+from depot.storage.store import ConditionFailed, StorageUnavailable, Store, VersionConflict
+
+PENDING_WAIT_S = 30.0
+POLL_S = 0.1
+CLAIM_WORKERS = 8
+
+
+def assignment_item(state: DayState, driver_id: str, package_id: str, change: Change,
+                    run_id: str) -> dict[str, Any]:
+    """The ``DeliveryAssignments`` item of a new assignment (SPEC section 2)."""
+    package = state.manifest.packages[state.manifest.index[package_id]]
+    item = {
+        "driver_id": driver_id,
+        "package_id": package_id,
+        "status": Status.ASSIGNED.value,
+        "day": state.day,
+        "attempt": package.get("attempt", 1),
+        "assigned_at": change.at,
+        "assigned_by": change.actor,
+        "updated_at": change.at,
+        "version": 1,
+        "run": run_id,
+        "weight_kg": package["weight_kg"],
+        "volume_m3": package["volume_m3"],
+        "region": package["region"],
+        "is_express": package["is_express"],
+        "is_perishable": package["is_perishable"],
+    }
+    if package.get("destination"):
+        item["destination"] = package["destination"]
+    return item
+
+
+def run_id(key: str) -> str:
+    return key.rsplit("/", 1)[-1].split(".", 1)[0]
+
+
+class Writer:
+    def __init__(self, settings: Settings, store: Store, days: Days, feed: Feed):
+        self.settings = settings
+        self.store = store
+        self.days = days
+        self.feed = feed
+        self.process_id = uuid.uuid4().hex
+
+    # --- waiting for a settled day ------------------------------------------------------------
+
+    def settled(self, day: str, deadline: float | None = None) -> DayState:
+        """The day with no pending change: waits for live writers, takes over from dead ones."""
+        deadline = deadline or time.monotonic() + PENDING_WAIT_S
+        while True:
+            state = self.days.require(day)
+            if not state.pending:
+                return state
+            for key, lease in sorted(state.pending.items()):
+                if float(lease.get("expires", 0)) < time.time():
+                    self._take_over(state, key)
+            if time.monotonic() > deadline:
+                raise Busy("an earlier change of this day is still being written; try again")
+            time.sleep(POLL_S)
+
+    # --- commit -------------------------------------------------------------------------------
+
+    def commit(self, state: DayState, change: Change, event: dict[str, Any]) -> DayState | None:
+        """Commit ``change`` against ``state.version`` and write it out; None if the day moved
+        first (recompute and try again). ``event`` goes to the feed and the log once committed."""
+        version = state.version + 1
+        change = replace(change, version=version)
+        key = change_key(state.day, version)
+        records = [assignment_item(state, d, p, change, run_id(key)) for d, p in change.pairs()]
+        try:
+            check_items(records)
+        except UnstorableItem as exc:
+            raise WriteRefused(f"the change cannot be stored: {exc.message}", exc.details) from None
+        self.store.put_json(key, change.to_json())
+        claimed = self._claim(state, change, key)
+        lease = self._lease()
+        try:
+            self.store.commit_change(state.day, state.version, key, lease)
+        except VersionConflict:
+            if not self._committed_anyway(state, key):
+                self._unclaim(change, key)
+                return None
+        committed = replace(state, version=version, plan=state.plan.apply([change]),
+                            pending={**state.pending, key: lease}, log=state.log + (key,))
+        self.days.remember(committed)
+        self.feed.publish(state.day, {**event, "version": version, "change": run_id(key)},
+                          counts={s: -n for s, n in claimed.items()})
+        self._materialize(committed, key, change, lease["owner"], records=records)
+        self.days.compact(committed)
+        return committed
+
+    def _claim(self, state: DayState, change: Change, key: str) -> dict[str, int]:
+        """Claim every item the change removes; all or nothing. Returns the claimed statuses."""
+        if not change.release:
+            return {}
+        started = time.time()
+        stale = started - self.settings.claim_ttl_s
+        pairs = [(driver_id, package_id) for package_id, driver_id in change.release.items()]
+
+        def claim(pair: tuple[str, str]) -> tuple[tuple[str, str], dict[str, Any] | None]:
+            try:
+                return pair, self.store.mark_release(pair[0], pair[1], key, started, stale)
+            except ConditionFailed:
+                return pair, None
+
+        with ThreadPoolExecutor(max_workers=min(CLAIM_WORKERS, len(pairs))) as pool:
+            results = list(pool.map(claim, pairs))
+        refused = [pair for pair, item in results if item is None]
+        if refused:
+            self._unclaim(change, key)
+            raise self._refusal(refused)
+        if time.time() - started > self.settings.claim_ttl_s / 2:  # our claims may be seen as stale
+            self._unclaim(change, key)
+            raise Busy("claiming the packages took too long; try again")
+        counts: dict[str, int] = {}
+        for _, item in results:
+            if item and item["status"] != Status.ASSIGNED.value:
+                counts[item["status"]] = counts.get(item["status"], 0) + 1
+        return counts
+
+    def _refusal(self, refused: list[tuple[str, str]]) -> StateConflict:
+        items = {(i["driver_id"], i["package_id"]): i for i in self.store.get_items(refused)}
+        details = []
+        for pair in refused:
+            item = items.get(pair)
+            status = item["status"] if item else "pending_write"
+            if item and item.get("releasing") and status in ("assigned", "accepted"):
+                status = "being_changed"
+            details.append({"package_id": pair[1], "driver_id": pair[0], "status": status})
+        names = ", ".join(f"{d['package_id']} ({d['status']})" for d in details[:10])
+        return StateConflict(f"{len(details)} package(s) cannot be taken from their driver: {names}",
+                             {"packages": details[:100]})
+
+    def _unclaim(self, change: Change, key: str) -> None:
+        for package_id, driver_id in change.release.items():
+            self.store.unmark(driver_id, package_id, key)
+
+    def _committed_anyway(self, state: DayState, key: str) -> bool:
+        """Whether our commit was applied although its answer was lost (botocore's retry then
+        found the condition false): the day then lists our change."""
+        item = self.store.get_day(state.day) or {}
+        return key in item.get("log", []) or key in item.get("pending", {})
+
+    def _lease(self) -> dict[str, Any]:
+        return {"owner": f"{self.process_id}-{uuid.uuid4().hex[:8]}",
+                "expires": time.time() + self.settings.lease_s}
+
+    # --- writing out, and rolling forward ---------------------------------------------------------
+
+    def _take_over(self, state: DayState, key: str) -> None:
+        lease = self._lease()
+        if not self.store.set_lease(state.day, key, lease, if_expired_before=time.time()):
+            return
+        self._materialize(state, key, None, lease["owner"], records=None)
+        self.feed.log("change_rolled_forward", day=state.day, change=run_id(key))
+
+    def _materialize(self, state: DayState, key: str, change: Change | None, owner: str,
+                     records: list[dict[str, Any]] | None) -> None:
+        """Write the change out while renewing the lease (from the first moment), then finish it.
+
+        ``change`` None means a take-over: the change is read back and the items already
+        written are skipped. The writer stops itself once its lease may have run out.
+        """
+        stop, lost = threading.Event(), threading.Event()
+        expires = [time.time() + self.settings.lease_s]
+
+        def renew() -> None:
+            while not stop.wait(self.settings.lease_renew_s):
+                until = time.time() + self.settings.lease_s
+                try:
+                    ok = self.store.set_lease(state.day, key, {"owner": owner, "expires": until},
+                                              if_owner=owner)
+                except StorageUnavailable:
+                    continue
+                if not ok:
+                    lost.set()
+                    return
+                expires[0] = until
+
+        def should_stop() -> bool:
+            # a margin of one renewal interval: a write that starts must land before the expiry
+            return lost.is_set() or time.time() > expires[0] - self.settings.lease_renew_s
+
+        renewer = threading.Thread(target=renew, daemon=True)
+        renewer.start()
+        outage = False
+        started = time.perf_counter()
+        try:
+            if change is None:
+                change = Change.from_json(self.store.get_json(key))
+            for package_id, driver_id in change.release.items():
+                if should_stop():
+                    break
+                self.store.delete_claimed(driver_id, package_id, key)
+            if records is None:
+                records = self._missing(state, change, key)
+            freeze_heap(state)
+            if not should_stop():
+                self.store.write_items(records, should_stop=should_stop)
+        except StorageUnavailable:
+            outage = True
+            raise
+        except ConditionFailed:
+            raise
+        except Exception as exc:  # a refusal no retry cures: the lease runs out, nothing is lost
+            if _is_validation(exc):
+                raise WriteRefused(f"the store refused the change's items: {exc}") from None
+            raise
+        finally:
+            stop.set()
+            if not outage:
+                renewer.join()
+            # On an outage the lease is deliberately not released: until it runs out it fences
+            # this writer's attempts that may still land late (tests/test_outages.py).
+        if should_stop():
+            raise Busy("this change's lease ran out while writing it; it will be finished by the next call")
+        self.store.finish_run(state.day, key)
+        ASSIGN_RUN_SECONDS.labels("write").observe(time.perf_counter() - started)
+
+    def _missing(self, state: DayState, change: Change, key: str) -> list[dict[str, Any]]:
+        """The items of a change being rolled forward that are not written yet."""
+        pairs = change.pairs()
+        rid = run_id(key)
+        present = {(i["driver_id"], i["package_id"]) for i in
+                   self.store.get_items(pairs, attributes=("driver_id", "package_id", "run"))
+                   if i.get("run") == rid}
+        return [assignment_item(state, d, p, change, rid) for d, p in pairs if (d, p) not in present]
+
+
+def _is_validation(exc: Exception) -> bool:
+    response: Callable[..., Any] | Any = getattr(exc, "response", None)
+    return isinstance(response, dict) and response.get("Error", {}).get("Code") == "ValidationException"
