@@ -30,7 +30,7 @@ from depot.core.models import (
     parse_drivers,
 )
 
-BODY_FIELDS = ("day", "drivers", "packages")
+BODY_FIELDS = ("day", "drivers", "packages", "release")
 
 
 @dataclass(frozen=True)
@@ -42,6 +42,7 @@ class ManifestBody:
     day: str | None
     drivers: list[Driver]
     packages: list[Any]
+    release: bool = False  # a re-import may unassign what drivers' new rules reject (SPEC 4)
 
     def records(self) -> list[dict[str, Any]]:
         """The packages in the stored form (``models.package_records``)."""
@@ -96,6 +97,7 @@ class _Body(Struct, forbid_unknown_fields=True):
     day: Any = None
     drivers: Any = msgspec.field(default_factory=list)
     packages: list[_Package] = msgspec.field(default_factory=list)
+    release: bool = False
 
 
 _BODY = msgspec.json.Decoder(_Body)
@@ -112,7 +114,7 @@ def _decode_fast(raw: bytes) -> ManifestBody | None:
         return None
     if len(set(ids)) != len(ids):
         check_unique_packages(ids)  # names the duplicates
-    return ManifestBody(_valid_day(body.day), parse_drivers(body.drivers), body.packages)
+    return ManifestBody(_valid_day(body.day), parse_drivers(body.drivers), body.packages, body.release)
 
 
 def _valid_ids(ids: list[str]) -> bool:
@@ -139,7 +141,10 @@ def _decode_checked(raw: bytes) -> ManifestBody:
         raise InvalidManifest([{"field": f, "message": f"unknown field {f!r}"} for f in extra])
     day = _valid_day(payload.get("day"))
     drivers = parse_drivers(payload.get("drivers", []))
-    return ManifestBody(day, drivers, package_records(payload.get("packages", [])))
+    release = payload.get("release", False)
+    if not isinstance(release, bool):
+        raise InvalidManifest([{"field": "release", "message": "release must be true or false"}])
+    return ManifestBody(day, drivers, package_records(payload.get("packages", [])), release)
 
 
 def _valid_day(value: Any) -> str | None:

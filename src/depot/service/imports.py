@@ -23,8 +23,6 @@ from dataclasses import replace
 from datetime import date, timedelta
 from typing import Any
 
-import orjson
-
 from depot.core.day import MAX_ATTEMPTS, Change, DayState, Manifest
 from depot.core.manifest import parse_manifest
 from depot.core.models import Driver
@@ -52,7 +50,7 @@ class Imports(Context):
         with ThreadPoolExecutor(max_workers=1) as pool:
             packed = pool.submit(pack, raw)  # releases the GIL: runs while the body is validated
             body = parse_manifest(raw)
-        release = _release_flag(raw)
+        release = body.release
         day = body.day or self.today()
         records = body.records()
         earlier = self._earlier_attempts(day, [r["package_id"] for r in records])
@@ -230,7 +228,7 @@ class Imports(Context):
                 exhausted.append(p)
                 continue
             candidates.append(p)
-        pool = [p for p in candidates if p not in plan.holder and p not in plan.carried]
+        pool = [p for p in candidates if p not in plan.carried]
         if pool:
             change = Change(version=0, kind="carry_out", actor=actor, at=time.time(),
                             carry_out=dict.fromkeys(pool, day))
@@ -257,17 +255,6 @@ class Imports(Context):
 
 def _strip(record: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in record.items() if k not in ("attempt", "previous_days")}
-
-
-def _release_flag(raw: bytes) -> bool:
-    """``"release": true`` at the top of a manifest body (read without decoding it twice: only a
-    body that mentions it is parsed for it)."""
-    if b'"release"' not in raw:
-        return False
-    value = orjson.loads(raw).get("release", False)
-    if not isinstance(value, bool):
-        raise UnprocessableInput("release must be true or false", {"field": "release"})
-    return value
 
 
 def merge(state: DayState | None, drivers: list[Driver], records: Sequence[dict[str, Any]]):

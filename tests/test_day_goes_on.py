@@ -1,0 +1,250 @@
+# ruff: noqa: F811 - the fixtures are imported from test_api
+"""SPEC section 4 through the real API process and the real emulator: the day's plan changes,
+another attempt on a later day, history and the event feed; every answer compared with the table
+read straight from the emulator and, for off duty, with an independent optimum (networkx)."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from datetime import date, timedelta
+
+import httpx
+import networkx as nx
+import pytest
+
+from test_api import api, client, driver, dynamodb, import_day, package, table_items  # noqa: F401
+
+_days = itertools.count()
+
+
+def new_day() -> str:
+    return (date(2081, 1, 1) + timedelta(days=3 * next(_days))).isoformat()
+
+
+def assign(client, day, driver_ids, cap, **params):
+    r = client.post("/assign", params=params or None,
+                    json={"day": day, "driver_ids": list(driver_ids), "max_per_driver": cap})
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+def holders(dynamodb, day):
+    return {i["package_id"]: i["driver_id"] for i in table_items(dynamodb, day)}
+
+
+def test_dry_run_answers_exactly_what_assign_then_does_and_writes_nothing(client, dynamodb):
+    day = new_day()
+    import_day(client, day, [driver("a"), driver("b", ("MAX_WEIGHT", {"limit_kg": 3}))],
+               [package(f"dry-{day}-{i}", weight_kg=1.0 + i) for i in range(6)])
+    preview = assign(client, day, ["a", "b"], 2, dry_run="true")
+    assert table_items(dynamodb, day) == []
+    assert assign(client, day, ["a", "b"], 2) == preview
+    assert len(table_items(dynamodb, day)) == 4
+
+
+def test_unassign_is_all_or_nothing_and_removes_the_items(client, dynamodb):
+    day = new_day()
+    pids = [f"un-{day}-{i}" for i in range(4)]
+    import_day(client, day, [driver("a")], [package(p) for p in pids])
+    held = assign(client, day, ["a"], 4)["assignments"]["a"]
+    client.post("/update", json={"driver_id": "a", "package_id": held[0], "status": "in_progress"})
+    r = client.post("/unassign", json={"day": day, "package_ids": held[:2]})
+    assert r.status_code == 409 and held[0] in r.text and "in_progress" in r.text
+    assert len(table_items(dynamodb, day)) == 4  # nothing changed
+    r = client.post("/unassign", json={"day": day, "package_ids": held[1:3], "reason": "truck full"})
+    assert r.status_code == 200, r.text
+    assert set(holders(dynamodb, day)) == {held[0], held[3]}
+    assert client.post("/unassign", json={"day": day, "package_ids": ["nope"]}).status_code == 404
+    again = assign(client, day, ["a"], 4)  # the freed packages go back out
+    assert set(again["assignments"]["a"]) == set(pids)
+
+
+def test_reassign_checks_rules_cap_and_availability(client, dynamodb):
+    day = new_day()
+    heavy = f"re-{day}-heavy"
+    light = [f"re-{day}-{i}" for i in range(3)]
+    import_day(client, day, [driver("a"), driver("b", ("MAX_WEIGHT", {"limit_kg": 5})), driver("c")],
+               [package(heavy, weight_kg=12.0)] + [package(p, weight_kg=1.0) for p in light])
+    out = assign(client, day, ["a"], 2)
+    moved = out["assignments"]["a"][0]
+    r = client.post("/reassign", json={"day": day, "package_id": heavy, "driver_id": "b"})
+    assert r.status_code == 422 and "MAX_WEIGHT" in r.text
+    r = client.post("/reassign", json={"day": day, "package_id": moved, "driver_id": "c"})
+    assert r.status_code == 200, r.text
+    assert holders(dynamodb, day)[moved] == "c"
+    r = client.post("/reassign", json={"day": day, "package_id": out["unassigned_packages"][0], "driver_id": "c"})
+    assert r.status_code == 200
+    r = client.post("/reassign", json={"day": day, "package_id": out["unassigned_packages"][-1], "driver_id": "c"})
+    assert r.status_code == 409 and "cap" in r.text  # c holds 2 = the day's cap
+    eligible = client.get(f"/packages/{heavy}/eligible-drivers", params={"day": day}).json()
+    assert "b" not in {d["driver_id"] for d in eligible["drivers"]}
+
+
+def optimum(packages, drivers, loads, cap):
+    """Max packages of ``packages`` to ``drivers`` (dict id -> accepts(pkg)), within the cap."""
+    g = nx.DiGraph()
+    for p in packages:
+        g.add_edge("s", ("p", p["package_id"]), capacity=1)
+        for d, accepts in drivers.items():
+            if accepts(p):
+                g.add_edge(("p", p["package_id"]), ("d", d), capacity=1)
+    for d in drivers:
+        g.add_edge(("d", d), "t", capacity=max(0, cap - loads[d]))
+    return nx.maximum_flow_value(g, "s", "t") if g.has_node("t") and g.has_node("s") else 0
+
+
+def test_off_duty_reassigns_exactly_and_keeps_in_progress(client, dynamodb):
+    day = new_day()
+    pkgs = [package(f"off-{day}-{i}", weight_kg=float(1 + i % 8), region=["north", "east"][i % 2])
+            for i in range(24)]
+    rules = {"a": [], "b": [("MAX_WEIGHT", {"limit_kg": 4})], "c": [("REGION_ONLY", {"allowed_regions": ["east"]})]}
+    import_day(client, day, [driver(d, *r) for d, r in rules.items()], pkgs)
+    first = assign(client, day, ["a", "b", "c"], 6)
+    started = first["assignments"]["a"][0]
+    client.post("/update", json={"driver_id": "a", "package_id": started, "status": "in_progress"})
+    before = holders(dynamodb, day)
+    r = client.post("/drivers/a/availability", json={"day": day, "status": "off_duty"})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["kept_in_progress"] == [started]
+    assert set(body["released"]) == set(first["assignments"]["a"]) - {started}
+    after = holders(dynamodb, day)
+    for p, d in before.items():  # no other driver's package moved
+        if d != "a":
+            assert after[p] == d
+    moved = [p for p in body["released"] if p in after]
+    by_id = {p["package_id"]: p for p in pkgs}
+    accepts = {"b": lambda p: p["weight_kg"] <= 4, "c": lambda p: p["region"] == "east"}
+    loads = {d: sum(1 for x in before.values() if x == d) for d in accepts}
+    assert len(moved) == optimum([by_id[p] for p in body["released"]], accepts, loads, 6)
+    for p in moved:
+        assert accepts[after[p]](by_id[p])
+    later = assign(client, day, ["a", "b", "c"], 6)
+    assert "a" in later["unassigned_drivers"] and later["assignments"]["a"] == [started]
+
+
+def test_cancel_takes_packages_out_for_good(client, dynamodb):
+    day = new_day()
+    pids = [f"ca-{day}-{i}" for i in range(3)]
+    import_day(client, day, [driver("a")], [package(p) for p in pids])
+    out = assign(client, day, ["a"], 1)
+    held = out["assignments"]["a"][0]
+    r = client.post("/cancel", json={"day": day, "package_ids": [held, out["unassigned_packages"][0]],
+                                     "reason": "customer cancelled"})
+    assert r.status_code == 200, r.text
+    again = assign(client, day, ["a"], 1)
+    cancelled = {held, out["unassigned_packages"][0]}
+    assert again["unassigned_packages"] == [] and not cancelled & set(again["assignments"]["a"])
+    assert set(holders(dynamodb, day)) == set(pids) - cancelled
+    summary = client.get(f"/days/{day}/summary").json()["counts"]
+    assert summary["cancelled"] == 2
+
+
+def test_a_failed_package_comes_back_tomorrow_without_touching_yesterday(client, dynamodb):
+    d1 = new_day()
+    d2 = (date.fromisoformat(d1) + timedelta(days=1)).isoformat()
+    pid = f"again-{d1}"
+    import_day(client, d1, [driver("reuse_d1")], [package(pid)])
+    assign(client, d1, ["reuse_d1"], 1)
+    r = client.post("/update", json={"driver_id": "reuse_d1", "package_id": pid, "status": "failed_to_deliver",
+                                     "reason": "recipient_absent", "note": "<script>alert(1)</script>"})
+    assert r.status_code == 200, r.text
+    yesterday = table_items(dynamodb, d1)
+    read_before = client.get("/drivers/reuse_d1/assignments", params={"day": d1}).json()
+    r = client.post(f"/days/{d2}/carry-over", json={"from": d1})
+    assert r.status_code == 200, r.text and pid in r.json()["carried_over"]
+    import_day(client, d2, [driver("reuse_d1")], [])
+    assign(client, d2, ["reuse_d1"], 1)
+    assert client.get("/drivers/reuse_d1/assignments", params={"day": d1}).json() == read_before
+    assert [i for i in table_items(dynamodb, d1) if i["package_id"].startswith(pid)] != []
+    kept = {i["package_id"]: i for i in table_items(dynamodb, d1)}
+    old = {i["package_id"]: i for i in yesterday}[pid]
+    assert {k: v for k, v in kept[f"{pid}#{d1}"].items() if k not in ("package_id", "attempt_of")} == \
+        {k: v for k, v in old.items() if k != "package_id"}
+    today = client.get(f"/packages/{pid}", params={"day": d2}).json()
+    assert today["status"] == "assigned" and today["package"]["attempt"] == 2
+    events = [e["event"] for e in today["history"]]
+    assert events.count("assigned") == 2 and "status_changed" in events and "carried_over" in events
+    r = client.post("/manifests", json={"day": d1, "drivers": [], "packages": [package(f"del-{d1}")]})
+    assert r.status_code == 201
+
+
+def test_stricter_rules_on_reimport_are_refused_or_release(client, dynamodb):
+    day = new_day()
+    pids = [f"strict-{day}-{i}" for i in range(2)]
+    import_day(client, day, [driver("a")], [package(p, weight_kg=8.0) for p in pids])
+    assign(client, day, ["a"], 2)
+    stricter = {"day": day, "drivers": [driver("a", ("MAX_WEIGHT", {"limit_kg": 5}))], "packages": []}
+    r = client.post("/manifests", json=stricter)
+    assert r.status_code == 409 and pids[0] in r.text
+    assert len(table_items(dynamodb, day)) == 2
+    r = client.post("/manifests", json={**stricter, "release": True})
+    assert r.status_code == 201, r.text
+    assert table_items(dynamodb, day) == []
+
+
+def test_update_racing_unassign_exactly_one_wins(client, dynamodb):
+    day = new_day()
+    pids = [f"race-{day}-{i}" for i in range(12)]
+    import_day(client, day, [driver("a")], [package(p) for p in pids])
+    held = assign(client, day, ["a"], 12)["assignments"]["a"]
+    barrier = threading.Barrier(2)
+
+    def update(p):
+        barrier.wait()
+        return client.post("/update", json={"driver_id": "a", "package_id": p, "status": "in_progress"}).status_code
+
+    def unassign(p):
+        barrier.wait()
+        return client.post("/unassign", json={"day": day, "package_ids": [p]}).status_code
+
+    for p in held:
+        barrier.reset()
+        with ThreadPoolExecutor(2) as pool:
+            u, n = pool.submit(update, p), pool.submit(unassign, p)
+            codes = (u.result(), n.result())
+        item = holders(dynamodb, day).get(p)
+        if codes == (200, 409):
+            assert item == "a"
+        else:
+            assert codes == (409, 200) or codes == (404, 200), codes
+            assert item is None
+
+
+def test_events_stream_and_resume(api, client):
+    day = new_day()
+    import_day(client, day, [driver("a")], [package(f"ev-{day}-{i}") for i in range(3)])
+    got: list[dict] = []
+    with httpx.Client(base_url=api.url, timeout=30) as c, c.stream("GET", "/events", params={"day": day}) as s:
+        lines = s.iter_lines()
+        assert next(lines) == ": connected"
+        assign(client, day, ["a"], 2)
+        for line in lines:
+            if line.startswith("data: "):
+                got.append(json.loads(line[6:]))
+                break
+    assert got[0]["type"] == "assignment_run" and got[0]["actor"] == "open"
+    pid = client.get("/drivers/a/assignments", params={"day": day}).json()["assignments"][0]["package_id"]
+    client.post("/update", json={"driver_id": "a", "package_id": pid, "status": "accepted"})
+    with httpx.Client(base_url=api.url, timeout=30) as c, c.stream(
+            "GET", "/events", params={"day": day}, headers={"Last-Event-ID": str(got[0]["seq"])}) as s:
+        for line in s.iter_lines():
+            if line.startswith("data: "):
+                event = json.loads(line[6:])
+                break
+    assert event["type"] == "status_changed" and event["package_id"] == pid
+    assert client.get(f"/days/{day}/summary").json()["counts"]["accepted"] == 1
+
+
+@pytest.mark.slow
+def test_five_thousand_runs_keep_the_day_item_small(client, dynamodb):
+    day = new_day()
+    import_day(client, day, [driver(f"d{i}") for i in range(5000)], [package(f"many-{day}-{i}") for i in range(5000)])
+    for i in range(5000):
+        assign(client, day, [f"d{i}"], 1)
+    item = dynamodb.get_item(TableName="DepotDays", Key={"day": {"S": day}}, ConsistentRead=True)["Item"]
+    assert len(json.dumps(item)) < 20_000
+    assert len(holders(dynamodb, day)) == 5000
