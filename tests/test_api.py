@@ -688,7 +688,7 @@ def test_update_of_a_missing_item_is_404(client, dynamodb, lifecycle_day):
 @pytest.mark.parametrize(
     "body",
     [{"driver_id": "a", "package_id": "p"}, {"driver_id": "a", "status": "accepted"},
-     {"driver_id": "a", "package_id": "p", "status": "accepted", "note": "x"}],
+     {"driver_id": "a", "package_id": "p", "status": "accepted", "comment": "x"}],
     ids=["no-status", "no-package", "unknown-field"],
 )
 def test_malformed_update_requests_are_422(client, body):

@@ -64,10 +64,12 @@ class Reads(Context):
 
     def package(self, package_id: str, day: str | None = None,
                 visible_to: str | None = None) -> dict[str, Any]:
-        """The package on ``day`` (else the nearest day of the window around today that has it),
+        """The package on ``day`` (else the nearest day of the window around today, or of the days
+        this process has cached, that has it),
         its driver, status and its history across days. ``visible_to`` (a driver id) hides a
         package that driver does not hold, exactly as a missing one."""
-        candidates = [day] if day else [self.today(), *self._window(self.today())]
+        candidates = [day] if day else list(dict.fromkeys(
+            [self.today(), *self._window(self.today()), *reversed(self.days.cached_days())]))
         for candidate in candidates:
             if not self.store.get_day(candidate):
                 continue
