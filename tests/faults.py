@@ -693,14 +693,33 @@ class Committed:
 
 def committed_state(dynamodb, s3, day: str, days_table: str = "DepotDays",
                     state_bucket: str = "depot-state-dev") -> Committed:
+    """The day item, and every committed change of the day read from the state bucket (the day
+    item's log is compacted, so the changes are listed by their key prefix; a stored change that
+    never committed has a version above the day's)."""
     item = dynamodb.get_item(TableName=days_table, Key={"day": {"S": day}}, ConsistentRead=True)["Item"]
-    runs = [r["S"] for r in item.get("runs", {}).get("L", [])]
-    state = Committed(version=int(item["version"]["N"]), runs=runs,
+    version = int(item["version"]["N"])
+    keys = []
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=state_bucket, Prefix=f"changes/{day}/"):
+        keys.extend(o["Key"] for o in page.get("Contents", []))
+    committed_keys = {r["S"] for r in item.get("log", {}).get("L", [])} | set(item.get("pending", {}).get("M", {}))
+    if "snapshot_key" in item:
+        committed_keys |= set(read_state_object(s3, item["snapshot_key"]["S"], state_bucket).get("folded", []))
+    runs = []
+    by_version: dict[int, str] = {}
+    for key in sorted(keys):
+        v = int(key.rsplit("/", 1)[-1][:8])
+        if v <= version and key in committed_keys:
+            by_version[v] = key
+    state = Committed(version=version, runs=runs,
                       pending={k: v for k, v in item.get("pending", {}).get("M", {}).items()})
-    for key in runs:
+    for v in sorted(by_version):
+        key = by_version[v]
         body = read_state_object(s3, key, state_bucket)
-        state.caps[key] = body.get("max_per_driver")
-        for driver_id, package_ids in body["assignments"].items():
+        if body.get("kind") != "run":
+            continue
+        runs.append(key)
+        state.caps[key] = body.get("cap")
+        for driver_id, package_ids in body.get("assign", {}).items():
             state.pairs.extend((driver_id, p) for p in package_ids)
     return state
 

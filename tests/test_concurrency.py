@@ -225,9 +225,9 @@ def test_varying_caps_no_commit_takes_a_driver_over_its_calls_cap(cluster):
     held: Counter[str] = Counter()
     for key in committed.runs:
         run = read_state_object(cluster.s3, key)
-        for d, ps in run["assignments"].items():
+        for d, ps in run["assign"].items():
             held[d] += len(ps)
-            assert held[d] <= run["max_per_driver"], f"run {key} took {d} to {held[d]} > {run['max_per_driver']}"
+            assert held[d] <= run["cap"], f"run {key} took {d} to {held[d]} > {run['cap']}"
     assert sum(held.values()) == sum(len(v) for v in by_driver.values())
 
 

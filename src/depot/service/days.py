@@ -151,5 +151,7 @@ class Days:
         if not folded:
             return
         key = change_key(state.day, plan.version, "snapshots")
-        self.store.put_json(key, plan.to_snapshot())
+        previous = self.store.get_json(state.snapshot_key).get("folded", []) if state.snapshot_key else []
+        # the keys of every change folded so far: an audit of which stored changes committed
+        self.store.put_json(key, {**plan.to_snapshot(), "folded": previous + folded})
         self.store.compact(state.day, key, plan.version, len(folded), state.snapshot_version)
