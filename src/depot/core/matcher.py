@@ -288,13 +288,15 @@ def _class_arcs(comp: _Compressed, class_sizes: np.ndarray) -> tuple[np.ndarray,
     for lo in range(0, n_classes, step):
         part = slice(lo, min(n_classes, lo + step))
         eligible = comp.class_eligible(part)
-        eligible_count += class_sizes[part] @ eligible
-        direct_arcs += int(eligible.sum())
+        as_float = eligible.view(np.uint8).astype(np.float32)
+        eligible_count += np.rint(class_sizes[part].astype(np.float32) @ as_float).astype(np.int64)
+        direct_arcs += int(np.count_nonzero(eligible))
+        by_type = np.packbits(eligible.T, axis=1)  # (types x classes/8): type-major bits
         if len(tails):
-            dominated = np.zeros_like(eligible)
-            dominated[:, has_pred] = np.logical_or.reduceat(eligible[:, tails], starts, axis=1)
-            eligible &= ~dominated
-        c_idx, t_idx = np.nonzero(eligible)
+            dominated = np.zeros_like(by_type)
+            dominated[has_pred] = np.bitwise_or.reduceat(by_type[tails], starts, axis=0)
+            by_type &= ~dominated
+        t_idx, c_idx = np.nonzero(np.unpackbits(by_type, axis=1, count=eligible.shape[0]))
         per_class.append((c_idx + lo, t_idx))
     c_idx = np.concatenate([c for c, _ in per_class])
     t_idx = np.concatenate([t for _, t in per_class])
