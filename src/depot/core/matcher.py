@@ -29,9 +29,9 @@ depends on the number of classes and types, not on the number of packages.
 
 from __future__ import annotations
 
+import time
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
-import time
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -385,7 +385,7 @@ class _Network:
 
     def __init__(self, comp: _Compressed, drivers, remaining, held_counts, max_per_driver):
         self.comp = comp
-        n_groups, n_classes, n_types = len(comp.group_packages), len(comp.class_bits), len(comp.type_drivers)
+        n_groups, n_classes = len(comp.group_packages), len(comp.class_bits)
         self.source, self.sink = 0, 1
         self.tier0 = 2
         self.class0 = self.tier0 + 4

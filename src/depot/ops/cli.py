@@ -259,7 +259,7 @@ def token(
         raise typer.Exit(2) from None
 
 
-from depot.ops.solve import solve  # noqa: E402
+from depot.ops.solve import solve
 
 app.command()(solve)
 
