@@ -46,3 +46,28 @@ def _log_log(ax, xlabel: str, title: str) -> None:
     ax.set_title(title)
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=8)
+
+
+def draw_fleets(results: dict[str, Any], path: Path) -> Path:
+    """``python -m bench.matcher_bench``: time and peak memory against day size, one colour per fleet,
+    the matcher (solid) against the full-graph max flow (dashed), log-log."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (ax_t, ax_m) = plt.subplots(1, 2, figsize=(12, 4.8))
+    for (fleet, rows), colour in zip(results["fleets"].items(), ("C0", "C1", "C3")):
+        for key, style, label in (("matcher", "o-", "matcher"), ("full_graph", "s--", "full-graph max flow")):
+            pts = [(r["packages"], r[key]) for r in rows if "seconds" in r.get(key, {})]
+            if pts:
+                xs = [p for p, _ in pts]
+                ax_t.plot(xs, [m["seconds"] for _, m in pts], style, color=colour, label=f"{fleet}: {label}")
+                ax_m.plot(xs, [m["peak_rss_mib"] for _, m in pts], style, color=colour, label=f"{fleet}: {label}")
+    _log_log(ax_t, "packages in the day", "Matcher (exact, full objective) vs full-graph max flow")
+    _log_log(ax_m, "packages in the day", "Peak RSS of the child process")
+    ax_m.set_ylabel("MiB")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

@@ -22,8 +22,54 @@ import numpy as np
 FULL_GRAPH_MAX_PACKAGES = 100_000  # beyond this the full graph needs several GiB
 
 
-def make_day(packages: int, path: Path, seed: int = 6, per_driver: int = 100) -> None:
-    """Generate a day (drivers = packages / per_driver, 2-4 rules) and store it for the children."""
+FLEETS = ("uniform", "personalised", "adversarial")
+
+
+def fleet_drivers(kind: str, n: int, seed: int) -> list[dict[str, Any]]:
+    """``personalised``: each driver his own MAX_WEIGHT (5-20 kg, 0.1 kg), TIME_WINDOW (start 6-10,
+    6-10 hours), two regions and MAX_DISTANCE (30-100 km, 0.1 km), as in issue 14;
+    ``adversarial``: 50 rules each, drawn from 25 distinct rules of every code (many distinct
+    parameters, repeated codes), and every other driver a duplicate of an earlier one."""
+    import random
+
+    from depot.core.models import HAZMAT_CLASSES, REGIONS
+
+    rng = random.Random(seed)
+
+    def rule(code: str, params: dict) -> dict:
+        return {"rule_id": f"r{rng.getrandbits(48):x}", "code": code, "params": params}
+
+    if kind == "personalised":
+        out = []
+        for i in range(n):
+            start = rng.randint(6, 10)
+            out.append({"driver_id": f"driver_{i + 1}", "rules": [
+                rule("MAX_WEIGHT", {"limit_kg": round(rng.uniform(5, 20), 1)}),
+                rule("TIME_WINDOW", {"start_hour": start, "end_hour": start + rng.randint(6, 10)}),
+                rule("REGION_ONLY", {"allowed_regions": rng.sample(REGIONS, 2)}),
+                rule("MAX_DISTANCE", {"max_km": round(rng.uniform(30, 100), 1)})]})
+        return out
+    pool = []
+    for _ in range(25):
+        start = rng.randint(0, 12)
+        low = round(rng.uniform(-5, 15), 1)
+        pool += [rule("MAX_WEIGHT", {"limit_kg": round(rng.uniform(8, 40), 2)}),
+                 rule("MAX_DISTANCE", {"max_km": round(rng.uniform(50, 200), 2)}),
+                 rule("TIME_WINDOW", {"start_hour": start, "end_hour": rng.randint(start + 8, 24)}),
+                 rule("TEMP_CONTROL", {"min_c": low, "max_c": round(low + rng.uniform(10, 30), 1)}),
+                 rule("OVERSIZED", {"min_volume_m3": round(rng.uniform(0, 0.4), 2)}),
+                 rule("REGION_ONLY", {"allowed_regions": rng.sample(REGIONS, rng.randint(3, 4))}),
+                 rule("HAZMAT_ALLOWED", {"allowed_classes": rng.sample(HAZMAT_CLASSES, rng.randint(2, 4))})]
+    out = []
+    for i in range(n):
+        rules = out[rng.randrange(len(out))]["rules"] if out and i % 2 else rng.sample(pool, 50)
+        out.append({"driver_id": f"driver_{i + 1}", "rules": rules})
+    return out
+
+
+def make_day(packages: int, path: Path, seed: int = 6, per_driver: int = 100, fleet: str = "uniform") -> None:
+    """Generate a day (drivers = packages / per_driver) and store it for the children. ``uniform``
+    is the brief's generator (2-4 rules); the other fleets keep its packages (``fleet_drivers``)."""
     from depot.core.models import parse_drivers
     from depot.core.rules import PackageColumns
     from depot.ops.generator import generate_day
@@ -31,6 +77,8 @@ def make_day(packages: int, path: Path, seed: int = 6, per_driver: int = 100) ->
     drivers = max(1, packages // per_driver)
     day = generate_day(seed=seed, drivers=drivers, packages_per_driver=per_driver, min_rules=2, max_rules=4,
                        with_destination=False)
+    if fleet != "uniform":
+        day["drivers"] = fleet_drivers(fleet, drivers, seed)
     columns = PackageColumns.from_records(day["packages"])
     with path.open("wb") as f:
         pickle.dump((parse_drivers(day["drivers"]), columns), f, protocol=pickle.HIGHEST_PROTOCOL)
@@ -88,6 +136,16 @@ def child(kind: str, path: str, cap: int, repeats: int) -> dict[str, Any]:
         elif kind == "full_graph":
             flow, solve_s, arcs = full_graph_max_flow(columns, drivers, cap)
             out.update(assigned=flow, arcs=arcs, solve_s=solve_s)
+        elif kind == "explain":
+            from depot.core.explain import explain_unassigned
+            from depot.core.matcher import match
+
+            result = match(columns, drivers, cap)
+            held = np.zeros(len(columns), dtype=bool)
+            for picked in result.assignments.values():
+                held[picked] = True
+            start = time.perf_counter()  # explain alone, on the day after the match
+            out.update(unassigned=len(explain_unassigned(columns, drivers, held, cap)))
         elif kind == "greedy":
             from depot.core.matcher import greedy_first_fit
 
@@ -111,16 +169,19 @@ def _run_child(kind: str, path: Path, cap: int, repeats: int) -> dict[str, Any]:
 
 
 def run(sizes: list[int], cap: int = 100, repeats: int = 3, full_graph_max: int = FULL_GRAPH_MAX_PACKAGES,
-        log=print) -> list[dict[str, Any]]:
+        log=print, fleet: str = "uniform", per_driver: int = 100, explain: bool = False) -> list[dict[str, Any]]:
     rows = []
     with tempfile.TemporaryDirectory(prefix="depot-bench-") as tmp:
         for packages in sizes:
             path = Path(tmp) / f"day-{packages}.pkl"
-            make_day(packages, path)
-            row: dict[str, Any] = {"packages": packages, "drivers": max(1, packages // 100), "cap": cap}
+            make_day(packages, path, per_driver=per_driver, fleet=fleet)
+            row: dict[str, Any] = {"fleet": fleet, "packages": packages, "drivers": max(1, packages // per_driver),
+                                   "cap": cap}
             reps = repeats if packages <= 100_000 else max(1, repeats - 1)
             row["matcher"] = _run_child("matcher", path, cap, reps)
             row["greedy"] = _run_child("greedy", path, cap, 1)
+            if explain:
+                row["explain"] = _run_child("explain", path, cap, 1)
             if packages <= full_graph_max:
                 row["full_graph"] = _run_child("full_graph", path, cap, 1)
                 fg = row["full_graph"]
@@ -128,13 +189,46 @@ def run(sizes: list[int], cap: int = 100, repeats: int = 3, full_graph_max: int 
                     row["speedup_vs_full_graph"] = fg["seconds"] / row["matcher"]["seconds"]
                     row["speedup_vs_full_graph_solve_only"] = fg["solve_s"] / row["matcher"]["seconds"]
                     row["equal_to_full_graph_optimum"] = fg["assigned"] == row["matcher"]["assigned"]
-            log(f"matcher {packages:>7,} packages: " + json.dumps(
+                    row["time_vs_full_graph"] = row["matcher"]["seconds"] / fg["seconds"]
+                    row["memory_vs_full_graph"] = row["matcher"]["peak_rss_mib"] / fg["peak_rss_mib"]
+            log(f"matcher {fleet} {packages:>7,} packages: " + json.dumps(
                 {k: (v.get("seconds"), v.get("assigned")) if isinstance(v, dict) else v for k, v in row.items()}))
             rows.append(row)
             path.unlink()
     return rows
 
 
+# ``python -m bench.matcher_bench``: every fleet, its own JSON and chart
+SHAPES = {"uniform": {"sizes": [10_000, 30_000, 100_000, 500_000]},
+          "personalised": {"sizes": [10_000, 30_000, 100_000, 500_000]},
+          "adversarial": {"sizes": [1_000, 2_000, 5_000, 10_000], "per_driver": 5, "cap": 10}}
+
+
+def main(argv: list[str]) -> int:
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m bench.matcher_bench")
+    parser.add_argument("--max-packages", type=int, default=500_000, help="skip bigger days")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "results")
+    args = parser.parse_args(argv)
+    results: dict[str, Any] = {"started": time.strftime("%Y-%m-%dT%H:%M:%S"), "fleets": {}}
+    for fleet, shape in SHAPES.items():
+        sizes = [s for s in shape["sizes"] if s <= args.max_packages]
+        results["fleets"][fleet] = run(sizes, cap=shape.get("cap", 100), repeats=args.repeats, fleet=fleet,
+                                       per_driver=shape.get("per_driver", 100), explain=True)
+    args.out.mkdir(parents=True, exist_ok=True)
+    path = args.out / f"matcher-{time.strftime('%Y%m%d-%H%M%S')}.json"
+    path.write_text(json.dumps(results, indent=1))
+    from bench.chart import draw_fleets
+
+    print(f"wrote {path} and {draw_fleets(results, args.out / 'matcher.png')}")
+    return 0
+
+
 if __name__ == "__main__":
-    kind, path, cap, repeats = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
-    print(json.dumps(child(kind, path, cap, repeats)))
+    if len(sys.argv) == 5 and sys.argv[1] in ("matcher", "full_graph", "greedy", "explain"):
+        kind, path, cap, repeats = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+        print(json.dumps(child(kind, path, cap, repeats)))
+    else:
+        sys.exit(main(sys.argv[1:]))

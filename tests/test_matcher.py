@@ -153,6 +153,123 @@ def test_interchangeable_drivers_get_even_loads(case):
         assert max(load.values()) - min(load.values()) <= 1, load
 
 
+# --- personalised and adversarial fleets ------------------------------------------------------------
+
+REGION_NAMES = ["north", "east", "south", "west"]
+
+
+def _rule(code: str, params: dict) -> dict:
+    return {"code": code, "params": params}
+
+
+@st.composite
+def threshold_rule(draw):
+    """One rule with its own parameters, biased to values that cut the generator's packages."""
+    code = draw(st.sampled_from(["MAX_WEIGHT", "MAX_DISTANCE", "TIME_WINDOW", "REGION_ONLY", "TEMP_CONTROL",
+                                 "OVERSIZED", "HAZMAT_ALLOWED", "NO_PERISHABLE", "EXPRESS_ONLY",
+                                 "FRAGILE_ONLY"]))
+    if code == "MAX_WEIGHT":
+        return _rule(code, {"limit_kg": draw(st.sampled_from([5.0, 7.5, 10.0, 12.25, 20.0]) | st.floats(1, 21))})
+    if code == "MAX_DISTANCE":
+        return _rule(code, {"max_km": draw(st.sampled_from([30.0, 50.0, 99.5]) | st.floats(1, 101))})
+    if code == "TIME_WINDOW":
+        start = draw(st.integers(0, 22))
+        return _rule(code, {"start_hour": start, "end_hour": draw(st.integers(start + 1, 24))})
+    if code == "REGION_ONLY":
+        return _rule(code, {"allowed_regions": draw(st.lists(st.sampled_from(REGION_NAMES), min_size=1,
+                                                             max_size=4, unique=True))})
+    if code == "TEMP_CONTROL":
+        low = draw(st.floats(-6, 26))
+        return _rule(code, {"min_c": low, "max_c": draw(st.floats(low, 26))})
+    if code == "OVERSIZED":
+        return _rule(code, {"min_volume_m3": draw(st.floats(0, 3.1))})
+    if code == "HAZMAT_ALLOWED":
+        return _rule(code, {"allowed_classes": draw(st.lists(st.integers(1, 4), min_size=1, max_size=4,
+                                                             unique=True))})
+    return _rule(code, {})
+
+
+@st.composite
+def personalised_driver_rules(draw):
+    """The issue's personalised fleet: a weight limit, a shift, two regions, a distance limit."""
+    start = draw(st.integers(6, 10))
+    return [_rule("MAX_WEIGHT", {"limit_kg": draw(st.floats(5, 20))}),
+            _rule("TIME_WINDOW", {"start_hour": start, "end_hour": start + draw(st.integers(6, 10))}),
+            _rule("REGION_ONLY", {"allowed_regions": draw(st.lists(st.sampled_from(REGION_NAMES), min_size=2,
+                                                                   max_size=2, unique=True))}),
+            _rule("MAX_DISTANCE", {"max_km": draw(st.floats(30, 100))})]
+
+
+@st.composite
+def fleet_cases(draw, kind: str, medium: bool = False):
+    """A ``Case`` whose drivers are personalised (each his own thresholds) or adversarial (up to ten
+    rules each, repeated codes, duplicated rules and duplicated drivers)."""
+    n = draw(st.integers(5, 25) if medium else st.integers(1, 10))
+    fleet: list[list[dict]] = []
+    for _ in range(n):
+        if fleet and draw(st.integers(0, 4)) == 0:
+            rules = list(draw(st.sampled_from(fleet)))  # a duplicated driver
+        elif kind == "personalised":
+            rules = draw(personalised_driver_rules())
+        else:
+            rules = draw(st.lists(threshold_rule(), min_size=0, max_size=10))
+            if rules and draw(st.booleans()):
+                rules.append(draw(st.sampled_from(rules)))  # a duplicated rule
+        fleet.append(rules)
+    raw = [{"driver_id": f"d{i}", "rules": [{"rule_id": f"d{i}-{k}", **r} for k, r in enumerate(rules)]}
+           for i, rules in enumerate(fleet)]
+    seed = draw(st.integers(0, 2**32 - 1))
+    per_driver = draw(st.integers(3, 10) if medium else st.integers(0, 8))
+    packages = generate_day(seed=seed, drivers=n, packages_per_driver=per_driver, with_destination=False)["packages"]
+    cap = draw(st.integers(0, 12) if medium else st.integers(0, 5))
+    holder = {}
+    if packages and draw(st.booleans()):
+        owners = draw(st.lists(st.one_of(st.none(), st.sampled_from([d["driver_id"] for d in raw] + ["other"])),
+                               min_size=len(packages), max_size=len(packages)))
+        holder = {i: d for i, d in enumerate(owners) if d is not None}
+    return Case(raw, packages, cap, holder)
+
+
+@PROPERTY_SETTINGS
+@given(case=fleet_cases("personalised") | fleet_cases("adversarial"))
+def test_personalised_and_adversarial_fleets_reach_the_maximum_flow(case):
+    result = case.run()
+    check_valid(case, result)
+    assert result.assigned == case.optimum()
+
+
+@settings(PROPERTY_SETTINGS, max_examples=80)
+@given(case=fleet_cases("personalised", medium=True) | fleet_cases("adversarial", medium=True))
+def test_personalised_and_adversarial_fleets_reach_the_optimum_with_priority(case):
+    result = case.run()
+    pairs = check_valid(case, result)
+    taken = [i for _, i in pairs]
+    got = (len(taken),
+           sum(case.packages[i]["is_express"] for i in taken),
+           sum(case.packages[i]["is_perishable"] for i in taken))
+    assert got == best_priority(case.raw_drivers, case.packages, case.cap, case.held_counts, case.holder)
+    assert case.run().assignments == result.assignments  # deterministic
+
+
+@PROPERTY_SETTINGS
+@given(rules=personalised_driver_rules(), n=st.integers(2, 6), seed=st.integers(0, 2**16),
+       cap=st.integers(1, 6))
+def test_drivers_with_equal_rules_written_differently_share_the_load_evenly(rules, n, seed, cap):
+    """Equal boxes are one type however the rules are written (duplicated, reordered): loads of
+    such drivers differ by at most one."""
+    raw = []
+    for i in range(n):
+        mine = list(rules) if i % 2 == 0 else list(reversed(rules)) + [rules[0]]
+        raw.append({"driver_id": f"d{i}", "rules": [{"rule_id": f"d{i}-{k}", **r} for k, r in enumerate(mine)]})
+    packages = generate_day(seed=seed, drivers=n, packages_per_driver=6, with_destination=False)["packages"]
+    case = Case(raw, packages, cap, {})
+    result = case.run()
+    check_valid(case, result)
+    loads = [len(v) for v in result.assignments.values()]
+    assert max(loads) - min(loads) <= 1, loads
+    assert result.assigned == case.optimum()
+
+
 # --- greedy is not enough ---------------------------------------------------------------------------
 
 
@@ -277,3 +394,17 @@ def test_the_answer_does_not_depend_on_rule_ids_or_rule_order():
     a = run_small([free_driver("x", *rules), free_driver("y")], packages, 4)
     b = run_small([free_driver("x", *reversed(rules)), free_driver("y")], packages, 4)
     assert a.assignments == b.assignments
+
+
+def test_rules_that_accept_the_same_packages_make_one_type():
+    """Types are acceptance boxes, not rule lists: a looser second limit, a repeated rule or a
+    window cut by a second window that changes nothing leave one type (old code: three)."""
+    packages = generate_day(seed=3, drivers=3, packages_per_driver=10, with_destination=False)["packages"]
+    drivers = [free_driver("a", ("MAX_WEIGHT", {"limit_kg": 10}), ("TIME_WINDOW", {"start_hour": 8, "end_hour": 17})),
+               free_driver("b", ("MAX_WEIGHT", {"limit_kg": 10}), ("MAX_WEIGHT", {"limit_kg": 15}),
+                           ("TIME_WINDOW", {"start_hour": 8, "end_hour": 17})),
+               free_driver("c", ("TIME_WINDOW", {"start_hour": 8, "end_hour": 20}), ("MAX_WEIGHT", {"limit_kg": 10}),
+                           ("TIME_WINDOW", {"start_hour": 0, "end_hour": 17}))]
+    result = run_small(drivers, packages, 2)
+    assert result.eligible_types == 1
+    assert sorted(len(v) for v in result.assignments.values()) == [2, 2, 2]

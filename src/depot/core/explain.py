@@ -1,4 +1,11 @@
-"""Why each free package is unassigned: no requested driver accepts it, or all that do are full."""
+"""Why packages stay unassigned (``?explain=true``). Pure, no I/O.
+
+The answer per free package is the one ``Service.explain_unassigned`` gave: either some requested
+driver accepts it (so every such driver is full), or none does, with the three rules that refuse
+it most often (counted over the requested drivers' rules). It is computed on the matcher's cut
+columns (``rules.column_coordinates``): a rule is decided once per cell of its column, never per
+package, and packages are only visited to write the answer, so it costs less than ``match``.
+"""
 
 from __future__ import annotations
 
@@ -7,40 +14,75 @@ from typing import Any
 
 import numpy as np
 
+from depot.core.matcher import _classify
 from depot.core.models import Driver
-from depot.core.rules import PackageColumns, RuleMasks
+from depot.core.rules import PackageColumns, column_coordinates
+
+TOP_RULES = 3
 
 
-def explain_unassigned(columns: PackageColumns, drivers: Sequence[Driver], held: np.ndarray,
+def explain_unassigned(packages: PackageColumns, drivers: Sequence[Driver], held: np.ndarray | None,
                        max_per_driver: int) -> dict[str, Any]:
-    masks = RuleMasks(columns)
-    free = np.flatnonzero(~held)
-    eligible_any = np.zeros(len(columns), dtype=bool)
-    rejections: dict[tuple, Any] = {}
-    labels: dict[tuple, str] = {}
+    """For each package not marked in ``held``: ``eligible_drivers_full`` or ``no_eligible_driver``
+    (with ``rejected_by``: up to three rules, most refusing drivers first, ties in the order the
+    rules first appear among ``drivers``)."""
+    free = np.flatnonzero(~held) if held is not None else np.arange(len(packages))
+    out: dict[str, Any] = {}
+    if not len(free):
+        return out
+    if not drivers:  # nobody to take them (no /assign yet, or every named driver is off duty)
+        message = "no on-duty driver was requested"
+        return {packages.package_ids[i]: {"reason": "no_driver_named", "message": message} for i in free}
+    eligible = np.zeros(len(free), dtype=bool)
+    if drivers:
+        types, class_bits, class_of, _ = _classify(packages, drivers, list(range(len(drivers))), free)
+        eligible = class_bits.any(axis=1)[class_of] if types.drivers else eligible
+
+    keys: dict[tuple, int] = {}
+    rules: list[tuple] = []
+    labels: list[str] = []
+    refusing = []  # per rule key: how many of the drivers' rules have it
     for driver in drivers:
-        eligible_any |= masks.driver_mask(driver)
         for rule in driver.rules:
             key = rule.key()
-            refused = ~masks.rule_mask(rule.code, rule.params, key)
-            rejections[key] = rejections.get(key, 0) + refused.astype(np.int32)
-            labels[key] = f"{rule.code.value} {rule.params}" if rule.params else rule.code.value
-    out: dict[str, Any] = {}
-    keys = list(rejections)
-    counts = np.vstack([rejections[k] for k in keys]) if keys else None
-    for i in free:
-        pid = columns.package_ids[i]
-        if not drivers:
-            out[pid] = {"reason": "no_driver_named", "message": "no on-duty driver was requested"}
-            continue
-        if eligible_any[i]:
-            out[pid] = {"reason": "eligible_drivers_full",
-                        "message": f"every requested driver that accepts it already holds {max_per_driver}"}
-            continue
-        top = []
-        if counts is not None:
-            order = np.argsort(-counts[:, i], kind="stable")[:3]
-            top = [{"rule": labels[keys[k]], "drivers_refusing": int(counts[k, i])} for k in order if counts[k, i]]
-        out[pid] = {"reason": "no_eligible_driver",
-                    "message": "no requested driver's rules accept it", "rejected_by": top}
-    return out
+            label = f"{rule.code.value} {rule.params}" if rule.params else rule.code.value
+            if key not in keys:
+                keys[key] = len(rules)
+                rules.append((rule.code, rule.params))
+                labels.append(label)
+                refusing.append(0)
+            labels[keys[key]] = label  # the last driver's spelling, as before
+            refusing[keys[key]] += 1
+
+    bad = np.flatnonzero(~eligible)
+    top_rule = np.full((len(bad), TOP_RULES), -1, dtype=np.int64)
+    top_count = np.zeros((len(bad), TOP_RULES), dtype=np.int64)
+    if len(bad) and rules:
+        multiplicity = np.array(refusing, dtype=np.int64)
+        cand_rule, cand_score = [], []
+        for col in column_coordinates(packages, rules, free[bad]):
+            members = np.array(col.rules, dtype=np.int64)
+            counts = multiplicity[members][:, None] * ~col.accepts  # (rules x cells)
+            # per cell, this column's best rules: more refusals first, then first appearance
+            score = counts * (len(rules) + 1) + (len(rules) - members)[:, None] * (counts > 0)
+            best = np.argsort(-score, axis=0, kind="stable")[:TOP_RULES]  # (<=3 x cells)
+            cand_rule.append(members[best][:, col.coord].T)
+            cand_score.append(np.take_along_axis(score, best, axis=0)[:, col.coord].T)
+        rule_c, score_c = np.hstack(cand_rule), np.hstack(cand_score)
+        pick = np.argsort(-score_c, axis=1, kind="stable")[:, :TOP_RULES]
+        chosen = np.take_along_axis(score_c, pick, axis=1)
+        width = pick.shape[1]
+        top_rule[:, :width] = np.where(chosen > 0, np.take_along_axis(rule_c, pick, axis=1), -1)
+        top_count[:, :width] = chosen // (len(rules) + 1)
+
+    full = {"reason": "eligible_drivers_full",
+            "message": f"every requested driver that accepts it already holds {max_per_driver}"}
+    ids = packages.package_ids
+    for i in free[eligible].tolist():
+        out[ids[i]] = dict(full)
+    for row, i in enumerate(free[bad].tolist()):
+        top = [{"rule": labels[r], "drivers_refusing": int(n)}
+               for r, n in zip(top_rule[row].tolist(), top_count[row].tolist()) if r >= 0]
+        out[ids[i]] = {"reason": "no_eligible_driver", "message": "no requested driver's rules accept it",
+                       "rejected_by": top}
+    return {ids[i]: out[ids[i]] for i in free.tolist()}

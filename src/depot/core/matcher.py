@@ -29,15 +29,16 @@ depends on the number of classes and types, not on the number of packages.
 
 from __future__ import annotations
 
+import time
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from ortools.graph.python import min_cost_flow
 
 from depot.core.models import Driver
-from depot.core.rules import PREDICATES, PackageColumns
+from depot.core.rules import PackageColumns, column_coordinates
 
 
 @dataclass(frozen=True)
@@ -48,33 +49,58 @@ class MatchResult:
     eligible_types: int = 0
     classes: int = 0
     arcs: int = 0
+    representation: str = ""  # "maximal" or "direct": which class -> type network was solved
+    seconds: dict[str, float] = field(default_factory=dict)  # per stage (classify, network, ...)
 
     @property
     def assigned(self) -> int:
         return sum(len(v) for v in self.assignments.values())
 
 
+CHUNK_CELLS = 1 << 24  # classes x types handled at once when listing arcs (bounds memory)
+
+
+@dataclass
+class _Types:
+    """The requested drivers reduced to *types*: distinct acceptance boxes over the day's cells."""
+
+    drivers: list[list[int]]  # type -> indices into the request's driver list, in request order
+    accepts: list[np.ndarray]  # per cut column: (types x cells) bool
+    order: list[int]  # types, every one before the less demanding types it may feed
+    hasse_tail: np.ndarray  # a -> b: a accepts a strict subset of what b accepts, nothing between
+    hasse_head: np.ndarray
+
+
 @dataclass
 class _Compressed:
     """The day reduced to classes: what the flow network is built from."""
 
-    type_drivers: list[list[int]]  # type -> indices into the request's driver list
-    type_needs: list[int]  # type -> its rule set, as a bit mask over the distinct rules
-    class_eligible: np.ndarray  # (classes x types) bool: the class's packages satisfy the type
+    types: _Types
+    class_bits: np.ndarray  # (classes x words) uint64: the class's eligible types, as bits
     group_class: np.ndarray  # (class, tier) group -> class
     group_tier: np.ndarray  # group -> tier value (2*express + perishable)
     group_packages: list[np.ndarray]  # group -> package indices, in manifest order
 
     @property
-    def class_types(self) -> list[np.ndarray]:
-        return [np.flatnonzero(row) for row in self.class_eligible]
+    def type_drivers(self) -> list[list[int]]:
+        return self.types.drivers
 
-    @property
-    def type_eligible_count(self) -> np.ndarray:
-        """Per type, how many of the offered packages it may take."""
-        sizes = np.array([len(g) for g in self.group_packages], dtype=np.int64)
-        per_class = np.bincount(self.group_class, weights=sizes, minlength=len(self.class_eligible))
-        return (self.class_eligible.T.astype(np.float64) @ per_class).round().astype(np.int64)
+    def class_eligible(self, classes: slice | None = None) -> np.ndarray:
+        """(classes x types) bool, for a slice of the classes (the whole matrix may be large)."""
+        bits = self.class_bits if classes is None else self.class_bits[classes]
+        return _unpack(bits, len(self.types.drivers))
+
+
+def _unpack(bits: np.ndarray, n: int) -> np.ndarray:
+    return np.unpackbits(bits.view(np.uint8), axis=1, bitorder="little")[:, :n].astype(bool)
+
+
+def _pack(matrix: np.ndarray) -> np.ndarray:
+    """(rows x n) bool -> (rows x words) uint64, bit ``j`` of a row for column ``j``."""
+    words = max(1, (matrix.shape[1] + 63) // 64)
+    padded = np.zeros((matrix.shape[0], words * 64), dtype=bool)
+    padded[:, : matrix.shape[1]] = matrix
+    return np.packbits(padded, axis=1, bitorder="little").view(np.uint64)
 
 
 def _rule_table(drivers: Sequence[Driver]) -> tuple[list[tuple], dict[tuple, int]]:
@@ -90,66 +116,131 @@ def _rule_table(drivers: Sequence[Driver]) -> tuple[list[tuple], dict[tuple, int
 
 
 def _unique_rows(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """``np.unique(rows, axis=0, return_inverse=True)``, fast: rows compared as opaque bytes."""
+    """Indices of the first occurrence of each distinct row, and each row's distinct index (the
+    distinct rows numbered in order of first occurrence, so the result follows the input)."""
     rows = np.ascontiguousarray(rows)
-    if rows.shape[1] == 1 and rows.dtype.itemsize == 8:
-        flat = rows[:, 0]
-        uniq, inverse = np.unique(flat, return_inverse=True)
-        return uniq[:, None], inverse.reshape(-1)
-    void = rows.view(np.dtype((np.void, rows.dtype.itemsize * rows.shape[1]))).reshape(-1)
-    _, first, inverse = np.unique(void, return_index=True, return_inverse=True)
-    return rows[first], inverse.reshape(-1)
+    if rows.ndim == 1:
+        key = rows
+    elif rows.shape[1] == 1 and rows.dtype.itemsize == 8:
+        key = rows[:, 0]
+    else:
+        key = rows.view(np.dtype((np.void, rows.dtype.itemsize * rows.shape[1]))).reshape(-1)
+    _, first, inverse = np.unique(key, return_index=True, return_inverse=True)
+    rank = np.empty(len(first), dtype=np.int64)  # renumber by first occurrence
+    order = np.argsort(first, kind="stable")
+    rank[order] = np.arange(len(first))
+    return first[order], rank[inverse.reshape(-1)]
+
+
+def _types(drivers: Sequence[Driver], active: Sequence[int], rules, keys, coords) -> _Types:
+    """Each active driver's box (per cut column, the cells all its rules accept); equal boxes
+    form one type. A type that accepts no cell of some column takes nothing and is dropped."""
+    n = len(active)
+    local = {}  # global rule index -> (column position, row in that column's accepts)
+    for c, col in enumerate(coords):
+        for row, r in enumerate(col.rules):
+            local[r] = (c, row)
+    boxes = []
+    for col in coords:
+        boxes.append(np.ones((n, col.accepts.shape[1]), dtype=bool))
+    for k, i in enumerate(active):
+        for rule in drivers[i].rules:
+            c, row = local[keys[rule.key()]]
+            boxes[c][k] &= coords[c].accepts[row]
+    nonempty = np.ones(n, dtype=bool)
+    for box in boxes:
+        nonempty &= box.any(axis=1)
+    keep = np.flatnonzero(nonempty)
+    if coords:
+        signature = np.hstack([_pack(box[keep]) for box in boxes])
+        first, type_of = _unique_rows(signature)
+    else:
+        first, type_of = np.zeros(min(1, len(keep)), dtype=np.int64), np.zeros(len(keep), dtype=np.int64)
+    members: list[list[int]] = [[] for _ in first]
+    for k, t in zip(keep.tolist(), type_of.tolist()):
+        members[t].append(active[k])
+    accepts = [box[keep[first]] for box in boxes]
+    tail, head = _hasse(accepts, len(first))
+    size = sum((a.sum(axis=1) for a in accepts), np.zeros(len(first), dtype=np.int64))
+    order = np.lexsort((np.arange(len(first)), size)).tolist()  # a strict subset is smaller
+    return _Types(members, accepts, order, tail, head)
+
+
+def _subset_matrix(accepts: list[np.ndarray], n: int) -> np.ndarray:
+    """``inc[a, b]``: type ``a`` accepts a strict subset of what type ``b`` accepts."""
+    inc = np.ones((n, n), dtype=bool)
+    for acc in accepts:
+        cells = acc.shape[1]
+        if cells <= 64:
+            mask = _pack(acc)[:, 0]
+            inc &= (mask[:, None] & ~mask[None, :]) == 0
+            continue
+        lo = acc.argmax(axis=1)
+        hi = cells - 1 - acc[:, ::-1].argmax(axis=1)
+        if np.array_equal(acc.sum(axis=1), hi - lo + 1):  # every box is an interval of cells
+            inc &= (lo[:, None] >= lo[None, :]) & (hi[:, None] <= hi[None, :])
+            continue
+        packed = _pack(acc)
+        for a in range(n):
+            inc[a] &= ((packed[a][None, :] & ~packed) == 0).all(axis=1)
+    np.fill_diagonal(inc, False)  # distinct types have distinct boxes: inclusion is strict
+    return inc
+
+
+def _hasse(accepts: list[np.ndarray], n: int) -> tuple[np.ndarray, np.ndarray]:
+    """The covering pairs of the subset order (its transitive reduction)."""
+    empty = np.zeros(0, dtype=np.int64)
+    if n <= 1:
+        return empty, empty
+    inc = _subset_matrix(accepts, n)
+    if not inc.any():
+        return empty, empty
+    packed = _pack(inc)
+    tails, heads = [], []
+    for a in np.flatnonzero(inc.any(axis=1)).tolist():
+        up = np.flatnonzero(inc[a])
+        if len(up) > 1:
+            beyond = np.bitwise_or.reduce(packed[up], axis=0)
+            covered = ((beyond[up >> 6] >> (up & 63).astype(np.uint64)) & np.uint64(1)).astype(bool)
+            up = up[~covered]
+        tails.append(np.full(len(up), a))
+        heads.append(up)
+    return np.concatenate(tails).astype(np.int64), np.concatenate(heads).astype(np.int64)
 
 
 def _classify(packages: PackageColumns, drivers: Sequence[Driver], active: Sequence[int],
               candidates: np.ndarray):
     """Types of the active drivers, and for each candidate package its class and tier.
 
-    Returns ``(type_drivers, type_needs, class_eligible, class_of, tier)`` where ``class_of`` and
-    ``tier`` are per candidate and ``class_eligible`` is (classes x types).
+    Returns ``(types, class_bits, class_of, tier)``; ``class_of`` and ``tier`` are per candidate.
     """
     rules, keys = _rule_table([drivers[i] for i in active])
-    by_rule_set: dict[frozenset, list[int]] = {}
-    for i in active:
-        need = frozenset(keys[rule.key()] for rule in drivers[i].rules)
-        by_rule_set.setdefault(need, []).append(i)
-    type_drivers = list(by_rule_set.values())
-    type_needs = [sum(1 << r for r in need) for need in by_rule_set]
+    coords = column_coordinates(packages, rules, candidates)
+    types = _types(drivers, active, rules, keys, coords)
+    tier = (packages.is_express[candidates].astype(np.int64) << 1) | packages.is_perishable[candidates]
+    n_types = len(types.drivers)
+    if not coords:
+        class_of = np.zeros(len(candidates), dtype=np.int64)
+        bits = _pack(np.ones((1, n_types), dtype=bool))
+        return types, bits, class_of, tier
 
-    words = max(1, (len(rules) + 2 + 63) // 64)  # two more bits for the tier
-    codes = np.zeros((len(candidates), words), dtype=np.uint64)
-    tier = (packages.is_express[candidates].astype(np.uint64) << np.uint64(1)) | packages.is_perishable[
-        candidates
-    ].astype(np.uint64)
-    codes[:, 0] = tier
-    for r, (code, params) in enumerate(rules):
-        bit = r + 2
-        mask = np.asarray(PREDICATES[code](packages, params), dtype=bool)[candidates]
-        codes[:, bit // 64] |= mask.astype(np.uint64) << np.uint64(bit % 64)
-    atoms, atom_of = _unique_rows(codes)
-    atom_tier = (atoms[:, 0] & np.uint64(3)).astype(np.int64)
+    # a package's atom: its cell in every cut column, as one integer when it fits
+    cells = [col.accepts.shape[1] for col in coords]
+    if np.prod(np.array(cells, dtype=np.float64)) < 2.0**62:
+        key = np.zeros(len(candidates), dtype=np.int64)
+        for col, k in zip(coords, cells):
+            key = key * k + col.coord
+        atom_first, atom_of = _unique_rows(key)
+    else:
+        atom_first, atom_of = _unique_rows(np.column_stack([col.coord for col in coords]))
 
-    # eligible[a, t]: the atom satisfies every rule of type t
-    needs = np.zeros((len(type_needs), words), dtype=np.uint64)
-    for t, need in enumerate(type_needs):
-        shifted = need << 2
-        for w in range(words):
-            needs[t, w] = (shifted >> (64 * w)) & ((1 << 64) - 1)
-    eligible = np.ones((len(atoms), len(type_needs)), dtype=bool)
-    for w in range(words):
-        eligible &= (atoms[:, w : w + 1] & needs[None, :, w]) == needs[None, :, w]
-
-    packed = np.packbits(eligible, axis=1) if eligible.shape[1] else np.zeros((len(atoms), 1), np.uint8)
-    first, class_of_atom = _unique_rows_first(packed)
-    class_eligible = eligible[first]
-    return type_drivers, type_needs, class_eligible, class_of_atom[atom_of], atom_tier[atom_of]
-
-
-def _unique_rows_first(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    rows = np.ascontiguousarray(rows)
-    void = rows.view(np.dtype((np.void, rows.dtype.itemsize * rows.shape[1]))).reshape(-1)
-    _, first, inverse = np.unique(void, return_index=True, return_inverse=True)
-    return first, inverse.reshape(-1)
+    # an atom's eligible types: the AND over columns of the types accepting its cell there
+    bits = None
+    for col, acc in zip(coords, types.accepts):
+        column_bits = _pack(acc.T)[col.coord[atom_first]]  # (atoms x words)
+        bits = column_bits if bits is None else bits & column_bits
+    class_first, class_of_atom = _unique_rows(bits)
+    return types, bits[class_first], class_of_atom[atom_of], tier
 
 
 def compress(
@@ -159,8 +250,8 @@ def compress(
     available: np.ndarray,
 ) -> _Compressed:
     candidates = np.flatnonzero(available)
-    type_drivers, type_needs, class_eligible, class_of, tier = _classify(packages, drivers, active, candidates)
-    usable = class_eligible.any(axis=1)
+    types, class_bits, class_of, tier = _classify(packages, drivers, active, candidates)
+    usable = class_bits.any(axis=1)
     keep = usable[class_of]
     group_key = class_of[keep].astype(np.int64) * 4 + tier[keep]
     kept = candidates[keep]
@@ -171,13 +262,57 @@ def compress(
     ordered = kept[order]
     group_packages = [ordered[s:e] for s, e in zip(starts.tolist(), bounds.tolist())]
     return _Compressed(
-        type_drivers=type_drivers,
-        type_needs=type_needs,
-        class_eligible=class_eligible,
+        types=types,
+        class_bits=class_bits,
         group_class=(group_ids // 4).astype(np.int64),
         group_tier=(group_ids % 4).astype(np.int64),
         group_packages=group_packages,
     )
+
+
+def _class_arcs(comp: _Compressed, class_sizes: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, bool]:
+    """The class -> type arcs, and per type how many offered packages it may take.
+
+    Two representations, chosen by their size: *direct* (an arc to every eligible type) or
+    *maximal* (an arc only to the eligible types no more demanding eligible type covers, plus
+    the Hasse arcs between types, which carry the flow on to the less demanding ones)."""
+    types = comp.types
+    n_types, n_classes = len(types.drivers), len(comp.class_bits)
+    eligible_count = np.zeros(n_types, dtype=np.int64)
+    direct_arcs = 0
+    per_class = [(np.zeros(0, np.int64), np.zeros(0, np.int64))]
+    order = np.argsort(types.hasse_head, kind="stable")
+    tails, heads = types.hasse_tail[order], types.hasse_head[order]
+    has_pred, starts = np.unique(heads, return_index=True)
+    step = max(1, CHUNK_CELLS // max(1, n_types, len(tails)))
+    for lo in range(0, n_classes, step):
+        part = slice(lo, min(n_classes, lo + step))
+        eligible = comp.class_eligible(part)
+        as_float = eligible.view(np.uint8).astype(np.float32)
+        eligible_count += np.rint(class_sizes[part].astype(np.float32) @ as_float).astype(np.int64)
+        direct_arcs += int(np.count_nonzero(eligible))
+        by_type = np.packbits(eligible.T, axis=1)  # (types x classes/8): type-major bits
+        if len(tails):
+            dominated = np.zeros_like(by_type)
+            dominated[has_pred] = np.bitwise_or.reduceat(by_type[tails], starts, axis=0)
+            by_type &= ~dominated
+        t_idx, c_idx = np.nonzero(np.unpackbits(by_type, axis=1, count=eligible.shape[0]))
+        per_class.append((c_idx + lo, t_idx))
+    c_idx = np.concatenate([c for c, _ in per_class])
+    t_idx = np.concatenate([t for _, t in per_class])
+    if direct_arcs <= len(c_idx) + len(tails):
+        c_idx, t_idx = _direct_arcs(comp)
+        return c_idx, t_idx, eligible_count, False
+    return c_idx, t_idx, eligible_count, True
+
+
+def _direct_arcs(comp: _Compressed) -> tuple[np.ndarray, np.ndarray]:
+    n_types, n_classes = len(comp.types.drivers), len(comp.class_bits)
+    step = max(1, CHUNK_CELLS // max(1, n_types))
+    parts = [np.nonzero(comp.class_eligible(slice(lo, lo + step))) for lo in range(0, n_classes, step)]
+    c_idx = np.concatenate([np.zeros(0, np.int64)] + [c + lo for (c, _), lo in zip(parts, range(0, n_classes, step))])
+    t_idx = np.concatenate([np.zeros(0, np.int64)] + [t for _, t in parts])
+    return c_idx, t_idx
 
 
 def _tier_costs(max_load: int) -> np.ndarray:
@@ -212,72 +347,63 @@ def match(
     if not active or not available.any():
         return MatchResult(empty)
 
+    clock = _Clock()
     comp = compress(packages, drivers, active, available)
+    clock.lap("classify")
     if not comp.group_packages:
-        return MatchResult(empty, eligible_types=len(comp.type_drivers))
+        return MatchResult(empty, eligible_types=len(comp.type_drivers), seconds=clock.laps)
 
     net = _Network(comp, drivers, remaining, held_counts, max_per_driver)
+    clock.lap("network")
     flow = net.solve()
+    clock.lap("flow")
     assignments = net.decompose(flow)
+    clock.lap("decompose")
     return MatchResult(
         {d.driver_id: assignments.get(i, []) for i, d in enumerate(drivers)},
         eligible_types=len(comp.type_drivers),
-        classes=len(comp.class_eligible),
+        classes=len(comp.class_bits),
         arcs=len(net.tail),
+        representation=net.representation,
+        seconds=clock.laps,
     )
 
 
-def _supersets(needs: list[int]) -> list[list[int]]:
-    """For each type, the types whose rule set strictly contains its own."""
-    n = len(needs)
-    if n <= 1:
-        return [[] for _ in range(n)]
-    if max(needs).bit_length() <= 64:
-        bits = np.array(needs, dtype=np.uint64)
-        contains = (bits[None, :] & bits[:, None]) == bits[:, None]  # [t, u]: u demands all t does
-        np.fill_diagonal(contains, False)
-        rows, cols = np.nonzero(contains)
-        split = np.searchsorted(rows, np.arange(1, n))
-        return [c.tolist() for c in np.split(cols, split)]
-    return [[u for u in range(n) if u != t and needs[u] & needs[t] == needs[t]] for t in range(n)]
+class _Clock:
+    def __init__(self) -> None:
+        self.laps: dict[str, float] = {}
+        self.last = time.perf_counter()
+
+    def lap(self, name: str) -> None:
+        now = time.perf_counter()
+        self.laps[name] = now - self.last
+        self.last = now
 
 
 class _Network:
-    """``source -> group -> class -> maximal types -> subset types -> sink ladders``."""
+    """``source -> tier -> class -> types (-> less demanding types) -> sink ladders``."""
 
     def __init__(self, comp: _Compressed, drivers, remaining, held_counts, max_per_driver):
         self.comp = comp
-        n_groups, n_classes, n_types = len(comp.group_packages), len(comp.class_eligible), len(comp.type_drivers)
+        n_groups, n_classes = len(comp.group_packages), len(comp.class_bits)
         self.source, self.sink = 0, 1
-        self.group0 = 2
-        self.class0 = self.group0 + n_groups
+        self.tier0 = 2
+        self.class0 = self.tier0 + 4
         self.type0 = self.class0 + n_classes
         sizes = np.fromiter((len(g) for g in comp.group_packages), dtype=np.int64, count=n_groups)
         self.total = total = int(sizes.sum())
+        self.type_order = comp.types.order
 
-        # a type's "supersets": the types that demand strictly more (so take a subset of packages)
-        needs = comp.type_needs
-        order = sorted(range(n_types), key=lambda t: (-needs[t].bit_count(), t))  # parents first
-        self.type_order = order
-        supersets = _supersets(needs)
-        eligible = comp.class_eligible
-        dominated = np.zeros_like(eligible)
-        eligible_t = np.ascontiguousarray(eligible.T)
-        for t, sup in enumerate(supersets):
-            if sup:
-                dominated[:, t] = np.logical_or.reduce(eligible_t[sup], axis=0)
-        maximal = eligible & ~dominated
-        c_idx, t_idx = np.nonzero(maximal)
-
-        sub_tail = [u for t, sup in enumerate(supersets) for u in sup]
-        sub_head = [t for t, sup in enumerate(supersets) for _ in sup]
+        class_sizes = np.bincount(comp.group_class, weights=sizes, minlength=n_classes).astype(np.int64)
+        c_idx, t_idx, type_eligible, nested = _class_arcs(comp, class_sizes)
+        sub_tail = comp.types.hasse_tail if nested else np.zeros(0, np.int64)
+        sub_head = comp.types.hasse_head if nested else np.zeros(0, np.int64)
+        self.representation = "maximal" if nested else "direct"
 
         # ladders into the sink: per type, per number already held
-        per_class = np.bincount(comp.group_class, weights=sizes, minlength=n_classes)
-        type_eligible = (eligible_t.astype(np.float64) @ per_class).round().astype(np.int64)
         self.buckets: list[list[tuple[int, list[int], int, int]]] = []  # type -> (held, drivers, first arc, steps)
         lad_tail, lad_cap, lad_cost = [], [], []
-        ladder_start = 2 * n_groups + len(c_idx) + len(sub_tail)
+        ladder_start = 4 + n_groups + len(c_idx) + len(sub_tail)
         arc = ladder_start
         for t, members in enumerate(comp.type_drivers):
             by_held: dict[int, list[int]] = {}
@@ -295,22 +421,23 @@ class _Network:
                 arc += steps
             self.buckets.append(rows)
 
-        g = np.arange(n_groups)
-        self.class_arc0 = 2 * n_groups
+        self.group_arc0 = 4
+        self.class_arc0 = 4 + n_groups
         self.sub_arc0 = self.class_arc0 + len(c_idx)
         self.c_idx, self.t_idx = c_idx, t_idx
-        self.sub_tail, self.sub_head = np.array(sub_tail, dtype=np.int64), np.array(sub_head, dtype=np.int64)
+        self.sub_tail, self.sub_head = sub_tail, sub_head
         n_lad = arc - ladder_start
+        tiers = np.arange(4)
         self.tail = np.concatenate([
-            np.full(n_groups, self.source), self.group0 + g, self.class0 + c_idx,
-            self.type0 + self.sub_tail, *lad_tail]).astype(np.int32)
+            np.full(4, self.source), self.tier0 + comp.group_tier, self.class0 + c_idx,
+            self.type0 + sub_tail, *lad_tail]).astype(np.int32)
         self.head = np.concatenate([
-            self.group0 + g, self.class0 + comp.group_class, self.type0 + t_idx,
-            self.type0 + self.sub_head, np.full(n_lad, self.sink)]).astype(np.int32)
+            self.tier0 + tiers, self.class0 + comp.group_class, self.type0 + t_idx,
+            self.type0 + sub_head, np.full(n_lad, self.sink)]).astype(np.int32)
         self.cap = np.concatenate([
-            sizes, sizes, np.full(len(c_idx) + len(sub_tail), total), *lad_cap]).astype(np.int64)
+            np.full(4, total), sizes, np.full(len(c_idx) + len(sub_tail), total), *lad_cap]).astype(np.int64)
         self.cost = np.concatenate([
-            _tier_costs(max_per_driver)[comp.group_tier], np.zeros(n_groups + len(c_idx) + len(sub_tail)),
+            _tier_costs(max_per_driver), np.zeros(n_groups + len(c_idx) + len(sub_tail)),
             *lad_cost]).astype(np.int64)
 
     def solve(self) -> np.ndarray:
@@ -327,10 +454,11 @@ class _Network:
         """Turn class-level flows into concrete packages, deterministically (manifest order)."""
         comp = self.comp
         n_groups = len(comp.group_packages)
+        group_flow = flow[self.group_arc0 : self.group_arc0 + n_groups]
         # each class's offered packages: the first ``flow`` of each of its groups
         class_pool: dict[int, list[np.ndarray]] = defaultdict(list)
-        for g in np.flatnonzero(flow[:n_groups] > 0).tolist():
-            class_pool[int(comp.group_class[g])].append(comp.group_packages[g][: int(flow[g])])
+        for g in np.flatnonzero(group_flow > 0).tolist():
+            class_pool[int(comp.group_class[g])].append(comp.group_packages[g][: int(group_flow[g])])
         pools = {c: np.concatenate(p) for c, p in class_pool.items()}
         cursor: dict[int, int] = defaultdict(int)
 
@@ -399,11 +527,10 @@ def greedy_first_fit(
     if max_per_driver <= 0 or not drivers or not len(packages):
         return out
     candidates = np.arange(len(packages))
-    type_drivers, _, class_eligible, class_of, _ = _classify(
-        packages, drivers, list(range(len(drivers))), candidates)
+    types, class_bits, class_of, _ = _classify(packages, drivers, list(range(len(drivers))), candidates)
     eligible_drivers = []
-    for row in class_eligible:
-        ids = [i for t in np.flatnonzero(row).tolist() for i in type_drivers[t]]
+    for row in _unpack(class_bits, len(types.drivers)):
+        ids = [i for t in np.flatnonzero(row).tolist() for i in types.drivers[t]]
         eligible_drivers.append(sorted(ids))
     cursor = [0] * len(eligible_drivers)
     load = [0] * len(drivers)

@@ -123,3 +123,77 @@ def eligibility_matrix(drivers: Iterable[Driver], packages: PackageColumns) -> n
     if not rows:
         return np.zeros((0, len(packages)), dtype=np.bool_)
     return np.vstack(rows)
+
+
+# --- threshold coordinates (the matcher's and explain's compression) ---------------------------
+
+RULE_COLUMN: dict[RuleCode, str] = {
+    RuleCode.MAX_WEIGHT: "weight_kg",
+    RuleCode.NO_PERISHABLE: "is_perishable",
+    RuleCode.REGION_ONLY: "region",
+    RuleCode.MAX_DISTANCE: "distance_km",
+    RuleCode.EXPRESS_ONLY: "is_express",
+    RuleCode.FRAGILE_ONLY: "is_fragile",
+    RuleCode.HAZMAT_ALLOWED: "hazmat_class",
+    RuleCode.TEMP_CONTROL: "temperature_c",
+    RuleCode.TIME_WINDOW: "delivery_hour",
+    RuleCode.OVERSIZED: "volume_m3",
+}
+"""The one column each rule code reads: every rule is a predicate on a single attribute."""
+
+
+@dataclass
+class ColumnCoordinates:
+    """One column cut at the distinct thresholds of the rules that read it.
+
+    ``coord[i]`` is package ``i``'s cell: the run of adjacent distinct values (in value order)
+    on which every one of those rules answers the same; ``accepts[r, k]`` is rule ``r``'s answer
+    on cell ``k``. A package's outcome on a rule is ``accepts[r, coord[i]]``, so a rule is decided
+    once per cell instead of once per package.
+    """
+
+    column: str
+    rules: list[int]  # indices into the caller's rule list
+    coord: np.ndarray  # per package (of the rows given), int32
+    accepts: np.ndarray  # (len(rules), cells) bool
+
+
+def column_coordinates(packages: PackageColumns, rules: Sequence[tuple[RuleCode, Mapping[str, Any]]],
+                       rows: np.ndarray | None = None) -> list[ColumnCoordinates]:
+    """Cut each column that some rule reads (see ``ColumnCoordinates``); ``rows`` selects packages.
+
+    Exact: each predicate of ``PREDICATES`` is evaluated on the column's distinct values, and
+    values are merged only when every rule answers the same on them.
+    """
+    by_column: dict[str, list[int]] = {}
+    for r, (code, _) in enumerate(rules):
+        by_column.setdefault(RULE_COLUMN[code], []).append(r)
+    out = []
+    for column, members in by_column.items():
+        values = getattr(packages, column)
+        if rows is not None:
+            values = values[rows]
+        uniq, inverse = np.unique(values, return_inverse=True)
+        view = _OneColumn(column, uniq)
+        answers = np.vstack([np.asarray(PREDICATES[rules[r][0]](view, rules[r][1]), dtype=np.bool_)
+                             for r in members])  # (rules x distinct values), value order
+        if answers.shape[1] > 1:
+            change = (answers[:, 1:] != answers[:, :-1]).any(axis=0)
+            run_of_value = np.concatenate([[0], np.cumsum(change)]).astype(np.int32)
+            starts = np.concatenate([[0], np.flatnonzero(change) + 1])
+            answers = answers[:, starts]
+        else:
+            run_of_value = np.zeros(answers.shape[1], dtype=np.int32)
+        out.append(ColumnCoordinates(column, members, run_of_value[inverse.reshape(-1)], answers))
+    return out
+
+
+class _OneColumn:
+    """Stands in for ``PackageColumns`` with one column set, so ``PREDICATES`` run on its values."""
+
+    def __init__(self, column: str, values: np.ndarray):
+        setattr(self, column, values)
+        self._n = len(values)
+
+    def __len__(self) -> int:
+        return self._n

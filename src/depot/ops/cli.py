@@ -259,5 +259,9 @@ def token(
         raise typer.Exit(2) from None
 
 
+from depot.ops.solve import solve
+
+app.command()(solve)
+
 if __name__ == "__main__":
     app()
