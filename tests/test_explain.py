@@ -73,8 +73,8 @@ def test_no_drivers_and_no_free_packages():
     held = np.zeros(len(columns), dtype=bool)
     none = explain_unassigned(columns, [], held, 3)
     assert set(none) == set(columns.package_ids)
-    assert all(v == {"reason": "no_eligible_driver", "message": "no requested driver's rules accept it",
-                     "rejected_by": []} for v in none.values())
+    assert all(v == {"reason": "no_driver_named", "message": "no on-duty driver was requested"}
+               for v in none.values())
     assert explain_unassigned(columns, parse_drivers(day["drivers"]), ~held, 3) == {}
 
 
