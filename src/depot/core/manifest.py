@@ -13,9 +13,9 @@ Drivers (a thousand, not a hundred thousand) always go through the models.
 from __future__ import annotations
 
 import re
-from operator import attrgetter
 from dataclasses import dataclass
 from datetime import date as Date
+from operator import attrgetter
 from typing import Annotated, Any, Literal
 
 import msgspec

@@ -62,7 +62,7 @@ StrictBool = Annotated[bool, Field(strict=True)]
 HazmatClass = Annotated[StrictInt, Field(ge=1, le=4)]
 
 
-def Text(max_length: int):  # noqa: N802 - a type
+def Text(max_length: int):
     return Annotated[str, StringConstraints(strict=True, max_length=max_length)]
 
 
