@@ -89,17 +89,61 @@ def secrets_from(settings) -> list[str]:
     return [current, *[s.strip() for s in previous.split(",") if s.strip() and s.strip() != current]]
 
 
-def check_configuration(settings) -> list[str]:
-    """Refuse to start without a secret outside dev; warn loudly about open mode in dev."""
+LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1", "[::1]"})
+_SET_A_SECRET = ("set DEPOT_AUTH_SECRET (at least 32 random bytes, e.g. "
+                 "`python -c 'import secrets; print(secrets.token_urlsafe(48))'`)")
+
+
+def is_loopback(host: str | None) -> bool:
+    return (host or "").strip().lower() in LOOPBACK_HOSTS
+
+
+def local_endpoint(endpoint: str | None) -> bool:
+    """The storage is an emulator on this machine (the embedded one included), not AWS."""
+    if not endpoint:
+        return False
+    from urllib.parse import urlsplit
+
+    try:
+        return is_loopback(urlsplit(endpoint).hostname)
+    except ValueError:
+        return False
+
+
+def open_mode_refusal(settings, host: str | None = None) -> str | None:
+    """Why the API must not start open (no secret), or None. Open mode is allowed by itself only
+    against a local emulator and, when the bind address ``host`` is known, on loopback; anywhere
+    else only with DEPOT_ALLOW_OPEN_MODE=true. Never in the test or prod environment."""
+    if secrets_from(settings):
+        return None
+    env = getattr(settings, "env", "dev")
+    if env in ("test", "prod"):
+        return (f"DEPOT_AUTH_SECRET is not set and DEPOT_ENV={env}: refusing to start an unauthenticated "
+                f"API outside dev; {_SET_A_SECRET}")
+    if getattr(settings, "allow_open_mode", False):
+        return None
+    endpoint = getattr(settings, "aws_endpoint_url", None)
+    where = []
+    if not local_endpoint(endpoint):
+        where.append(f"against {'AWS' if not endpoint else endpoint} (not a local emulator)")
+    if host is not None and not is_loopback(host):
+        where.append(f"on {host} (not a loopback address)")
+    if not where:
+        return None
+    return (f"DEPOT_AUTH_SECRET is not set: refusing to serve an open API (every caller a dispatcher) "
+            f"{' and '.join(where)}; {_SET_A_SECRET}, or set DEPOT_ALLOW_OPEN_MODE=true if an open API "
+            "is really meant (docs/security.md)")
+
+
+def check_configuration(settings, host: str | None = None) -> list[str]:
+    """Refuse to start an open API except where ``open_mode_refusal`` allows it; warn loudly
+    about open mode when it is allowed."""
     secrets = secrets_from(settings)
     env = getattr(settings, "env", "dev")
     if not secrets:
-        if env in ("test", "prod"):
-            raise AuthConfigError(
-                f"DEPOT_AUTH_SECRET is not set and DEPOT_ENV={env}: refusing to start an unauthenticated "
-                "API outside dev; set DEPOT_AUTH_SECRET (at least 32 random bytes, e.g. "
-                "`python -c 'import secrets; print(secrets.token_urlsafe(48))'`)"
-            )
+        refusal = open_mode_refusal(settings, host)
+        if refusal:
+            raise AuthConfigError(refusal)
         log.warning("!!! DEPOT_AUTH_SECRET is not set: the API is OPEN, every caller acts as a dispatcher. "
                     "This is the embedded dev default only; never expose it. See docs/security.md. !!!")
         return []
