@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
 import jwt
+import structlog
 from fastapi import Depends, Request, Security
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
@@ -56,6 +57,14 @@ class Principal:
     @property
     def is_dispatcher(self) -> bool:
         return self.role == "dispatcher"
+
+    @property
+    def actor(self) -> str:
+        """Who acts, for logs, events and idempotency scopes: ``open`` (no authentication),
+        ``dispatcher:<sub>`` or ``driver:<driver_id>``; never anything of the token itself."""
+        if self.open_mode:
+            return "open"
+        return f"{self.role}:{self.driver_id if self.role == 'driver' else self.subject}"
 
     def owns(self, driver_id: str | None) -> bool:
         return self.is_dispatcher or (driver_id is not None and driver_id == self.driver_id)
@@ -256,6 +265,7 @@ class AuthMiddleware:
         state = scope.setdefault("state", {})
         if not self.secrets:
             state["principal"] = OPEN_PRINCIPAL
+            structlog.contextvars.bind_contextvars(actor=OPEN_PRINCIPAL.actor)
             return await self.app(scope, receive, send)
         if scope.get("path") in OPEN_PATHS or scope.get("method") == "OPTIONS":
             return await self.app(scope, receive, send)
@@ -271,6 +281,7 @@ class AuthMiddleware:
                                          headers={"WWW-Authenticate": challenge})
         state["principal"] = principal
         state["rate_key"] = f"{principal.subject}:{principal.token_id}"
+        structlog.contextvars.bind_contextvars(actor=principal.actor)
         await self.app(scope, receive, send)
 
 
