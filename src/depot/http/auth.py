@@ -223,12 +223,25 @@ def verify_token(token: str, secrets: list[str]) -> Principal:
             raise AuthError(401, "invalid_token", f"the bearer token is invalid: {type(exc).__name__}") from None
     if claims is None:
         raise AuthError(401, "invalid_token", "the bearer token's signature does not verify")
+    _check_lifetime(claims)
     role, driver_id = claims.get("role"), claims.get("driver_id")
     if role == "dispatcher" and driver_id is None:
         return Principal(role="dispatcher", subject=str(claims["sub"]), token_id=claims.get("jti"))
     if role == "driver" and isinstance(driver_id, str) and _DRIVER_ID.match(driver_id):
         return Principal(role="driver", driver_id=driver_id, subject=driver_id, token_id=claims.get("jti"))
     raise AuthError(401, "invalid_token", "the bearer token's role claims are invalid")
+
+
+def _check_lifetime(claims: dict[str, Any]) -> None:
+    """The policy's maximum lifetime (``MAX_TTL_S``, what ``depot token`` mints at most) holds on
+    verify too: a token signed for longer (a leaked secret, a hand-made token) is refused."""
+    try:
+        issued, expires = float(claims["iat"]), float(claims["exp"])
+    except (TypeError, ValueError):
+        raise AuthError(401, "invalid_token", "the bearer token's iat and exp must be numbers") from None
+    if expires - issued > MAX_TTL_S or expires - time.time() > MAX_TTL_S + 5:
+        raise AuthError(401, "invalid_token",
+                        f"the bearer token lives longer than the {MAX_TTL_S // 86400}-day maximum")
 
 
 # --- the middleware ----------------------------------------------------------------------------------
