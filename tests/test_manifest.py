@@ -19,11 +19,12 @@ VALID = package(package_id="p-1", destination={
     "street": "1 High St", "city": "Leeds", "postcode": "LS1 1AA", "lat": 53.8, "lon": -1.5})
 
 # Values at and around every bound the models set, and values of every other JSON type.
-BOUNDS = [0, 23, 24, 20, 90, 100, 128, 180, 200, 10_000, 100_000]
+BOUNDS = [0, 23, 24, 20, 90, 100, 128, 180, 200, 1_000, 20_000]
 EDGE_NUMBERS = st.sampled_from(
     [n * s + d for n in BOUNDS for s in (1, -1) for d in (0, 1, -1)]
     + [float(n * s) + d for n in BOUNDS for s in (1, -1) for d in (0.0, 1e-9, -1e-9)]
-    + [5e-324, -0.0, 1e308, 10**25, -(10**25), 2**63, 1, 2, 3, 4, 5, 1.0, 4.0]
+    + [5e-324, -0.0, 1e308, 10**25, -(10**25), 2**63, 1, 2, 3, 4, 5, 1.0, 4.0, True, "12.5"]
+    + [1e-130, -1e-130, 9.9e-131, 2.4e-267, -1e-200, 1000, 1000.01, 20_000, 20_000.5]
 )
 def near_length(limit: int):
     return st.sampled_from([limit - 1, limit, limit + 1]).map(lambda n: "é" * n) | st.text(max_size=8)

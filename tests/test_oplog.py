@@ -137,3 +137,68 @@ def test_api_keeps_answering_while_the_log_bucket_hangs_then_catches_up(settings
     stored = read_events(make_clients(settings)[1], settings.log_bucket, "logs/hanging/")
     assert sorted(e["type"] for e in stored) == ["assignment_run"] * 20 + ["manifest_imported"]
     assert all(e.get("request_id") for e in stored)
+
+
+class RefillingS3:
+    """S3 whose PutObject fails after the producer has filled the buffer again meanwhile."""
+
+    def __init__(self, log_ref: list, refill: int):
+        self.log_ref, self.refill = log_ref, refill
+
+    def put_object(self, **_):
+        log = self.log_ref[0]
+        for n in range(self.refill):
+            log.emit("while_failing", n=n)
+        raise ConnectionError("S3 is down")
+
+
+def test_a_failed_batch_does_not_overfill_a_buffer_that_filled_up_meanwhile():
+    holder: list = []
+    log = EventLog(RefillingS3(holder, refill=5), "bucket", "unit", flush_max_events=5, buffer_max_events=10)
+    holder.append(log)
+    for n in range(10):
+        log.emit("before", n=n)
+    assert not log.flush()  # took 5, 5 more arrived (buffer full), the 5 failed go back
+    assert log.depth() == 10, "the buffer must stay within buffer_max_events"
+    assert log.dropped == 5
+
+
+def test_a_failed_batch_keeps_what_fits():
+    holder: list = []
+    log = EventLog(RefillingS3(holder, refill=3), "bucket", "unit", flush_max_events=5, buffer_max_events=10)
+    holder.append(log)
+    for n in range(10):
+        log.emit("before", n=n)
+    assert not log.flush()
+    kept = [e["n"] for e in log.buffer if e["type"] == "before"]
+    assert log.depth() == 10 and log.dropped == 3
+    assert kept == [3, 4, 5, 6, 7, 8, 9]  # the oldest dropped
+
+
+def test_every_event_names_its_actor():
+    import structlog
+
+    log = EventLog(None, "bucket", "unit")
+    structlog.contextvars.clear_contextvars()
+    log.emit("background")
+    assert log.buffer[-1]["actor"] == "system"
+    log.emit("explicit", actor="dispatcher:ops")
+    assert log.buffer[-1]["actor"] == "dispatcher:ops"
+    structlog.contextvars.bind_contextvars(actor="driver:driver_7", request_id="r-1")
+    try:
+        log.emit("from_request")
+        assert log.buffer[-1]["actor"] == "driver:driver_7" and log.buffer[-1]["request_id"] == "r-1"
+    finally:
+        structlog.contextvars.clear_contextvars()
+
+
+def test_events_of_requests_carry_the_principal_as_actor(settings):
+    app = create_app(settings)
+    day = "2026-03-04"
+    payload = generate_day(seed=12, drivers=2, packages_per_driver=2)
+    with TestClient(app) as client:
+        app.state.service.events = unshipped = EventLog(None, settings.log_bucket, "actor")  # not started
+        assert client.post("/manifests", json={"day": day, **payload}).status_code == 201
+        events = list(unshipped.buffer)
+    imported = [e for e in events if e["type"] == "manifest_imported" and e.get("day") == day]
+    assert imported and all(e["actor"] == "open" for e in imported)

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from functools import lru_cache
 from typing import Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import AliasChoices, Field, SecretStr, model_validator
+from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 Environment = Literal["dev", "test", "prod"]
@@ -38,7 +39,8 @@ class Settings(BaseSettings):
     state_bucket: str = "depot-state-dev"
 
     timezone: str = "UTC"
-    """The centre's time zone: ``day`` defaults to today there."""
+    """The centre's time zone (an IANA name): ``day`` defaults to today there. Checked here, so
+    that a bad name stops the start instead of failing the first request."""
 
     # DynamoDB and S3 client behaviour: botocore's standard retry mode, bounded so that a call
     # gives up within the API's 10 s deadline (``depot.storage.retries``, docs/reliability.md).
@@ -75,6 +77,19 @@ class Settings(BaseSettings):
     auth_previous_secrets: SecretStr | None = None  # comma-separated, verify-only (rotation)
     rate_limit_per_minute: int = 0
     """Requests per token per minute; 0 disables the limit."""
+    allow_open_mode: bool = False
+    """Without a secret the API is open (every caller a dispatcher). That is allowed by itself
+    only on a loopback bind against a local emulator; anything else needs this explicit consent
+    (DEPOT_ALLOW_OPEN_MODE=true, docs/security.md), or the service refuses to start."""
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_timezone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"DEPOT_TIMEZONE={value!r} is not a known IANA time zone (e.g. Europe/London)")
+        return value
 
     @model_validator(mode="after")
     def _embedded_endpoint_by_default_in_dev(self) -> Settings:

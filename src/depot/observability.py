@@ -13,6 +13,10 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 REQUEST_ID_HEADER = "x-request-id"
+# The ``method`` label takes these values and ``other``: a client choosing methods must not mint
+# a new time series with each (Prometheus labels are to be bounded).
+KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+CLIENT_CLOSED_REQUEST = 499  # nginx's status for a client that went away before the answer
 ACCESS_LOG = structlog.get_logger("depot.access")
 
 REGISTRY = CollectorRegistry(auto_describe=True)
@@ -131,8 +135,11 @@ class RequestContextMiddleware:
             route = scope.get("route")
             template = getattr(route, "path", None) or "unmatched"
             elapsed = time.perf_counter() - started
-            REQUEST_LATENCY.labels(scope["method"], template, str(status["code"])).observe(elapsed)
-            ACCESS_LOG.info("request", method=scope["method"], route=template, path=scope["path"],
+            if scope.get("state", {}).get("client_disconnected"):
+                status["code"] = CLIENT_CLOSED_REQUEST
+            method = scope["method"] if scope["method"] in KNOWN_METHODS else "other"
+            REQUEST_LATENCY.labels(method, template, str(status["code"])).observe(elapsed)
+            ACCESS_LOG.info("request", method=method, route=template, path=scope["path"],
                             status=status["code"], duration_ms=round(elapsed * 1000, 2))
 
 

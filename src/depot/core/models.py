@@ -13,6 +13,7 @@ from enum import StrEnum
 from typing import Annotated, Any, Literal
 
 from pydantic import (
+    AfterValidator,
     AliasChoices,
     BaseModel,
     ConfigDict,
@@ -26,13 +27,43 @@ from pydantic import (
 REGIONS = ("north", "east", "south", "west")
 HAZMAT_CLASSES = (1, 2, 3, 4)
 
+# DynamoDB stores numbers of magnitude 1E-130 to 9.9E+125 (or zero) with at most 38 significant
+# digits. Every range below lies inside it, and a float has at most 17 significant digits, so only
+# a nonzero magnitude under this one can be valid here and yet unstorable (``_storable``).
+MIN_MAGNITUDE = 1e-130
+
+# The plausible ranges of every number an import accepts (README, "Rules"; the fast decoder in
+# ``depot.core.manifest`` mirrors them).
+WEIGHT_KG = {"gt": 0, "le": 1_000}
+DISTANCE_KM = {"ge": 0, "le": 20_000}
+TEMPERATURE_C = {"ge": -100, "le": 100}
+VOLUME_M3 = {"gt": 0, "le": 100}
+HOUR = {"ge": 0, "le": 23}
+LATITUDE = {"ge": -90, "le": 90}
+LONGITUDE = {"ge": -180, "le": 180}
+MAX_ID_CHARS, MAX_STREET_CHARS, MAX_CITY_CHARS, MAX_POSTCODE_CHARS = 128, 200, 100, 20
+ID_PATTERN = r"^[A-Za-z0-9_.:\-]+$"
+
+
+def _storable(value: float) -> float:
+    if value != 0 and abs(value) < MIN_MAGNITUDE:
+        raise ValueError("a nonzero number must be at least 1E-130 in magnitude (DynamoDB cannot store it)")
+    return value
+
+
 Identifier = Annotated[
-    str, StringConstraints(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.:\-]+$")
+    str, StringConstraints(strict=True, min_length=1, max_length=MAX_ID_CHARS, pattern=ID_PATTERN)
 ]
 Region = Literal["north", "east", "south", "west"]
-HazmatClass = Literal[1, 2, 3, 4]
-StrictFloat = Annotated[float, Field(strict=True, allow_inf_nan=False)]
+StrictFloat = Annotated[float, Field(strict=True, allow_inf_nan=False), AfterValidator(_storable)]
 StrictInt = Annotated[int, Field(strict=True)]
+StrictBool = Annotated[bool, Field(strict=True)]
+# Not a Literal: pydantic matches literals by equality, so true and 3.0 would pass as 1 and 3.
+HazmatClass = Annotated[StrictInt, Field(ge=1, le=4)]
+
+
+def Text(max_length: int):
+    return Annotated[str, StringConstraints(strict=True, max_length=max_length)]
 
 
 class Strict(BaseModel):
@@ -47,7 +78,7 @@ class NoParams(Strict):
 
 
 class MaxWeightParams(Strict):
-    limit_kg: Annotated[StrictFloat, Field(gt=0, le=10_000)]
+    limit_kg: Annotated[StrictFloat, Field(**WEIGHT_KG)]
 
 
 class RegionOnlyParams(Strict):
@@ -61,7 +92,7 @@ class RegionOnlyParams(Strict):
 
 
 class MaxDistanceParams(Strict):
-    max_km: Annotated[StrictFloat, Field(gt=0, le=100_000)]
+    max_km: Annotated[StrictFloat, Field(gt=0, le=DISTANCE_KM["le"])]
 
 
 class HazmatAllowedParams(Strict):
@@ -75,8 +106,8 @@ class HazmatAllowedParams(Strict):
 
 
 class TempControlParams(Strict):
-    min_c: Annotated[StrictFloat, Field(ge=-100, le=100)]
-    max_c: Annotated[StrictFloat, Field(ge=-100, le=100)]
+    min_c: Annotated[StrictFloat, Field(**TEMPERATURE_C)]
+    max_c: Annotated[StrictFloat, Field(**TEMPERATURE_C)]
 
     @model_validator(mode="after")
     def _ordered(self) -> TempControlParams:
@@ -86,7 +117,7 @@ class TempControlParams(Strict):
 
 
 class TimeWindowParams(Strict):
-    start_hour: Annotated[StrictInt, Field(ge=0, le=23)]
+    start_hour: Annotated[StrictInt, Field(**HOUR)]
     end_hour: Annotated[StrictInt, Field(ge=1, le=24)]
 
     @model_validator(mode="after")
@@ -97,7 +128,7 @@ class TimeWindowParams(Strict):
 
 
 class OversizedParams(Strict):
-    min_volume_m3: Annotated[StrictFloat, Field(ge=0, le=10_000)]
+    min_volume_m3: Annotated[StrictFloat, Field(ge=0, le=VOLUME_M3["le"])]
 
 
 class RuleCode(StrEnum):
@@ -163,25 +194,25 @@ class Driver(Strict):
 
 
 class Destination(Strict):
-    street: Annotated[str, StringConstraints(max_length=200)] | None = None
-    city: Annotated[str, StringConstraints(max_length=100)] | None = None
-    postcode: Annotated[str, StringConstraints(max_length=20)] | None = None
-    lat: Annotated[float, Field(ge=-90, le=90, allow_inf_nan=False)] | None = None
-    lon: Annotated[float, Field(ge=-180, le=180, allow_inf_nan=False)] | None = None
+    street: Text(MAX_STREET_CHARS) | None = None
+    city: Text(MAX_CITY_CHARS) | None = None
+    postcode: Text(MAX_POSTCODE_CHARS) | None = None
+    lat: Annotated[StrictFloat, Field(**LATITUDE)] | None = None
+    lon: Annotated[StrictFloat, Field(**LONGITUDE)] | None = None
 
 
 class Package(Strict):
     package_id: Identifier
-    weight_kg: Annotated[StrictFloat, Field(gt=0, le=10_000)]
-    is_perishable: Annotated[bool, Field(strict=True)]
+    weight_kg: Annotated[StrictFloat, Field(**WEIGHT_KG)]
+    is_perishable: StrictBool
     region: Region
-    distance_km: Annotated[StrictFloat, Field(ge=0, le=100_000)]
-    is_express: Annotated[bool, Field(strict=True)]
-    is_fragile: Annotated[bool, Field(strict=True)]
+    distance_km: Annotated[StrictFloat, Field(**DISTANCE_KM)]
+    is_express: StrictBool
+    is_fragile: StrictBool
     hazmat_class: HazmatClass | None = None
-    temperature_c: Annotated[StrictFloat, Field(ge=-100, le=100)]
-    delivery_hour: Annotated[StrictInt, Field(ge=0, le=23)]
-    volume_m3: Annotated[StrictFloat, Field(gt=0, le=10_000)]
+    temperature_c: Annotated[StrictFloat, Field(**TEMPERATURE_C)]
+    delivery_hour: Annotated[StrictInt, Field(**HOUR)]
+    volume_m3: Annotated[StrictFloat, Field(**VOLUME_M3)]
     destination: Destination | None = None
 
 

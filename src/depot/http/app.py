@@ -471,16 +471,21 @@ def _install_routes(app: FastAPI) -> None:
         """DynamoDB and S3 answer, each reported on its own (checked at once: each may take the
         whole retry budget when unreachable, and /ready must answer within the 10 s deadline too)."""
 
-        def probe(check) -> str:
+        import logging
+
+        def probe(name: str, check) -> str:
             try:
                 check()
                 return "ok"
-            except Exception as exc:  # noqa: BLE001 - any failure means not ready
-                return f"unavailable: {exc}"
+            except Exception:
+                # The detail (endpoints, bucket names, AWS messages) is for the operator's log,
+                # not for whoever may call /ready without a token.
+                logging.getLogger("depot.http.app").warning("/ready: %s is unavailable", name, exc_info=True)
+                return "unavailable"
 
         with ThreadPoolExecutor(max_workers=2) as pool:
-            futures = {"dynamodb": pool.submit(probe, service.store.check_dynamodb),
-                       "s3": pool.submit(probe, service.store.check_s3)}
+            futures = {"dynamodb": pool.submit(probe, "dynamodb", service.store.check_dynamodb),
+                       "s3": pool.submit(probe, "s3", service.store.check_s3)}
             checks = {name: future.result() for name, future in futures.items()}
         ok = all(v == "ok" for v in checks.values())
         return JSONResponse(status_code=200 if ok else 503, content={"status": "ready" if ok else "not_ready",

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
 import jwt
+import structlog
 from fastapi import Depends, Request, Security
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
@@ -57,6 +58,14 @@ class Principal:
     def is_dispatcher(self) -> bool:
         return self.role == "dispatcher"
 
+    @property
+    def actor(self) -> str:
+        """Who acts, for logs, events and idempotency scopes: ``open`` (no authentication),
+        ``dispatcher:<sub>`` or ``driver:<driver_id>``; never anything of the token itself."""
+        if self.open_mode:
+            return "open"
+        return f"{self.role}:{self.driver_id if self.role == 'driver' else self.subject}"
+
     def owns(self, driver_id: str | None) -> bool:
         return self.is_dispatcher or (driver_id is not None and driver_id == self.driver_id)
 
@@ -89,17 +98,61 @@ def secrets_from(settings) -> list[str]:
     return [current, *[s.strip() for s in previous.split(",") if s.strip() and s.strip() != current]]
 
 
-def check_configuration(settings) -> list[str]:
-    """Refuse to start without a secret outside dev; warn loudly about open mode in dev."""
+LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1", "[::1]"})
+_SET_A_SECRET = ("set DEPOT_AUTH_SECRET (at least 32 random bytes, e.g. "
+                 "`python -c 'import secrets; print(secrets.token_urlsafe(48))'`)")
+
+
+def is_loopback(host: str | None) -> bool:
+    return (host or "").strip().lower() in LOOPBACK_HOSTS
+
+
+def local_endpoint(endpoint: str | None) -> bool:
+    """The storage is an emulator on this machine (the embedded one included), not AWS."""
+    if not endpoint:
+        return False
+    from urllib.parse import urlsplit
+
+    try:
+        return is_loopback(urlsplit(endpoint).hostname)
+    except ValueError:
+        return False
+
+
+def open_mode_refusal(settings, host: str | None = None) -> str | None:
+    """Why the API must not start open (no secret), or None. Open mode is allowed by itself only
+    against a local emulator and, when the bind address ``host`` is known, on loopback; anywhere
+    else only with DEPOT_ALLOW_OPEN_MODE=true. Never in the test or prod environment."""
+    if secrets_from(settings):
+        return None
+    env = getattr(settings, "env", "dev")
+    if env in ("test", "prod"):
+        return (f"DEPOT_AUTH_SECRET is not set and DEPOT_ENV={env}: refusing to start an unauthenticated "
+                f"API outside dev; {_SET_A_SECRET}")
+    if getattr(settings, "allow_open_mode", False):
+        return None
+    endpoint = getattr(settings, "aws_endpoint_url", None)
+    where = []
+    if not local_endpoint(endpoint):
+        where.append(f"against {'AWS' if not endpoint else endpoint} (not a local emulator)")
+    if host is not None and not is_loopback(host):
+        where.append(f"on {host} (not a loopback address)")
+    if not where:
+        return None
+    return (f"DEPOT_AUTH_SECRET is not set: refusing to serve an open API (every caller a dispatcher) "
+            f"{' and '.join(where)}; {_SET_A_SECRET}, or set DEPOT_ALLOW_OPEN_MODE=true if an open API "
+            "is really meant (docs/security.md)")
+
+
+def check_configuration(settings, host: str | None = None) -> list[str]:
+    """Refuse to start an open API except where ``open_mode_refusal`` allows it; warn loudly
+    about open mode when it is allowed."""
     secrets = secrets_from(settings)
     env = getattr(settings, "env", "dev")
     if not secrets:
-        if env in ("test", "prod"):
-            raise AuthConfigError(
-                f"DEPOT_AUTH_SECRET is not set and DEPOT_ENV={env}: refusing to start an unauthenticated "
-                "API outside dev; set DEPOT_AUTH_SECRET (at least 32 random bytes, e.g. "
-                "`python -c 'import secrets; print(secrets.token_urlsafe(48))'`)"
-            )
+        refusal = open_mode_refusal(settings, host)
+        if refusal:
+            raise AuthConfigError(refusal)
         log.warning("!!! DEPOT_AUTH_SECRET is not set: the API is OPEN, every caller acts as a dispatcher. "
                     "This is the embedded dev default only; never expose it. See docs/security.md. !!!")
         return []
@@ -170,12 +223,25 @@ def verify_token(token: str, secrets: list[str]) -> Principal:
             raise AuthError(401, "invalid_token", f"the bearer token is invalid: {type(exc).__name__}") from None
     if claims is None:
         raise AuthError(401, "invalid_token", "the bearer token's signature does not verify")
+    _check_lifetime(claims)
     role, driver_id = claims.get("role"), claims.get("driver_id")
     if role == "dispatcher" and driver_id is None:
         return Principal(role="dispatcher", subject=str(claims["sub"]), token_id=claims.get("jti"))
     if role == "driver" and isinstance(driver_id, str) and _DRIVER_ID.match(driver_id):
         return Principal(role="driver", driver_id=driver_id, subject=driver_id, token_id=claims.get("jti"))
     raise AuthError(401, "invalid_token", "the bearer token's role claims are invalid")
+
+
+def _check_lifetime(claims: dict[str, Any]) -> None:
+    """The policy's maximum lifetime (``MAX_TTL_S``, what ``depot token`` mints at most) holds on
+    verify too: a token signed for longer (a leaked secret, a hand-made token) is refused."""
+    try:
+        issued, expires = float(claims["iat"]), float(claims["exp"])
+    except (TypeError, ValueError):
+        raise AuthError(401, "invalid_token", "the bearer token's iat and exp must be numbers") from None
+    if expires - issued > MAX_TTL_S or expires - time.time() > MAX_TTL_S + 5:
+        raise AuthError(401, "invalid_token",
+                        f"the bearer token lives longer than the {MAX_TTL_S // 86400}-day maximum")
 
 
 # --- the middleware ----------------------------------------------------------------------------------
@@ -212,6 +278,7 @@ class AuthMiddleware:
         state = scope.setdefault("state", {})
         if not self.secrets:
             state["principal"] = OPEN_PRINCIPAL
+            structlog.contextvars.bind_contextvars(actor=OPEN_PRINCIPAL.actor)
             return await self.app(scope, receive, send)
         if scope.get("path") in OPEN_PATHS or scope.get("method") == "OPTIONS":
             return await self.app(scope, receive, send)
@@ -227,6 +294,7 @@ class AuthMiddleware:
                                          headers={"WWW-Authenticate": challenge})
         state["principal"] = principal
         state["rate_key"] = f"{principal.subject}:{principal.token_id}"
+        structlog.contextvars.bind_contextvars(actor=principal.actor)
         await self.app(scope, receive, send)
 
 

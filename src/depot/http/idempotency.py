@@ -4,8 +4,11 @@ The first request with a key records its fingerprint (method, path, query, body)
 stores its response for 24 hours in the ``DepotIdempotency`` table (TTL ``expires_at``; bodies
 too large for an item go to the state bucket). A replay with the same body gets that response
 unchanged (``Idempotent-Replayed: true``) and writes nothing; the same key with another body is
-422; a replay while the first is still running is 409. A first request that ends in a 5xx
-releases the key, so the client's retry runs for real.
+422; a replay while the first is still running is 409. A first request that ends in a 5xx of any
+kind (an answer or an unexpected exception) releases the key, so the client's retry runs for
+real. Only a complete request claims a key: one whose client went away mid-body runs nothing.
+Keys are scoped by route and principal (``Principal.actor``: ``open``, ``dispatcher:<sub>``,
+``driver:<id>``), not by the token's bytes, so a refreshed token replays as the old one would.
 """
 
 from __future__ import annotations
@@ -39,11 +42,12 @@ class Begin:
 
 
 class IdempotencyRecords:
-    def __init__(self, dynamodb: Any, s3: Any, table: str, bucket: str):
+    def __init__(self, dynamodb: Any, s3: Any, table: str, bucket: str, clock=time.time):
         self.dynamodb, self.s3, self.table, self.bucket = dynamodb, s3, table, bucket
+        self.clock = clock
 
     def begin(self, key: str, fingerprint: str) -> Begin:
-        now = time.time()
+        now = self.clock()
         try:
             with outage_guard("recording the idempotency key"):
                 self.dynamodb.put_item(
@@ -143,7 +147,10 @@ class IdempotencyMiddleware:
             await send_json_error(send, 422, "invalid_idempotency_key",
                                   f"Idempotency-Key must be 1 to {MAX_KEY_LENGTH} printable characters")
             return
-        body = await _read_body(receive)
+        body, complete = await _read_body(receive)
+        if not complete:  # the client went away mid-body: nobody to answer, nothing to claim
+            scope.setdefault("state", {})["client_disconnected"] = True
+            return
         records: IdempotencyRecords = scope["app"].state.idempotency
         scoped = _scoped_key(scope, key)
         fingerprint = hashlib.sha256(
@@ -171,7 +178,11 @@ class IdempotencyMiddleware:
                        (b"idempotent-replayed", b"true")]
             await _send(send, begun.status, headers, begun.body)
             return
-        status, headers, chunks = await _capture(self.app, scope, body, receive)
+        try:
+            status, headers, chunks = await _capture(self.app, scope, body, receive)
+        except BaseException:
+            await _release_quietly(records, scoped)  # a 500 of the server's own: the retry runs
+            raise
         payload = b"".join(chunks)
         content_type = dict(headers).get(b"content-type", b"application/json").decode("latin-1")
         try:
@@ -184,22 +195,33 @@ class IdempotencyMiddleware:
         await _send(send, status, headers, payload)
 
 
+async def _release_quietly(records: IdempotencyRecords, scoped: str) -> None:
+    from starlette.concurrency import run_in_threadpool
+
+    try:
+        await run_in_threadpool(records.release, scoped)
+    except StorageUnavailable:
+        pass  # the key stays in progress until its lock expires (LOCK_S)
+
+
 def _scoped_key(scope: Scope, key: str) -> str:
-    auth = dict(scope.get("headers", [])).get(b"authorization", b"")
-    who = hashlib.sha256(auth).hexdigest()[:16] if auth else "anonymous"
+    """Route, principal, key. The principal is the verified one the auth middleware put in the
+    scope (its ``actor``: never the token's bytes); without one, ``anonymous``."""
+    principal = scope.get("state", {}).get("principal")
+    who = getattr(principal, "actor", None) or "anonymous"
     return f"{scope['path']}|{who}|{key}"
 
 
-async def _read_body(receive: Receive) -> bytes:
+async def _read_body(receive: Receive) -> tuple[bytes, bool]:
+    """The body, and whether it arrived whole (False: the client disconnected first)."""
     chunks = []
     while True:
         message = await receive()
         if message["type"] == "http.disconnect":
-            break
+            return b"".join(chunks), False
         chunks.append(message.get("body", b""))
         if not message.get("more_body"):
-            break
-    return b"".join(chunks)
+            return b"".join(chunks), True
 
 
 async def _capture(app: ASGIApp, scope: Scope, body: bytes, receive: Receive):

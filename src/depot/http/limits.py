@@ -3,9 +3,14 @@
 ``BodyLimitMiddleware`` counts body bytes as they arrive (``Content-Length`` or chunked alike):
 a declared length over the cap is refused before a byte is read; an undeclared (chunked) body is
 refused as soon as the running count passes the cap, so at most cap + one chunk is ever held.
-The refusal is a 413 in the API's JSON error shape.
+The refusal is a 413 in the API's JSON error shape, sent at once (clients that read while they
+send, curl and httpx, see it early); then the rest of the body is read and thrown away, up to
+``DRAIN_MAX_BYTES`` in ``DRAIN_MAX_S``, before the connection is closed. Closing with body bytes
+still unread makes the kernel answer them with a reset, and clients that send the whole body
+before reading (Python's urllib, which also asks for "Connection: close", and requests) then see
+"connection reset" instead of the 413.
 
-``RateLimitMiddleware`` is a token bucket per verified token (per client address in open mode):
+``RateLimitMiddleware`` is a token bucket per verified token (per client address otherwise):
 ``rate_limit_per_minute`` requests a minute with bursts of the same size; over it, 429 with
 ``Retry-After``. 0 (the default) turns it off. Buckets live in the process: with N workers a
 token gets up to N times the limit (docs/security.md).
@@ -13,16 +18,20 @@ token gets up to N times the limit (docs/security.md).
 
 from __future__ import annotations
 
-import hashlib
+import asyncio
+import json
 import math
 import threading
 import time
 
 from starlette.exceptions import HTTPException
 
-from depot.http.auth import OPEN_PATHS, bearer_from_scope, send_json_error
+from depot.http.auth import OPEN_PATHS, send_json_error
 
 MiB = 1024 * 1024
+DRAIN_MAX_BYTES = 256 * MiB
+"""Read and discarded after a 413 at most (from the first body byte); a longer body is cut off."""
+DRAIN_MAX_S = 15.0
 
 
 class BodyTooLarge(HTTPException):
@@ -54,16 +63,19 @@ class BodyLimitMiddleware:
                 except ValueError:
                     return await send_json_error(send, 400, "bad_request", "invalid Content-Length header")
         if declared is not None and declared > limit:
-            return await _too_large(send, limit)
+            drain = receive if declared <= DRAIN_MAX_BYTES else None
+            return await _too_large(send, limit, drain)
 
-        received = 0
+        received, finished, tripped = 0, False, False
 
         async def limited_receive():
-            nonlocal received
+            nonlocal received, finished, tripped
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
+                finished = not message.get("more_body", False)
                 if received > limit:
+                    tripped = True
                     raise BodyTooLarge(limit)
             return message
 
@@ -73,18 +85,54 @@ class BodyLimitMiddleware:
             nonlocal started
             if message["type"] == "http.response.start":
                 started = True
+            if tripped and not finished and message["type"] == "http.response.body" \
+                    and not message.get("more_body", False):
+                # The app answered the 413 itself: drain before the response completes, as
+                # _too_large does (a client that sent "Connection: close" is closed on at once).
+                await send({**message, "more_body": True})
+                await _drain(receive, DRAIN_MAX_BYTES - received)
+                await send({"type": "http.response.body", "body": b""})
+                return
             await send(message)
 
         try:
             await self.app(scope, limited_receive, tracking_send)
         except BodyTooLarge:
             if not started:
-                await _too_large(send, limit)
+                await _too_large(send, limit, None if finished else receive, received)
 
 
-async def _too_large(send, limit: int) -> None:
-    await send_json_error(send, 413, "payload_too_large", f"the request body exceeds the limit of {limit:,} bytes",
-                          {"limit_bytes": limit}, headers={"Connection": "close"})
+async def _too_large(send, limit: int, drain=None, received: int = 0) -> None:
+    """413, then (``drain``: the request's receive) read and discard the rest of the body before
+    the response completes and uvicorn closes the connection (``Connection: close``)."""
+    body = json.dumps({"error": {"code": "payload_too_large",
+                                 "message": f"the request body exceeds the limit of {limit:,} bytes",
+                                 "details": {"limit_bytes": limit}}}).encode()
+    await send({"type": "http.response.start", "status": 413,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+                            (b"connection", b"close")]})
+    if drain is None:
+        await send({"type": "http.response.body", "body": body})
+        return
+    # The whole answer goes out now; the response completes (and the socket closes) only after
+    # the drain, since the server stops reading the request once its response is complete.
+    await send({"type": "http.response.body", "body": body, "more_body": True})
+    await _drain(drain, DRAIN_MAX_BYTES - received)
+    await send({"type": "http.response.body", "body": b""})
+
+
+async def _drain(receive, budget: int) -> None:
+    try:
+        async with asyncio.timeout(DRAIN_MAX_S):
+            while budget > 0:
+                message = await receive()
+                if message["type"] != "http.request":
+                    return  # the client went away
+                budget -= len(message.get("body", b""))
+                if not message.get("more_body", False):
+                    return
+    except TimeoutError:
+        pass
 
 
 class TokenBuckets:
@@ -137,11 +185,11 @@ class RateLimitMiddleware:
 
 
 def _caller(scope) -> str:
+    """The verified token (its subject and id, set by the auth middleware), else the client's
+    address: an unverified token (open mode) is no identity, and keying on it would give every
+    made-up token a fresh bucket."""
     key = scope.get("state", {}).get("rate_key")
     if key:
         return key
-    token = bearer_from_scope(scope)
-    if token:  # never keep the token itself
-        return "t:" + hashlib.sha256(token.encode()).hexdigest()
     client = scope.get("client") or ("?", 0)
     return f"ip:{client[0]}"

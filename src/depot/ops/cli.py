@@ -171,11 +171,22 @@ def serve(
 ) -> None:
     """Serve the API against AWS_ENDPOINT_URL (unset in dev: the embedded emulator on :4566; empty: AWS)."""
     import uvicorn
+    from pydantic import ValidationError
 
     from depot.config import get_settings
+    from depot.http.auth import open_mode_refusal
     from depot.observability import configure_logging
 
-    settings = get_settings()
+    try:
+        settings = get_settings()
+    except ValidationError as exc:
+        problems = "; ".join(e["msg"].removeprefix("Value error, ") for e in exc.errors())
+        console.print(f"invalid configuration: {problems}", style="red", markup=False, soft_wrap=True)
+        raise typer.Exit(2) from None
+    refusal = open_mode_refusal(settings, host)
+    if refusal:
+        console.print(refusal, style="red", markup=False, soft_wrap=True)
+        raise typer.Exit(2)
     banner = f"Depot API on http://{host}:{port} (storage: {settings.aws_endpoint_url or 'AWS'}, env {settings.env})"
     configure_logging()
     if workers > 1:

@@ -64,13 +64,18 @@ class EventLog:
 
     # --- producing ----------------------------------------------------------------------------
 
-    def emit(self, event_type: str, **fields: Any) -> str:
-        """Queue an event; never blocks on S3. Returns the event's id."""
+    def emit(self, event_type: str, actor: str | None = None, **fields: Any) -> str:
+        """Queue an event; never blocks on S3. Returns the event's id.
+
+        Every event names its ``actor``: the one given, else the request's principal (bound in
+        the log context by the auth middleware: ``open``, ``dispatcher:<sub>``,
+        ``driver:<id>``), else ``system`` (work no request asked for)."""
         event_id = uuid.uuid4().hex
         context = structlog.contextvars.get_contextvars()
         event = {"event_id": event_id, "type": event_type, "ts": datetime.now(UTC).isoformat(),
                  "env": self.env, "process": self.process,
-                 **{k: context[k] for k in ("request_id", "actor") if k in context}, **fields}
+                 "actor": actor or context.get("actor") or "system",
+                 **({"request_id": context["request_id"]} if "request_id" in context else {}), **fields}
         with self._lock:
             if len(self.buffer) >= self.buffer_max_events:
                 self.buffer.popleft()
@@ -176,8 +181,8 @@ class EventLog:
 
     def _requeue(self, batch: list[dict[str, Any]]) -> None:
         with self._lock:
-            room = self.buffer_max_events - len(self.buffer)
-            keep = batch[-room:] if room < len(batch) else batch
+            room = max(0, self.buffer_max_events - len(self.buffer))
+            keep = batch[len(batch) - room:]  # the newest that fit (not batch[-room:]: -0 is all)
             lost = len(batch) - len(keep)
             if lost > 0:
                 self.dropped += lost
