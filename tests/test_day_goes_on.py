@@ -240,6 +240,7 @@ def test_events_stream_and_resume(api, client):
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(900)
 def test_five_thousand_runs_keep_the_day_item_small(client, dynamodb):
     day = new_day()
     import_day(client, day, [driver(f"d{i}") for i in range(5000)], [package(f"many-{day}-{i}") for i in range(5000)])

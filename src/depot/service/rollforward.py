@@ -107,7 +107,7 @@ class Writer:
         key = change_key(state.day, version)
         records = [assignment_item(state, d, p, change, run_id(key)) for d, p in change.pairs()]
         try:
-            check_items(records)
+            check_items(records, "driver_id", "package_id")
         except UnstorableItem as exc:
             raise WriteRefused(f"the change cannot be stored: {exc.message}", exc.details) from None
         self.store.put_json(key, change.to_json())
