@@ -60,7 +60,7 @@
     const d = state.drivers;
     const page = await api("GET", `/days/${day}/drivers` + q({ offset: d.offset, limit: PAGE, q: d.q }));
     const body = $("drivers-body");
-    body.replaceChildren(...page.items.map((drv) => {
+    Depot.reconcile(body, page.items, (drv) => drv.driver_id, (drv) => {
       const cap = drv.cap === null || drv.cap === undefined ? null : drv.cap;
       const off = drv.availability === "off_duty";
       const toggle = el("button", { type: "button", class: "small",
@@ -76,7 +76,7 @@
           ` ${drv.load}${cap !== null ? " / " + cap : ""}`),
         el("td", { class: "statuses" }, statusesText(drv.statuses)),
         el("td", { class: "availability" }, el("span", { class: "avail" }, label(drv.availability)), " ", toggle));
-    }));
+    });
     $("drivers-range").textContent = rangeText(page, "drivers");
     $("drivers-prev").disabled = d.offset <= 0;
     $("drivers-next").disabled = d.offset + page.items.length >= page.total;
@@ -92,7 +92,7 @@
       onclick: () => { p.reason = value; p.offset = 0; refreshPool(); } }, `${text} (${n})`);
     reasons.replaceChildren(chip("", "All reasons", total),
       ...Object.entries(page.reasons || {}).map(([r, n]) => chip(r, REASONS[r] || label(r), n)));
-    $("pool-body").replaceChildren(...page.items.map((pkg) => el("tr", { "data-package": pkg.package_id },
+    Depot.reconcile($("pool-body"), page.items, (pkg) => pkg.package_id, (pkg) => el("tr", { "data-package": pkg.package_id },
       el("th", { scope: "row" }, el("button", { type: "button", class: "link",
         "aria-label": `Timeline of ${pkg.package_id}`, onclick: () => openPackage(pkg.package_id) },
       pkg.package_id)),
@@ -107,7 +107,7 @@
         el("button", { type: "button", class: "small", "aria-label": `Reassign ${pkg.package_id}`,
           onclick: () => openReassign(pkg.package_id) }, "Reassign"),
         el("button", { type: "button", class: "small", "aria-label": `Cancel ${pkg.package_id}`,
-          onclick: () => openCancel(pkg.package_id) }, "Cancel")))));
+          onclick: () => openCancel(pkg.package_id) }, "Cancel"))));
     $("pool-range").textContent = rangeText(page, "packages");
     $("pool-prev").disabled = p.offset <= 0;
     $("pool-next").disabled = p.offset + page.items.length >= page.total;

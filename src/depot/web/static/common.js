@@ -219,5 +219,27 @@ const Depot = (() => {
     return run;
   }
 
-  return { $, api, q, el, day, token, notice, error, start, follow, refresher, ApiError, show };
+  // Puts one node per item into container, in order, reusing the node of an item whose data did
+  // not change (so a form being filled in, or the focused button, survives a refresh).
+  function reconcile(container, items, keyOf, render) {
+    const old = new Map([...container.children].map((n) => [n.dataset.key, n]));
+    const nodes = items.map((item) => {
+      const key = String(keyOf(item));
+      const sig = JSON.stringify(item);
+      const prev = old.get(key);
+      if (prev && prev.dataset.sig === sig) { old.delete(key); return prev; }
+      const node = render(item);
+      node.dataset.key = key;
+      node.dataset.sig = sig;
+      return node;
+    });
+    for (const node of old.values()) node.remove(); // gone, or changed and rendered anew
+    let at = container.firstElementChild;
+    for (const node of nodes) {
+      if (node === at) at = at.nextElementSibling;
+      else container.insertBefore(node, at);
+    }
+  }
+
+  return { $, api, q, el, day, token, notice, error, start, follow, refresher, reconcile, ApiError, show };
 })();

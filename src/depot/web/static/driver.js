@@ -87,7 +87,7 @@
       || String(x.package_id).localeCompare(String(y.package_id)));
     const done = items.filter((a) => a.status === "delivered" || a.status === "failed_to_deliver").length;
     $("driver-summary").textContent = `${driverId} · ${day}: ${items.length} packages, ${done} done.`;
-    $("deliveries").replaceChildren(...items.map(card));
+    Depot.reconcile($("deliveries"), items, (a) => a.package_id, card);
   }
   const refresh = refresher(load);
 
