@@ -55,8 +55,9 @@ class Day:
     """A generated day imported through the API, with helpers that read it back the same way."""
 
     def __init__(self, url: str, drivers: int = 10, per_driver: int = 10, assign: int | None = 6,
-                 cap: int = 6, token: str | None = None, seed: int = 5):
+                 cap: int = 6, token: str | None = None):
         self.url, self.day = url, new_day()
+        seed = date.fromisoformat(self.day).toordinal()  # package ids of its own (SPEC 4: one open day each)
         self.headers = {"Authorization": f"Bearer {token}"} if token else {}
         body = generate_day(seed=seed, drivers=drivers, packages_per_driver=per_driver)
         self.post("/manifests", {"day": self.day, **body})
@@ -218,6 +219,7 @@ def test_package_search_shows_the_timeline_and_markup_as_text(api, browser):
     page.click("#package-search button")
     expect(page.locator("[data-fact='note']")).to_have_text(note, timeout=WAIT_MS)
     expect(page.locator("[data-fact='status']")).to_have_text("failed to deliver")
+    expect(page.locator("[data-fact='reason']")).to_have_text("refused")
     assert page.locator("#package-history li").count() >= 2  # imported, assigned, failed...
     assert page.locator("#package-view b").count() == 0
     assert page.evaluate("window.__pwned") is None
@@ -279,7 +281,7 @@ def test_a_failed_package_shows_its_reason_and_note_as_text(api, browser):
         "Failed: access denied — <img src=x onerror=window.__pwned=1>gate locked", timeout=WAIT_MS)
     assert page.locator("li.delivery img").count() == 0 and page.evaluate("window.__pwned") is None
     item = next(a for a in day.held(driver_id) if a["package_id"] == package_id)
-    assert (item["status"], item["reason"]) == ("failed_to_deliver", "access_denied")
+    assert (item["status"], item["failure_reason"]) == ("failed_to_deliver", "access_denied")
 
 
 # --- authentication ---------------------------------------------------------------------------

@@ -181,7 +181,8 @@
       ...fact("weight kg", pkg.weight_kg), ...fact("delivery hour", pkg.delivery_hour),
       ...fact("distance km", pkg.distance_km),
       ...(dest ? fact("destination", [dest.street, dest.postcode, dest.city].filter(Boolean).join(", ")) : []),
-      ...(r.assignment && r.assignment.reason ? fact("reason", label(r.assignment.reason)) : []),
+      ...(r.assignment && (r.assignment.failure_reason || r.assignment.reason)
+        ? fact("reason", label(r.assignment.failure_reason || r.assignment.reason)) : []),
       ...(r.assignment && r.assignment.note ? fact("note", r.assignment.note) : []));
     const actions = [];
     const movable = ["assigned", "accepted", "unassigned"].includes(status);

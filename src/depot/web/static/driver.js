@@ -28,7 +28,7 @@
     if (a.status === "failed_to_deliver") {
       const f = node.querySelector(".failure");
       f.hidden = false;
-      f.textContent = `Failed: ${label(a.reason || "unspecified")}${a.note ? " — " + a.note : ""}`;
+      f.textContent = `Failed: ${label(a.failure_reason || a.reason || "unspecified")}${a.note ? " — " + a.note : ""}`;
     }
     if (a.status === "delivered" && a.proof) {
       const p = node.querySelector(".proof-shown");
