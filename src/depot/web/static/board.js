@@ -197,7 +197,9 @@
     $("package-history").replaceChildren(...(r.history || []).map((h) => {
       const extra = Object.entries(h).filter(([k]) => !["at", "actor", "event", "type", "day", "seq"].includes(k))
         .map(([k, v]) => `${label(k)}: ${typeof v === "object" && v !== null ? JSON.stringify(v) : v}`).join(", ");
-      return el("li", {}, el("time", {}, h.at || ""), " ", el("strong", {}, label(h.event || h.type || "")),
+      const at = typeof h.at === "number" ? new Date(h.at * 1000) : h.at ? new Date(h.at) : null;
+      const when = at && !Number.isNaN(at.getTime()) ? at.toISOString().replace("T", " ").slice(0, 19) : "";
+      return el("li", {}, el("time", at ? { datetime: at.toISOString() } : {}, when), " ", el("strong", {}, label(h.event || h.type || "")),
         h.day ? ` (${h.day})` : "", h.actor ? ` by ${h.actor}` : "", extra ? ` — ${extra}` : "");
     }));
     view.hidden = false;
