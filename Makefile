@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install run test lint bench smoke lint-tools up down build \
+.PHONY: help install run test lint bench smoke lint-tools up down build browser web \
 	terraform-init terraform-apply terraform-plan terraform-output
 
 # Terraform: workspace and endpoint. An AWS_ENDPOINT_URL that is set but empty means real AWS
@@ -37,8 +37,30 @@ install: $(STAMP) ## create .venv from the lock file
 run: install ## start the emulator on :4566, load today's day, serve the API on :8000
 	$(BIN)/depot run
 
-test: install lint-tools ## run the whole test suite
+test: install lint-tools browser ## run the whole test suite (the browser tests included)
 	$(BIN)/pytest
+
+# The browser tests: Chromium from the distribution (Playwright's own browser download cannot
+# run here) and axe-core from web/package-lock.json. Installed as root where the machine allows;
+# otherwise a clear message, and the browser tests then fail (they never skip).
+CHROMIUM ?= /usr/bin/chromium
+WEB_STAMP := web/node_modules/.installed
+
+$(WEB_STAMP): web/package-lock.json
+	@command -v npm >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm; } || \
+	  echo "!!! npm is missing and cannot be installed (not root): the browser tests will fail" >&2
+	cd web && npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+browser: $(WEB_STAMP) ## Chromium (apt, as root) and axe-core (npm ci) for the browser tests
+	@test -x $(CHROMIUM) || { [ "$$(id -u)" = 0 ] && apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver; } || \
+	  echo "!!! no Chromium at $(CHROMIUM) and it cannot be installed here (apt-get install chromium" \
+	       "chromium-driver as root): the browser tests will fail" >&2
+
+web: $(WEB_STAMP) ## copy the vendored browser libraries from web/node_modules into src/depot/web/static
+	node web/vendor.mjs
 
 $(LINT_STAMP): requirements-lint.lock
 	test -x $(LINT_BIN)/python || $(PYTHON) -m venv $(LINT_VENV)

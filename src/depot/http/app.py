@@ -30,7 +30,7 @@ from depot.core.models import (
     Package,
     Status,
 )
-from depot.http import auth
+from depot.http import auth, pages
 from depot.http.idempotency import IdempotencyMiddleware, IdempotencyRecords
 from depot.observability import (
     REGISTRY,
@@ -272,6 +272,7 @@ def create_app(settings: Settings | None = None, service: Service | None = None)
     configure_logging()
     _install_error_handlers(app)
     _install_routes(app)
+    pages.install(app)  # the screens: /, /board, /driver, /static (SPEC 5)
     _document_manifest_models(app)
     app.add_middleware(IdempotencyMiddleware)
     app.add_middleware(RequestContextMiddleware)

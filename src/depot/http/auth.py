@@ -38,7 +38,9 @@ MIN_SECRET_BYTES = 32
 MAX_TTL_S = 30 * 24 * 3600
 MAX_TOKEN_CHARS = 4096
 OPEN_PATHS = frozenset({"/health", "/ready", "/metrics", "/docs", "/docs/oauth2-redirect", "/redoc",
-                        "/openapi.json"})
+                        "/openapi.json",
+                        "/", "/board", "/driver"})  # the screens' shells: no data, they ask for a token
+OPEN_PREFIXES = ("/static/",)  # the screens' scripts and styles
 _DRIVER_ID = re.compile(r"^[A-Za-z0-9_.:\-]{1,128}$")  # models.Identifier
 
 
@@ -280,7 +282,8 @@ class AuthMiddleware:
             state["principal"] = OPEN_PRINCIPAL
             structlog.contextvars.bind_contextvars(actor=OPEN_PRINCIPAL.actor)
             return await self.app(scope, receive, send)
-        if scope.get("path") in OPEN_PATHS or scope.get("method") == "OPTIONS":
+        path = scope.get("path", "")
+        if path in OPEN_PATHS or path.startswith(OPEN_PREFIXES) or scope.get("method") == "OPTIONS":
             return await self.app(scope, receive, send)
         token = bearer_from_scope(scope)
         try:
