@@ -83,7 +83,8 @@ def import_rounds(http: httpx.Client, endpoint: str, body: bytes, day: dict[str,
 
     pairs = []
     for i in range(rounds):
-        payload = body if i == 0 else json.dumps({"day": f"2031-01-{i:02d}", **day}).encode()
+        # days a month apart: outside the window where a package id is another attempt (design.md)
+        payload = body if i == 0 else json.dumps({"day": f"2032-{i:02d}-15", **day}).encode()
         put_s = raw_s3_put(endpoint, payload)
         start = time.perf_counter()
         r = http.post("/manifests", content=payload, headers={"content-type": "application/json"})

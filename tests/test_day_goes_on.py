@@ -249,3 +249,23 @@ def test_five_thousand_runs_keep_the_day_item_small(client, dynamodb):
     item = dynamodb.get_item(TableName="DepotDays", Key={"day": {"S": day}}, ConsistentRead=True)["Item"]
     assert len(json.dumps(item)) < 20_000
     assert len(holders(dynamodb, day)) == 5000
+
+
+def test_importing_again_what_an_earlier_day_left_unassigned_carries_it_over(client, dynamodb):
+    d1 = new_day()
+    d2 = (date.fromisoformat(d1) + timedelta(days=2)).isoformat()
+    pids = [f"left-{d1}-{i}" for i in range(3)]
+    import_day(client, d1, [driver("a")], [package(p) for p in pids])
+    out = assign(client, d1, ["a"], 1)
+    left = out["unassigned_packages"]
+    r = client.post("/manifests", json={"day": d2, "drivers": [driver("a")], "packages": [package(p) for p in pids]})
+    assert r.status_code == 409 and out["assignments"]["a"][0] in r.text  # still assigned on d1
+    r = client.post("/manifests", json={"day": d2, "drivers": [driver("a")], "packages": [package(p) for p in left]})
+    assert r.status_code == 201, r.text
+    assert assign(client, d1, ["a"], 3)["unassigned_packages"] == []  # d1 can no longer assign them
+    assert holders(dynamodb, d1) == {out["assignments"]["a"][0]: "a"}
+    later = client.get(f"/packages/{left[0]}", params={"day": d2}).json()
+    assert later["package"]["attempt"] == 2 and later["package"]["previous_days"] == [d1]
+    assert client.get(f"/packages/{left[0]}", params={"day": d1}).json()["status"] == "carried_over"
+    r = client.post("/manifests", json={"day": d1, "drivers": [], "packages": [package(left[0], weight_kg=3.0)]})
+    assert r.status_code == 409  # open on d2 now

@@ -53,7 +53,7 @@ class Imports(Context):
         release = body.release
         day = body.day or self.today()
         records = body.records()
-        earlier = self._earlier_attempts(day, [r["package_id"] for r in records])
+        earlier = self._earlier_attempts(day, [r["package_id"] for r in records], actor)
         if earlier or self.days.state(day) is not None:
             return self.import_manifest(day, body.drivers, records, release=release, actor=actor,
                                         earlier=earlier)
@@ -132,12 +132,14 @@ class Imports(Context):
             days += [(d - timedelta(days=k)).isoformat(), (d + timedelta(days=k)).isoformat()]
         return days
 
-    def _earlier_attempts(self, day: str, package_ids: Sequence[str]) -> dict[str, list[dict[str, Any]]]:
+    def _earlier_attempts(self, day: str, package_ids: Sequence[str],
+                          actor: str = "open") -> dict[str, list[dict[str, Any]]]:
         """Each package's attempts on other days in the window; 409 if one is delivered or still
         open there. Archives each earlier attempt's item beside it before the package comes back."""
         wanted = set(package_ids)
         found: dict[str, list[dict[str, Any]]] = {}
         refused = []
+        carry: dict[str, list[str]] = {}
         for other in self.window(day):
             state = self.days.state(other) if self.store.get_day(other) else None
             if state is None:
@@ -158,10 +160,8 @@ class Imports(Context):
                         status == "unassigned" and other > day):
                     refused.append({"package_id": p, "day": other, "status": status})
                     continue
-                if status == "unassigned" and other < day:
-                    refused.append({"package_id": p, "day": other, "status": "unassigned",
-                                    "hint": f"POST /days/{day}/carry-over with from={other}"})
-                    continue
+                if status == "unassigned":  # left in an earlier day's pool: carried over from it
+                    carry.setdefault(other, []).append(p)
                 found.setdefault(p, []).append({"day": other, "status": status,
                                                 "driver_id": state.plan.holder.get(p),
                                                 "attempt": state.manifest.package(p).get("attempt", 1)})
@@ -171,9 +171,26 @@ class Imports(Context):
                 f"{len(refused)} package(s) are delivered or still open on another day: "
                 f"{first['package_id']} is {first['status']} on {first['day']}",
                 {"packages": refused[:100]})
+        for other, pool in carry.items():
+            self._carry_out(other, day, pool, actor)
         for p, attempts in found.items():
             self._archive(p, attempts)
         return found
+
+    def _carry_out(self, from_day: str, to_day: str, package_ids: list[str], actor: str) -> None:
+        """Take packages out of an earlier day's pool for good: they go on as ``to_day``'s next
+        attempt (the earlier day lists them as carried over and can no longer assign them)."""
+        while True:
+            source = self.writer.settled(from_day)
+            plan = source.plan
+            todo = [p for p in package_ids if p not in plan.carried and p not in plan.cancelled]
+            if not todo:
+                return
+            change = Change(version=0, kind="carry_out", actor=actor, at=time.time(),
+                            carry_out=dict.fromkeys(todo, to_day))
+            event = {"type": "carried_over", "actor": actor, "to_day": to_day, "packages": len(todo)}
+            if self.writer.commit(source, change, event) is not None:
+                return
 
     def _statuses(self, state: DayState, package_ids: Sequence[str]) -> dict[str, str]:
         pairs = [(state.plan.holder[p], p) for p in package_ids if p in state.plan.holder]
@@ -228,13 +245,7 @@ class Imports(Context):
                 exhausted.append(p)
                 continue
             candidates.append(p)
-        pool = [p for p in candidates if p not in plan.carried]
-        if pool:
-            change = Change(version=0, kind="carry_out", actor=actor, at=time.time(),
-                            carry_out=dict.fromkeys(pool, day))
-            while self.writer.commit(source, change, {"type": "carried_over", "actor": actor,
-                                                      "to_day": day, "packages": len(pool)}) is None:
-                source = self.writer.settled(from_day)
+        self._carry_out(from_day, day, [p for p in candidates if p not in plan.carried], actor)
         earlier = {}
         for p in candidates:
             failed = p in plan.holder
