@@ -214,7 +214,6 @@ def test_overlapping_assigns_and_updates_on_three_processes(cluster):
     _final_reads_equal_table(cluster, day, drivers, cap, by_driver)
 
 
-@pytest.mark.xfail(reason="known regression of this session's plan-change write path (more calls per change: claims, the event feed); being fixed under issue 12", strict=False)
 def test_varying_caps_no_commit_takes_a_driver_over_its_calls_cap(cluster):
     """``max_per_driver`` is a per-day total from each call's point of view: replaying the committed
     runs in order, no run takes a driver above the cap of the call that committed it."""
@@ -226,7 +225,7 @@ def test_varying_caps_no_commit_takes_a_driver_over_its_calls_cap(cluster):
     held: Counter[str] = Counter()
     for key in committed.runs:
         run = read_state_object(cluster.s3, key)
-        for d, ps in run["assign"].items():
+        for d, ps in run.get("assign", {}).items():
             held[d] += len(ps)
             assert held[d] <= run["cap"], f"run {key} took {d} to {held[d]} > {run['cap']}"
     assert sum(held.values()) == sum(len(v) for v in by_driver.values())

@@ -27,8 +27,8 @@ from datetime import date, timedelta
 import httpx
 import pytest
 
-import depot.service as service_module
-from depot.service import Service
+import depot.service.rollforward as service_module
+from depot.service import Busy, Service
 from depot.storage.store import Store, make_clients
 from depot.storage.tables import table_definitions
 from faults import (
@@ -82,7 +82,6 @@ def check_completed(ddb, s3, day: str, table: str, cap: int, answer: dict) -> in
     return len(pairs)
 
 
-@pytest.mark.xfail(reason="known regression of this session's plan-change write path (more calls per change: claims, the event feed); being fixed under issue 12", strict=False)
 def test_hundred_in_process_crashes_mid_assign(emulator, monkeypatch):
     monkeypatch.setattr(service_module, "POLL_S", 0.05)
     ignore_crashes = threading.excepthook
@@ -119,13 +118,15 @@ def test_hundred_in_process_crashes_mid_assign(emulator, monkeypatch):
         try:
             writer.assign(day, drivers, PER_DRIVER)
             what = ["completed"]
+        except Busy as exc:  # it stopped itself: its lease may have run out (like a crash, for the next call)
+            what = [f"stopped itself: {exc}"]
         except ProcessCrashed as exc:
             what = [f"crashed {'after' if crash.applied else 'before'} call {crash.at}: {str(exc).split('(')[-1]}"]
         finally:
             crash.remove()
         # the next processes: the first of them sometimes dies as well, while rolling the run forward
         answer = None
-        for attempt, (d, s) in enumerate([(d2, s2), (d3, s3_)]):
+        for attempt, (d, s) in enumerate([(d2, s2), (d3, s3_)] + [(d3, s3_)] * 8):
             service = Service(settings, Store(settings, d, s))
             second = Crash([d, s], at=rng.randint(1, 8), applied=rng.random() < 0.5) \
                 if attempt == 0 and rng.random() < 0.3 else None
@@ -134,6 +135,8 @@ def test_hundred_in_process_crashes_mid_assign(emulator, monkeypatch):
                 break
             except ProcessCrashed as exc:
                 what.append(f"the next process crashed too ({attempt}: {exc})")
+            except Busy:  # a writer still holds the run, or stopped itself: call again
+                continue
             finally:
                 if second:
                     second.remove()

@@ -195,7 +195,6 @@ def test_terraform_and_bootstrap_build_identical_buckets(applied: Applied) -> No
 
 
 @needs_terraform
-@pytest.mark.xfail(reason="the DepotEvents table added this session: the workspace check is not updated yet", strict=False)
 def test_every_workspace_applies_into_one_emulator_with_its_own_settings(applied: Applied) -> None:
     dynamodb, s3 = applied.a.client("dynamodb"), applied.a.client("s3")
     tables = set(dynamodb.list_tables()["TableNames"])

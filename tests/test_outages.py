@@ -271,7 +271,6 @@ def test_commit_answer_lost_is_rolled_forward(stack):
     assert {(d, p) for d, ps in answer.body["assignments"].items() for p in ps} == {(d, p) for d, p, _ in table}
 
 
-@pytest.mark.xfail(reason="known regression of this session's plan-change write path (more calls per change: claims, the event feed); being fixed under issue 12", strict=False)
 def test_killed_and_restarted_emulator():
     """Kill the emulator (its state is lost: moto keeps it in memory): 503 in time, never 500;
     restarted and provisioned again, the API answers within 2 s, with the empty state."""
@@ -304,7 +303,6 @@ def test_killed_and_restarted_emulator():
             api.kill()
 
 
-@pytest.mark.xfail(reason="known regression of this session's plan-change write path (more calls per change: claims, the event feed); being fixed under issue 12", strict=False)
 def test_thirty_percent_throttled_still_99_percent_of_api_calls_succeed(emulated):
     """ThrottlingException on 30% of DynamoDB requests (injected before sending, so botocore's
     retry logic handles them as real ones): at least 99% of API calls still answer as they should."""

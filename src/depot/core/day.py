@@ -254,6 +254,7 @@ class DayState:
     log: tuple[str, ...] = ()  # change keys after the snapshot
     snapshot_key: str | None = None
     snapshot_version: int = 0
+    incarnation: str = ""  # set when the day item is created: a recreated day is another day
 
     @property
     def holder(self) -> dict[str, str]:

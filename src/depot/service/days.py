@@ -86,7 +86,7 @@ class Days:
         """Cache ``state`` unless a newer one is cached; evict the least recently used days."""
         with self._lock:
             current = self._days.get(state.day)
-            if current is None or current.version <= state.version:
+            if current is None or current.version <= state.version or current.incarnation != state.incarnation:
                 self._days[state.day] = state
             self._days.move_to_end(state.day)
             evicted = [self._days.popitem(last=False)
@@ -103,7 +103,9 @@ class Days:
         snapshot_key = item.get("snapshot_key")
         snapshot_version = int(item.get("snapshot_version", 0))
         fields = {"pending": item.get("pending", {}), "log": log, "snapshot_key": snapshot_key,
-                  "snapshot_version": snapshot_version}
+                  "snapshot_version": snapshot_version, "incarnation": item.get("incarnation", "")}
+        if cached is not None and (cached.incarnation != fields["incarnation"] or cached.version > version):
+            cached = None  # the day item was recreated (storage lost or reset): start afresh
         same_manifest = cached is not None and cached.manifest.key == item["manifest_key"]
         if cached is not None and same_manifest and cached.version == version:
             return replace(cached, **fields)

@@ -7,8 +7,11 @@ reads exactly what it missed (keyed reads, never a Query). A process runs one po
 that has subscribers and fans each event out to all of them: hundreds of subscribers cost one
 GetItem per poll.
 
-An event is published after its change is committed; if that write fails (an outage), the
-change stands and the event is lost from the feed (logged), never the other way round.
+An event is published after its change is committed. Publishing queues it; a background
+writer numbers what is queued per day with one ADD and stores it with BatchWriteItem every
+``FLUSH_S``, so the feed costs a request next to nothing, even under throttling. If that write
+fails (an outage) or the process dies first, the change stands and the event is missing from
+the feed (it is in the S3 operational log, logged here), never the other way round.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from depot.storage.store import StorageUnavailable, Store
 log = logging.getLogger("depot.events")
 
 POLL_S = 0.2
+FLUSH_S = 0.05
 GAP_WAIT_S = 3.0  # a number taken but not yet stored after this long was lost: skip it
 STATUS_COUNTS = ("accepted", "in_progress", "delivered", "failed_to_deliver")
 
@@ -40,23 +44,56 @@ class Feed:
         self.oplog = oplog or NoLog()
         self._pollers: dict[str, _Poller] = {}
         self._lock = threading.Lock()
+        self._queue: list[tuple[str, dict[str, Any], dict[str, int]]] = []
+        self._wake = threading.Condition()
+        self._closed = False
+        self._writer: threading.Thread | None = None
 
     def log(self, event_type: str, **fields: Any) -> None:
         """The S3 operational log only."""
         self.oplog.emit(event_type, **fields)
 
-    def publish(self, day: str, event: dict[str, Any], counts: dict[str, int] | None = None) -> int:
-        """Log the event, number it and store it in the day's feed; returns its number (0 if the
-        feed could not be written: the change it reports stands)."""
+    def publish(self, day: str, event: dict[str, Any], counts: dict[str, int] | None = None) -> None:
+        """Log the event and queue it for the day's feed (numbered and stored by the writer)."""
         event = {"day": day, "at": time.time(), **event}
         self.oplog.emit(event["type"], **{k: v for k, v in event.items() if k != "type"})
-        try:
-            seq = self.store.next_event_seq(day, counts)
-            self.store.put_event(day, seq, {**event, "seq": seq})
-        except StorageUnavailable as exc:
-            log.warning("event %s of %s not stored in the feed: %s", event["type"], day, exc)
-            return 0
-        return seq
+        with self._wake:
+            self._queue.append((day, event, counts or {}))
+            if self._writer is None:
+                self._writer = threading.Thread(target=self._write_loop, daemon=True, name="feed-writer")
+                self._writer.start()
+            self._wake.notify()
+
+    def flush(self) -> None:
+        """Number and store everything queued so far (the writer's work, done now)."""
+        with self._wake:
+            batch, self._queue = self._queue, []
+        by_day: dict[str, list[tuple[dict[str, Any], dict[str, int]]]] = {}
+        for day, event, counts in batch:
+            by_day.setdefault(day, []).append((event, counts))
+        for day, items in by_day.items():
+            total: dict[str, int] = {}
+            for _, counts in items:
+                for name, delta in counts.items():
+                    total[name] = total.get(name, 0) + delta
+            try:
+                last = self.store.next_event_seq(day, total, n=len(items))
+                first = last - len(items) + 1
+                self.store.put_events(day, [{**e, "seq": first + i} for i, (e, _) in enumerate(items)])
+            except StorageUnavailable as exc:
+                log.warning("%d event(s) of %s not stored in the feed: %s", len(items), day, exc)
+            except Exception:
+                log.exception("%d event(s) of %s not stored in the feed", len(items), day)
+
+    def _write_loop(self) -> None:
+        while True:
+            with self._wake:
+                while not self._queue and not self._closed:
+                    self._wake.wait()
+                if self._closed and not self._queue:
+                    return
+            self.flush()
+            time.sleep(FLUSH_S)  # pacing, not synchronisation: gathers what arrives meanwhile
 
     def counts(self, day: str) -> dict[str, int]:
         counter = self.store.event_counter(day)
@@ -87,6 +124,10 @@ class Feed:
                 del self._pollers[day]
 
     def close(self) -> None:
+        with self._wake:
+            self._closed = True
+            self._wake.notify()
+        self.flush()
         with self._lock:
             for poller in self._pollers.values():
                 poller.stop()

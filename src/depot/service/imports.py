@@ -91,14 +91,17 @@ class Imports(Context):
                 continue  # the day moved: merge again on the new state
             key = manifest_key(day, (state.version if state else 0) + 1)
             self.store.put_json(key, merged.to_stored())
+            incarnation = uuid.uuid4().hex
             try:
                 version = self.store.commit_manifest(day, state.version if state else 0, key, {
-                    "drivers": len(merged.drivers), "packages": len(merged.packages)})
+                    "drivers": len(merged.drivers), "packages": len(merged.packages)}, incarnation)
             except VersionConflict:
                 continue
             merged = replace(merged, key=key)
             base = state or DayState(day=day, version=0, manifest=merged)
             imported = replace(base, manifest=merged, version=version)
+            if state is None:
+                imported = replace(imported, incarnation=incarnation)
             self.days.remember(imported)
             freeze_heap(imported)
             return self._imported(day, version, key, counts, len(merged.drivers), len(merged.packages),

@@ -216,9 +216,14 @@ class Writer:
                     return
                 expires[0] = until
 
+        stopped = threading.Event()
+
         def should_stop() -> bool:
-            # a margin of one renewal interval: a write that starts must land before the expiry
-            return lost.is_set() or time.time() > expires[0] - self.settings.lease_renew_s
+            """Once true, true for good: a batch skipped now must never be followed by a finish.
+            A margin of one renewal interval: a write that starts must land before the expiry."""
+            if lost.is_set() or time.time() > expires[0] - self.settings.lease_renew_s:
+                stopped.set()
+            return stopped.is_set()
 
         renewer = threading.Thread(target=renew, daemon=True)
         renewer.start()

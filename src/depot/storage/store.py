@@ -18,6 +18,7 @@ from __future__ import annotations
 import random
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -282,10 +283,11 @@ class Store:
             raise VersionConflict(day)
         return expected + 1
 
-    def commit_manifest(self, day: str, expected: int, manifest_key: str, counts: dict[str, int]) -> int:
+    def commit_manifest(self, day: str, expected: int, manifest_key: str, counts: dict[str, int],
+                        incarnation: str | None = None) -> int:
         sets: dict[str, Any] = {"manifest_key": manifest_key, "counts": counts, "updated_at": time.time()}
-        if expected == 0:
-            sets.update({"#log": [], "pending": {}})
+        if expected == 0:  # a new incarnation of the day: caches of an earlier one are void
+            sets.update({"#log": [], "pending": {}, "incarnation": incarnation or uuid.uuid4().hex})
         return self._advance(day, expected, sets)
 
     def commit_change(self, day: str, expected: int, change_key: str, lease: dict[str, Any]) -> int:
@@ -568,11 +570,11 @@ class Store:
 
     # --- events (the day's ordered change feed, GET /events) ----------------------------------
 
-    def next_event_seq(self, day: str, counts: dict[str, int] | None = None) -> int:
-        """The day's next event number, and the day's status counters moved by ``counts``, in
-        one atomic ADD on the day's counter item (sequence 0)."""
+    def next_event_seq(self, day: str, counts: dict[str, int] | None = None, n: int = 1) -> int:
+        """Take the day's next ``n`` event numbers (returns the last), and move the day's status
+        counters by ``counts``, in one atomic ADD on the day's counter item (sequence 0)."""
         names = {"#last": "last"}
-        values: dict[str, Any] = {":one": {"N": "1"}}
+        values: dict[str, Any] = {":one": {"N": str(n)}}
         adds = ["#last :one"]
         for i, (name, delta) in enumerate((counts or {}).items()):
             if delta:
@@ -587,12 +589,24 @@ class Store:
             )
         return int(out["Attributes"]["last"]["N"])
 
-    def put_event(self, day: str, seq: int, event: dict[str, Any]) -> None:
-        with outage_guard("storing an event"):
-            self.dynamodb.put_item(
-                TableName=self.settings.events_table,
-                Item={**_event_key(day, seq), "event": {"S": orjson.dumps(event).decode()}},
-            )
+    def put_events(self, day: str, events: Sequence[dict[str, Any]]) -> None:
+        """Store numbered events (each has ``seq``) with BatchWriteItem."""
+        table = self.settings.events_table
+        for chunk in _chunks(list(events), BATCH_WRITE_SIZE):
+            requests = [{"PutRequest": {"Item": {**_event_key(day, e["seq"]),
+                                                 "event": {"S": orjson.dumps(e).decode()}}}}
+                        for e in chunk]
+            delay = 0.05
+            for _ in range(12):
+                with outage_guard("storing events"):
+                    out = self.dynamodb.batch_write_item(RequestItems={table: requests})
+                requests = out.get("UnprocessedItems", {}).get(table, [])
+                if not requests:
+                    break
+                time.sleep(random.uniform(0, delay))
+                delay = min(delay * 2, 2.0)
+            else:
+                raise StorageUnavailable("storing events: items stayed unprocessed")
 
     def event_counter(self, day: str) -> dict[str, int]:
         """The counter item: ``last`` (the newest event number) and ``count_<status>`` figures."""
