@@ -281,7 +281,7 @@ def test_a_failed_package_shows_its_reason_and_note_as_text(api, browser):
         "Failed: access denied — <img src=x onerror=window.__pwned=1>gate locked", timeout=WAIT_MS)
     assert page.locator("li.delivery img").count() == 0 and page.evaluate("window.__pwned") is None
     item = next(a for a in day.held(driver_id) if a["package_id"] == package_id)
-    assert (item["status"], item["failure_reason"]) == ("failed_to_deliver", "access_denied")
+    assert (item["status"], item["reason"]) == ("failed_to_deliver", "access_denied")
 
 
 # --- authentication ---------------------------------------------------------------------------

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import itertools
 import json
+import subprocess
+import sys
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from datetime import date, timedelta
@@ -269,3 +271,42 @@ def test_importing_again_what_an_earlier_day_left_unassigned_carries_it_over(cli
     assert client.get(f"/packages/{left[0]}", params={"day": d1}).json()["status"] == "carried_over"
     r = client.post("/manifests", json={"day": d1, "drivers": [], "packages": [package(left[0], weight_kg=3.0)]})
     assert r.status_code == 409  # open on d2 now
+
+
+def depot(*args: str, url: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "depot.ops.cli", *args, "--url", url],
+                          check=False, capture_output=True, text=True, timeout=120)
+
+
+def test_the_dispatcher_verbs_on_the_command_line(api, client, dynamodb):
+    day = new_day()
+    pids = [f"cli-{day}-{i}" for i in range(3)]
+    import_day(client, day, [driver("a"), driver("b", ("MAX_WEIGHT", {"limit_kg": 1}))],
+               [package(p) for p in pids])
+    out = depot("assign", "a,b", "--cap", "3", "--day", day, url=api.url)
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout)["loads"] == {"a": 3, "b": 0}
+    out = depot("reassign", pids[0], "b", "--day", day, url=api.url)
+    assert out.returncode == 1 and "MAX_WEIGHT" in out.stderr  # the API's message, no traceback
+    out = depot("unassign", pids[0], "--day", day, "--reason", "recount", url=api.url)
+    assert out.returncode == 0, out.stderr
+    assert pids[0] not in holders(dynamodb, day)
+    out = depot("off-duty", "a", "--day", day, url=api.url)
+    assert out.returncode == 0 and set(json.loads(out.stdout)["released"]) == set(pids[1:])
+    out = depot("history", pids[0], "--day", day, url=api.url)
+    assert [e["event"] for e in json.loads(out.stdout)["history"]] == ["assigned", "unassigned"]
+    out = depot("carry-over", day, "--from", day, url="http://127.0.0.1:9")
+    assert out.returncode == 2 and "cannot reach" in out.stderr
+
+
+def test_plan_changes_honour_the_idempotency_key(client, dynamodb):
+    day = new_day()
+    pids = [f"idem-{day}-{i}" for i in range(2)]
+    import_day(client, day, [driver("a")], [package(p) for p in pids])
+    assign(client, day, ["a"], 2)
+    headers = {"Idempotency-Key": f"unassign-{day}"}
+    first = client.post("/unassign", json={"day": day, "package_ids": [pids[0]]}, headers=headers)
+    assign(client, day, ["a"], 2)  # takes it back
+    again = client.post("/unassign", json={"day": day, "package_ids": [pids[0]]}, headers=headers)
+    assert again.headers.get("Idempotent-Replayed") == "true" and again.json() == first.json()
+    assert holders(dynamodb, day)[pids[0]] == "a"  # the replay changed nothing

@@ -1,4 +1,5 @@
-"""``Idempotency-Key`` for ``POST /assign`` and ``POST /manifests``, as payment APIs do it.
+"""``Idempotency-Key`` for every writing ``POST`` (``/assign``, ``/manifests``, ``/update`` and the
+plan changes of SPEC section 4), as payment APIs do it.
 
 The first request with a key records its fingerprint (method, path, query, body), runs, and
 stores its response for 24 hours in the ``DepotIdempotency`` table (TTL ``expires_at``; bodies
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import re
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -26,7 +28,12 @@ from depot.http.auth import send_json_error
 from depot.storage.store import StorageUnavailable, outage_guard
 
 HEADER = b"idempotency-key"
-ROUTES = {("POST", "/assign"), ("POST", "/manifests")}
+ROUTES = {("POST", p) for p in ("/assign", "/manifests", "/update", "/unassign", "/reassign", "/cancel")}
+ROUTE_PATTERNS = (re.compile(r"^/drivers/[^/]+/availability$"), re.compile(r"^/days/[^/]+/carry-over$"))
+
+
+def honours_key(method: str, path: str) -> bool:
+    return (method, path) in ROUTES or (method == "POST" and any(p.match(path) for p in ROUTE_PATTERNS))
 RETENTION_S = 24 * 3600
 LOCK_S = 300
 MAX_INLINE_BODY = 300_000
@@ -135,7 +142,7 @@ class IdempotencyMiddleware:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or (scope["method"], scope["path"]) not in ROUTES:
+        if scope["type"] != "http" or not honours_key(scope["method"], scope["path"]):
             await self.app(scope, receive, send)
             return
         raw_key = dict(scope.get("headers", [])).get(HEADER)

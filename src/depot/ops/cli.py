@@ -270,9 +270,11 @@ def token(
         raise typer.Exit(2) from None
 
 
+from depot.ops import dispatch
 from depot.ops.solve import solve
 
 app.command()(solve)
+dispatch.register(app)
 
 if __name__ == "__main__":
     app()

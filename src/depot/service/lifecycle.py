@@ -28,7 +28,7 @@ def extra_fields(status: Status, reason: str | None, note: str | None,
         raise UnprocessableInput("proof goes with delivered only", {"field": "proof"})
     extra: dict[str, Any] = {f"{status.value}_by": actor}
     if status == Status.FAILED_TO_DELIVER:
-        extra["failure_reason"] = reason or "unspecified"
+        extra["reason"] = reason or "unspecified"
     if note is not None:
         extra["note"] = note
     if proof is not None:
@@ -80,7 +80,7 @@ class Lifecycle(Context):
         self.feed.publish(item.get("day", ""), {
             "type": "status_changed", "actor": actor, "driver_id": item["driver_id"],
             "package_id": item["package_id"], "status": status.value, "previous_status": previous,
-            **({"reason": item["failure_reason"]} if status == Status.FAILED_TO_DELIVER else {}),
+            **({"reason": item["reason"]} if status == Status.FAILED_TO_DELIVER else {}),
             "item_version": item.get("version")}, counts=counts)
 
 

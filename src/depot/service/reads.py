@@ -20,7 +20,7 @@ from depot.errors import NotFound
 from depot.service.context import Context
 from depot.service.imports import archive_key
 
-ITEM_FIELDS = ("package_id", "status", "updated_at", "day", "failure_reason", "note", "proof",
+ITEM_FIELDS = ("package_id", "status", "updated_at", "day", "reason", "note", "proof",
                "attempt")
 STATUSES = ("assigned", "accepted", "in_progress", "delivered", "failed_to_deliver")
 MAP_CELLS = 40
@@ -54,7 +54,7 @@ class Reads(Context):
             item = items.get(p, {})
             row = {**state.manifest.package(p), "status": item.get("status", "pending_write"),
                    "updated_at": item.get("updated_at")}
-            for name in ("failure_reason", "note", "proof"):
+            for name in ("reason", "note", "proof"):
                 if name in item:
                     row[name] = item[name]
             rows.append(row)
@@ -128,7 +128,7 @@ class Reads(Context):
                              "at": item[f"{status}_at"], "actor": item.get(f"{status}_by", "unknown"),
                              "driver_id": item["driver_id"]}
                     if status == "failed_to_deliver":
-                        event["reason"] = item.get("failure_reason", "unspecified")
+                        event["reason"] = item.get("reason", "unspecified")
                     events.append(event)
         return sorted(events, key=lambda e: (e.get("at", 0), e.get("version", 0)))
 
