@@ -64,8 +64,11 @@ class PlanChanges(Context):
             raise StateConflict(f"{len(refused)} package(s) cannot be {what}: {names}",
                                 {"packages": refused[:100]})
 
-    def _commit(self, day: str, build, event_type: str, actor: str) -> tuple[DayState, Change, Any]:
-        """Compute the change on a settled day and commit it, again while the day moves first."""
+    def _commit(self, day: str, build, event_type: str, actor: str,
+                recompute_on_conflict: bool = False) -> tuple[DayState, Change, Any]:
+        """Compute the change on a settled day and commit it, again while the day moves first.
+        With ``recompute_on_conflict`` a package that moved on meanwhile (an update won the
+        race for it) makes the change be computed again instead of refusing it."""
         for _ in range(COMMIT_ATTEMPTS):
             state = self.writer.settled(day)
             built = build(state)
@@ -73,7 +76,12 @@ class PlanChanges(Context):
                 return state, None, None
             change, extra = built
             event = {"type": event_type, "actor": actor, **extra}
-            committed = self.writer.commit(state, change, event)
+            try:
+                committed = self.writer.commit(state, change, event)
+            except StateConflict:
+                if not recompute_on_conflict:
+                    raise
+                continue
             if committed is not None:
                 return committed, change, extra
         raise Busy("too many concurrent changes of this day; try again")
@@ -167,7 +175,7 @@ class PlanChanges(Context):
             return change, {"driver_id": driver_id, "status": OFF_DUTY, "released": list(released),
                             "reassigned": sum(len(v) for v in assign.values())}
 
-        state, _, _ = self._commit(day, build, "availability_changed", actor)
+        state, _, _ = self._commit(day, build, "availability_changed", actor, recompute_on_conflict=True)
         named = sorted(state.plan.named | {driver_id})
         return {**state.response(named), "day": day, "version": state.version, "driver_id": driver_id,
                 "availability": OFF_DUTY if driver_id in state.plan.off_duty else ON_DUTY,
