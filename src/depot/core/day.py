@@ -80,6 +80,7 @@ class Change:
     cancel: Mapping[str, str] = field(default_factory=dict)
     carry_out: Mapping[str, str] = field(default_factory=dict)
     availability: Mapping[str, str] = field(default_factory=dict)
+    drop: Mapping[str, str] = field(default_factory=dict)  # assignments a store refused to write
     cap: int | None = None
     named: Sequence[str] = ()
     reason: str | None = None
@@ -87,7 +88,7 @@ class Change:
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {"version": self.version, "kind": self.kind, "actor": self.actor,
                                "at": self.at}
-        for name in ("assign", "release", "cancel", "carry_out", "availability"):
+        for name in ("assign", "release", "cancel", "carry_out", "availability", "drop"):
             value = getattr(self, name)
             if value:
                 out[name] = {k: list(v) if name == "assign" else v for k, v in value.items()}
@@ -109,7 +110,7 @@ class Change:
             version=int(doc["version"]), kind=doc["kind"], actor=doc.get("actor", "open"),
             at=float(doc.get("at", 0)), assign=doc.get("assign", {}), release=doc.get("release", {}),
             cancel=doc.get("cancel", {}), carry_out=doc.get("carry_out", {}),
-            availability=doc.get("availability", {}), cap=doc.get("cap"),
+            availability=doc.get("availability", {}), drop=doc.get("drop", {}), cap=doc.get("cap"),
             named=tuple(doc.get("named", ())), reason=doc.get("reason"),
         )
 
@@ -173,6 +174,11 @@ class Plan:
                     driver_packages(driver_id).pop(package_id, None)
                 if package_id not in change.cancel and not _assigned_in(change, package_id):
                     note(package_id, {**header, "event": "unassigned", "driver_id": driver_id})
+            for package_id, driver_id in change.drop.items():  # never written: back to the pool
+                if holder.get(package_id) == driver_id:
+                    del holder[package_id]
+                    driver_packages(driver_id).pop(package_id, None)
+                note(package_id, {**header, "event": "not_stored", "driver_id": driver_id})
             for driver_id, package_ids in change.assign.items():
                 held = driver_packages(driver_id)
                 event = "reassigned" if change.kind in {"reassign", "availability"} else "assigned"

@@ -68,8 +68,13 @@ class Reads(Context):
         this process has cached, that has it),
         its driver, status and its history across days. ``visible_to`` (a driver id) hides a
         package that driver does not hold, exactly as a missing one."""
-        candidates = [day] if day else list(dict.fromkeys(
-            [self.today(), *self._window(self.today()), *reversed(self.days.cached_days())]))
+        if visible_to is not None:  # a driver: its own item decides, before any day is loaded
+            candidates = self._days_held_by(visible_to, package_id, day)
+        elif day:
+            candidates = [day]
+        else:
+            candidates = list(dict.fromkeys(
+                [self.today(), *self._window(self.today()), *reversed(self.days.cached_days())]))
         for candidate in candidates:
             if not self.store.get_day(candidate):
                 continue
@@ -90,6 +95,15 @@ class Reads(Context):
                 "history": self.history(package_id, state, item),
             }
         raise NotFound(f"no package {package_id!r}" + (f" on {day}" if day else ""), {"package_id": package_id})
+
+    def _days_held_by(self, driver_id: str, package_id: str, day: str | None) -> list[str]:
+        """The day(s) on which ``driver_id`` holds ``package_id``, from its items alone."""
+        item = self.store.get_item(driver_id, package_id) if driver_id else None
+        if item is None:
+            return []
+        if day is None or item.get("day") == day:
+            return [item["day"]]
+        return [day] if self.store.get_item(driver_id, archive_key(package_id, day)) else []
 
     def _window(self, day: str) -> list[str]:
         from depot.service.imports import Imports

@@ -124,7 +124,10 @@ class Writer:
         self.days.remember(committed)
         self.feed.publish(state.day, {**event, "version": version, "change": run_id(key)},
                           counts={s: -n for s, n in claimed.items()})
-        self._materialize(committed, key, change, lease["owner"], records=records)
+        try:
+            self._materialize(committed, key, change, lease["owner"], records=records)
+        except WriteRefused as refused:
+            self._abandon(committed, key, change, refused)
         self.days.compact(committed)
         return committed
 
@@ -190,8 +193,46 @@ class Writer:
         lease = self._lease()
         if not self.store.set_lease(state.day, key, lease, if_expired_before=time.time()):
             return
-        self._materialize(state, key, None, lease["owner"], records=None)
+        try:
+            self._materialize(state, key, None, lease["owner"], records=None)
+        except WriteRefused as refused:
+            self._abandon(state, key, Change.from_json(self.store.get_json(key)), refused)
+            return
         self.feed.log("change_rolled_forward", day=state.day, change=run_id(key))
+
+    def _abandon(self, state: DayState, key: str, change: Change, refused: WriteRefused) -> None:
+        """The store refused a committed change's items for a reason no retry cures: what was
+        written stays, what was not goes back to the pool (a ``drop`` change), the change is
+        finished, and the caller gets the cause (422). The day stays assignable."""
+        rid = run_id(key)
+        pairs = change.pairs()
+        written = {(i["driver_id"], i["package_id"]) for i in
+                   self.store.get_items(pairs, attributes=("driver_id", "package_id", "run"))
+                   if i.get("run") == rid}
+        drop = {p: d for d, p in pairs if (d, p) not in written}
+        while drop:
+            current = self.days.require(state.day)
+            drop = {p: d for p, d in drop.items() if current.plan.holder.get(p) == d}
+            if not drop:
+                break
+            undo = Change(version=0, kind="not_stored", actor="system", at=time.time(), drop=drop,
+                          reason=refused.message)
+            version = current.version + 1
+            undo = replace(undo, version=version)
+            undo_key = change_key(current.day, version)
+            self.store.put_json(undo_key, undo.to_json())
+            try:
+                self.store.commit_change(current.day, current.version, undo_key, self._lease())
+            except VersionConflict:
+                continue
+            self.store.finish_run(current.day, undo_key)
+            self.days.remember(replace(current, version=version, plan=current.plan.apply([undo]),
+                                       log=current.log + (undo_key,)))
+            self.feed.publish(current.day, {"type": "not_stored", "actor": "system", "packages": len(drop),
+                                            "reason": refused.message})
+            break
+        self.store.finish_run(state.day, key)
+        raise refused
 
     def _materialize(self, state: DayState, key: str, change: Change | None, owner: str,
                      records: list[dict[str, Any]] | None) -> None:
