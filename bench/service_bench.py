@@ -193,11 +193,56 @@ def run(drivers: int = 1000, packages_per_driver: int = 100, cap: int = 100, see
         out["read_p95_ms"] = 1000 * percentile(latencies, 95)
         log(f"GET /drivers/{{id}}/assignments p95 {out['read_p95_ms']:.1f} ms")
 
+        out.update(manifest_reads(http))
+        log(f"GET /manifests/{{day}}: first {out['manifest_get_first_s']:.3f}s, "
+            f"then {out['manifest_get_s']:.3f}s ({out['manifest_get_bytes']:,} bytes)")
+
         if update_seconds > 0:
             pairs = [(d, p) for d in driver_ids for p in answer["assignments"][d]]
-            out["update"] = update_load(st.api, pairs, update_rate, update_seconds)
+            half = len(pairs) // 2
+            out["update"] = update_load(st.api, pairs[:half], update_rate, update_seconds)
             log(f"/update {out['update']}")
+            out["update_during_manifest_reads"] = update_during_manifest_reads(
+                http, st.api, pairs[half:], update_rate, min(update_seconds, 20.0))
+            log(f"/update while GET /manifests runs: {out['update_during_manifest_reads']}")
     return out
+
+
+def manifest_reads(http: httpx.Client) -> dict[str, Any]:
+    """``GET /manifests/{day}``: the first read of a version (encoded then) and later ones."""
+    times = []
+    for _ in range(4):
+        start = time.perf_counter()
+        r = http.get(f"/manifests/{DAY}")
+        times.append(time.perf_counter() - start)
+        assert r.status_code == 200
+    return {"manifest_get_first_s": times[0], "manifest_get_s": statistics.median(times[1:]),
+            "manifest_get_bytes": len(r.content)}
+
+
+def update_during_manifest_reads(http: httpx.Client, url: str, pairs, rate: float, seconds: float) -> dict[str, Any]:
+    """The /update load while another client reads the whole manifest back to back."""
+    import threading
+
+    stop = threading.Event()
+    reads = []
+
+    def reader() -> None:
+        with httpx.Client(base_url=url, timeout=600) as c:
+            while not stop.is_set():
+                start = time.perf_counter()
+                c.get(f"/manifests/{DAY}")
+                reads.append(time.perf_counter() - start)
+
+    thread = threading.Thread(target=reader, daemon=True)
+    thread.start()
+    try:
+        figures = update_load(url, pairs, rate, seconds)
+    finally:
+        stop.set()
+        thread.join()
+    return {**figures, "manifest_reads": len(reads),
+            "manifest_read_median_s": round(statistics.median(reads), 3) if reads else None}
 
 
 def update_load(url: str, pairs: list[tuple[str, str]], rate: float, seconds: float) -> dict[str, Any]:
