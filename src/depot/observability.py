@@ -4,13 +4,10 @@ from __future__ import annotations
 
 import logging
 import sys
-import time
-import uuid
 from typing import Any
 
 import structlog
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 REQUEST_ID_HEADER = "x-request-id"
 # The ``method`` label takes these values and ``other``: a client choosing methods must not mint
@@ -103,50 +100,3 @@ def record_aws_calls(client: Any) -> None:
 def oplog_metrics(depth: int, dropped: int) -> None:
     LOG_BUFFER_DEPTH.set(depth)
     LOG_DROPPED.set(dropped)
-
-
-class RequestContextMiddleware:
-    """Give every request an id (the caller's ``X-Request-ID`` if sane), bind it to the logs,
-    echo it in the response, and time the request by route template and status."""
-
-    def __init__(self, app: ASGIApp):
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        request_id = _request_id(scope)
-        structlog.contextvars.clear_contextvars()
-        structlog.contextvars.bind_contextvars(request_id=request_id)
-        started = time.perf_counter()
-        status = {"code": 500}
-
-        async def send_with_id(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                status["code"] = message["status"]
-                message.setdefault("headers", [])
-                message["headers"] = [*message["headers"], (REQUEST_ID_HEADER.encode(), request_id.encode())]
-            await send(message)
-
-        try:
-            await self.app(scope, receive, send_with_id)
-        finally:
-            route = scope.get("route")
-            template = getattr(route, "path", None) or "unmatched"
-            elapsed = time.perf_counter() - started
-            if scope.get("state", {}).get("client_disconnected"):
-                status["code"] = CLIENT_CLOSED_REQUEST
-            method = scope["method"] if scope["method"] in KNOWN_METHODS else "other"
-            REQUEST_LATENCY.labels(method, template, str(status["code"])).observe(elapsed)
-            ACCESS_LOG.info("request", method=method, route=template, path=scope["path"],
-                            status=status["code"], duration_ms=round(elapsed * 1000, 2))
-
-
-def _request_id(scope: Scope) -> str:
-    for name, value in scope.get("headers", []):
-        if name == REQUEST_ID_HEADER.encode():
-            candidate = value.decode("latin-1")
-            if 0 < len(candidate) <= 128 and all(c.isalnum() or c in "-_." for c in candidate):
-                return candidate
-    return uuid.uuid4().hex

@@ -21,6 +21,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response, Streami
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.middleware import Middleware
 
 from depot.config import Settings, get_settings
 from depot.core.models import (
@@ -31,14 +32,10 @@ from depot.core.models import (
     Status,
 )
 from depot.http import auth, pages
+from depot.http.errors import UNAVAILABLE_MESSAGE, error_response
 from depot.http.idempotency import IdempotencyMiddleware, IdempotencyRecords
-from depot.observability import (
-    REGISTRY,
-    RequestContextMiddleware,
-    configure_logging,
-    oplog_metrics,
-    record_aws_calls,
-)
+from depot.http.observability import RequestContextMiddleware
+from depot.observability import REGISTRY, configure_logging, oplog_metrics, record_aws_calls
 from depot.service import DepotError, Service
 from depot.storage.oplog import EventLog
 from depot.storage.store import StorageUnavailable, Store, make_clients, make_log_client
@@ -177,11 +174,6 @@ class ErrorBody(BaseModel):
     error: ErrorDetail
 
 
-def error_response(status: int, code: str, message: str, details: Any = None, headers=None) -> JSONResponse:
-    body = {"error": {"code": code, "message": message, "details": details}}
-    return JSONResponse(status_code=status, content=body, headers=headers)
-
-
 ERRORS = {code: {"model": ErrorBody} for code in (400, 401, 403, 404, 409, 413, 422, 429, 503)}
 
 
@@ -262,21 +254,29 @@ def create_app(settings: Settings | None = None, service: Service | None = None)
             app.state.service.feed.close()
             await run_in_threadpool(events.close)
 
+    # The whole middleware stack, outermost first: request ids, metrics and the access log see
+    # every answer, refusals included; then security refuses what it must before any body is
+    # read (auth, rate limit, body limit: docs/security.md); idempotency, which reads bodies
+    # and replays answers, comes last, right before the routes.
+    middleware = [
+        Middleware(RequestContextMiddleware),
+        *auth.middleware(settings),
+        Middleware(IdempotencyMiddleware),
+    ]
     app = FastAPI(
         title="Depot",
         version="0.1.0",
         description="Rule-aware, optimal delivery assignment for a logistics centre.",
         lifespan=lifespan,
+        middleware=middleware,
     )
     app.state.settings = settings
     configure_logging()
     _install_error_handlers(app)
+    auth.install_handler(app)
     _install_routes(app)
     pages.install(app)  # the screens: /, /board, /driver, /static (SPEC 5)
     _document_manifest_models(app)
-    app.add_middleware(IdempotencyMiddleware)
-    app.add_middleware(RequestContextMiddleware)
-    auth.install(app, settings)  # auth, rate and body limits (docs/security.md)
     return app
 
 
@@ -294,7 +294,7 @@ def _install_error_handlers(app: FastAPI) -> None:
     async def unavailable(_: Request, exc: StorageUnavailable):
         log.warning("storage unavailable: %s", exc)
         return error_response(
-            503, "storage_unavailable", f"storage is unavailable, retry later ({exc})",
+            503, "storage_unavailable", f"{UNAVAILABLE_MESSAGE} ({exc})",
             headers={"Retry-After": str(exc.retry_after_s)},
         )
 

@@ -28,6 +28,9 @@ import structlog
 from fastapi import Depends, Request, Security
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from depot.errors import NotFound
+from depot.http.errors import error_response, send_json_error
+
 log = logging.getLogger("depot.http.auth")
 
 ALGORITHM = "HS256"
@@ -249,17 +252,6 @@ def _check_lifetime(claims: dict[str, Any]) -> None:
 # --- the middleware ----------------------------------------------------------------------------------
 
 
-async def send_json_error(send, status: int, code: str, message: str, details: Any = None,
-                          headers: dict[str, str] | None = None) -> None:
-    import json
-
-    body = json.dumps({"error": {"code": code, "message": message, "details": details}}).encode()
-    raw = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
-    raw += [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in (headers or {}).items()]
-    await send({"type": "http.response.start", "status": status, "headers": raw})
-    await send({"type": "http.response.body", "body": body})
-
-
 def bearer_from_scope(scope) -> str | None:
     for name, value in scope.get("headers", ()):
         if name == b"authorization":
@@ -330,8 +322,6 @@ DispatcherDep = Annotated[Principal, Depends(require_dispatcher)]
 def check_update(principal: Principal, driver_id: str, package_id: str) -> None:
     """POST /update: a driver may only move its own deliveries."""
     if not principal.owns(driver_id):
-        from depot.service import NotFound
-
         # Same message and details as Service.update_status for a missing (driver, package).
         raise NotFound(f"no assignment of package {package_id!r} to driver {driver_id!r}",
                        {"driver_id": driver_id, "package_id": package_id})
@@ -340,8 +330,6 @@ def check_update(principal: Principal, driver_id: str, package_id: str) -> None:
 def check_driver_read(principal: Principal, service, driver_id: str, day: str) -> None:
     """GET /drivers/{id}/assignments: a driver reads only its own."""
     if not principal.owns(driver_id):
-        from depot.service import NotFound
-
         service.require_day(day)  # a missing day answers as it would for anyone
         # Same message and details as Service.driver_assignments for a driver not in the day.
         raise NotFound(f"driver {driver_id!r} is not in the manifest of {day}", {"driver_id": driver_id})
@@ -350,8 +338,6 @@ def check_driver_read(principal: Principal, service, driver_id: str, day: str) -
 def visible_package(principal: Principal, result: dict[str, Any], package_id: str, day: str | None):
     """GET /packages/{id}: a driver sees only the packages it holds."""
     if not principal.owns(result.get("driver_id")):
-        from depot.service import NotFound
-
         # Same message and details as Service.package for a missing package.
         raise NotFound(f"no package {package_id!r}" + (f" on {day}" if day else ""), {"package_id": package_id})
     return result
@@ -360,36 +346,28 @@ def visible_package(principal: Principal, result: dict[str, Any], package_id: st
 # --- installation ------------------------------------------------------------------------------------
 
 
-def install(app, settings) -> None:
-    """Everything security needs, in one call at the end of create_app: checks, middleware, handler.
-
-    Middleware order (outermost first): request context (ids, metrics, if installed) -> auth ->
-    rate limit -> body limit -> everything else (idempotency, which reads bodies) -> the app. So
+def middleware(settings) -> list:
+    """Security's middleware, outermost first: auth, then the rate limit, then the body limit. So
     an unauthenticated or over-limit request is refused before anything reads its body or
-    replays a stored response, and refusals still carry request ids and show in the metrics.
-    """
+    replays a stored response (``create_app`` states the whole order)."""
     from starlette.middleware import Middleware
 
     from depot.http.limits import BodyLimitMiddleware, RateLimitMiddleware
 
     secrets = check_configuration(settings)
-    ours = [
+    return [
         Middleware(AuthMiddleware, secrets=secrets),
         Middleware(RateLimitMiddleware, per_minute=settings.rate_limit_per_minute),
         Middleware(BodyLimitMiddleware, default_limit=settings.max_body_bytes,
                    limits={("POST", "/manifests"): settings.max_manifest_bytes}),
     ]
-    names = [getattr(m.cls, "__name__", "") for m in app.user_middleware]  # [0] is the outermost
-    at = names.index("RequestContextMiddleware") + 1 if "RequestContextMiddleware" in names else 0
-    app.user_middleware[at:at] = ours
 
-    from fastapi.responses import JSONResponse
 
+def install_handler(app) -> None:
     @app.exception_handler(AuthError)
     async def auth_error(_: Request, exc: AuthError):
         headers = {"WWW-Authenticate": 'Bearer realm="depot"'} if exc.status == 401 else None
-        return JSONResponse(status_code=exc.status, headers=headers,
-                            content={"error": {"code": exc.code, "message": exc.message, "details": None}})
+        return error_response(exc.status, exc.code, exc.message, headers=headers)
 
 
 def mint_cli(role: str, driver_id: str | None, ttl: str) -> str:

@@ -24,7 +24,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from depot.http.auth import send_json_error
+from depot.http.errors import UNAVAILABLE_MESSAGE, send_json_error
 from depot.storage.store import StorageUnavailable, outage_guard
 
 HEADER = b"idempotency-key"
@@ -168,7 +168,7 @@ class IdempotencyMiddleware:
         try:
             begun = await run_in_threadpool(records.begin, scoped, fingerprint)
         except StorageUnavailable as exc:
-            await send_json_error(send, 503, "storage_unavailable", f"storage is unavailable, retry later ({exc})",
+            await send_json_error(send, 503, "storage_unavailable", f"{UNAVAILABLE_MESSAGE} ({exc})",
                                   headers={"Retry-After": str(exc.retry_after_s)})
             return
         if begun.outcome == "mismatch":

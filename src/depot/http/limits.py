@@ -26,7 +26,8 @@ import time
 
 from starlette.exceptions import HTTPException
 
-from depot.http.auth import OPEN_PATHS, send_json_error
+from depot.http.auth import OPEN_PATHS
+from depot.http.errors import send_json_error
 
 MiB = 1024 * 1024
 DRAIN_MAX_BYTES = 256 * MiB
