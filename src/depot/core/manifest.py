@@ -76,28 +76,28 @@ _IDS = re.compile(r"(?:[A-Za-z0-9_.:\-]+\n)*")
 def _number(bounds: dict[str, float]) -> Any:
     if bounds.get("gt") == 0:  # the same as models' gt=0 and _storable's lower magnitude
         bounds = {"ge": models.MIN_MAGNITUDE, "le": bounds["le"]}
-    return Annotated[float, Meta(**bounds)]
+    return Annotated[float, Meta(**bounds)]  # type: ignore[call-overload]  # bounds are ge/le/gt floats
 
 
 class _Destination(Struct, forbid_unknown_fields=True, omit_defaults=True, gc=False):
     street: Annotated[str, Meta(max_length=models.MAX_STREET_CHARS)] | None = None
     city: Annotated[str, Meta(max_length=models.MAX_CITY_CHARS)] | None = None
     postcode: Annotated[str, Meta(max_length=models.MAX_POSTCODE_CHARS)] | None = None
-    lat: _number(models.LATITUDE) | None = None
-    lon: _number(models.LONGITUDE) | None = None
+    lat: _number(models.LATITUDE) | None = None  # type: ignore[valid-type]  # a constrained type built at import
+    lon: _number(models.LONGITUDE) | None = None  # type: ignore[valid-type]  # a constrained type built at import
 
 
 class _Package(Struct, forbid_unknown_fields=True, gc=False):
     package_id: _Identifier
-    weight_kg: _number(models.WEIGHT_KG)
+    weight_kg: _number(models.WEIGHT_KG)  # type: ignore[valid-type]  # a constrained type built at import
     is_perishable: bool
     region: Literal["north", "east", "south", "west"]
-    distance_km: _number(models.DISTANCE_KM)
+    distance_km: _number(models.DISTANCE_KM)  # type: ignore[valid-type]  # a constrained type built at import
     is_express: bool
     is_fragile: bool
-    temperature_c: _number(models.TEMPERATURE_C)
+    temperature_c: _number(models.TEMPERATURE_C)  # type: ignore[valid-type]  # a constrained type built at import
     delivery_hour: Annotated[int, Meta(**models.HOUR)]
-    volume_m3: _number(models.VOLUME_M3)
+    volume_m3: _number(models.VOLUME_M3)  # type: ignore[valid-type]  # a constrained type built at import
     hazmat_class: Literal[1, 2, 3, 4] | None = None
     destination: _Destination | None = None
 

@@ -194,9 +194,9 @@ class Driver(Strict):
 
 
 class Destination(Strict):
-    street: Text(MAX_STREET_CHARS) | None = None
-    city: Text(MAX_CITY_CHARS) | None = None
-    postcode: Text(MAX_POSTCODE_CHARS) | None = None
+    street: Text(MAX_STREET_CHARS) | None = None  # type: ignore[valid-type]  # a constrained type built at import
+    city: Text(MAX_CITY_CHARS) | None = None  # type: ignore[valid-type]  # a constrained type built at import
+    postcode: Text(MAX_POSTCODE_CHARS) | None = None  # type: ignore[valid-type]  # a constrained type built at import
     lat: Annotated[StrictFloat, Field(**LATITUDE)] | None = None
     lon: Annotated[StrictFloat, Field(**LONGITUDE)] | None = None
 
@@ -307,7 +307,7 @@ def _driver_problems(item: Any, driver_id: str, exc: ValidationError) -> list[di
             problem.update(rule_id=rule_id, code=code)
             where += f" rule {rule_id!r} ({code})"
             err = {**err, "loc": loc[2:]}
-        problem["message"] = f"{where}: {_describe(err)}"
+        problem["message"] = f"{where}: {_describe(dict(err))}"
         problems.append(problem)
     return problems
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from datetime import date as Date
@@ -61,8 +62,7 @@ class AssignRequest(Forbid):
     @field_validator("driver_ids")
     @classmethod
     def _unique(cls, value: list[str]) -> list[str]:
-        seen: set[str] = set()
-        repeated = sorted({d for d in value if d in seen or seen.add(d)})
+        repeated = sorted(d for d, n in Counter(value).items() if n > 1)
         if repeated:
             raise ValueError(f"driver_ids must be unique; repeated: {', '.join(repeated[:10])}")
         return value
@@ -174,7 +174,7 @@ class ErrorBody(BaseModel):
     error: ErrorDetail
 
 
-ERRORS = {code: {"model": ErrorBody} for code in (400, 401, 403, 404, 409, 413, 422, 429, 503)}
+ERRORS: dict[int | str, dict[str, Any]] = {code: {"model": ErrorBody} for code in (400, 401, 403, 404, 409, 413, 422, 429, 503)}
 
 
 # --- wiring -------------------------------------------------------------------------------------------
@@ -331,7 +331,7 @@ def _document_manifest_models(app: FastAPI) -> None:
             app.openapi_schema = schema
         return app.openapi_schema
 
-    app.openapi = openapi
+    app.openapi = openapi  # type: ignore[method-assign]  # FastAPI's documented way
 
 
 def _install_routes(app: FastAPI) -> None:

@@ -221,7 +221,7 @@ def _scoped_key(scope: Scope, key: str) -> str:
 
 async def _read_body(receive: Receive) -> tuple[bytes, bool]:
     """The body, and whether it arrived whole (False: the client disconnected first)."""
-    chunks = []
+    chunks: list[bytes] = []
     while True:
         message = await receive()
         if message["type"] == "http.disconnect":

@@ -145,6 +145,7 @@ def _start_emulator(host: str, port: int) -> subprocess.Popen:
         raise typer.Exit(1)
     proc = subprocess.Popen([sys.executable, "-m", "depot.ops.emulator", "--host", host, "--port", str(port)],
                             stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
     line = proc.stdout.readline()
     if "ready on" not in line:
         _stop(proc)

@@ -79,7 +79,8 @@ class _Refusal(Exception):
 
     def __init__(self, reason: str):
         super().__init__(reason)
-        self.reason, self.steps = reason, []
+        self.reason = reason
+        self.steps: list[str | int] = []
 
     def path(self) -> str:
         text = ""
@@ -115,6 +116,7 @@ def _map_size(value: Mapping[str, Any], depth: int) -> int:
         names = None
     if names is None or "" in value:
         _bad_name(value)
+        raise AssertionError("unreachable: _bad_name raises")
     size = 3 + len(value) + (len(names) if names.isascii() else len(names.encode()))  # 3 a map, 1 an element
     floats = _FLOAT_SIZES
     child = None
@@ -239,6 +241,7 @@ def _decimal_size(value: Decimal) -> int:
     if value.is_zero():
         return 1
     _sign, digits, exponent = value.normalize(_CONTEXT).as_tuple()
+    assert isinstance(exponent, int)  # a finite, nonzero Decimal
     adjusted = exponent + len(digits) - 1  # the power of ten of the first digit
     if len(digits) > MAX_DIGITS:
         raise _Refusal(f"{value} has {len(digits)} significant digits, over DynamoDB's {MAX_DIGITS}")
