@@ -423,7 +423,8 @@ class Store:
     def get_items(
         self, keys: Iterable[tuple[str, str]], attributes: Sequence[str] | None = None
     ) -> list[dict[str, Any]]:
-        """Keyed reads with BatchGetItem (never a Query: see DEVELOPERS.md).
+        """Keyed reads with BatchGetItem (never a Query: its cost in the emulator grows with the
+        whole table, docs/performance.md).
 
         ``attributes`` limits what is read (a ProjectionExpression): the emulator's cost is per
         attribute returned, so a read of statuses only is several times faster.
