@@ -65,7 +65,11 @@ def fuzz_env():
 
 OPERATIONS = ["POST /assign", "POST /update", "POST /manifests", "GET /manifests/{day}",
               "GET /drivers/{driver_id}/assignments", "GET /packages/{package_id}", "GET /metrics", "GET /health",
-              "GET /ready"]
+              "GET /ready", "POST /unassign", "POST /reassign", "POST /cancel", "POST /drivers/{driver_id}/availability",
+              "POST /days/{day}/carry-over", "GET /days/{day}/summary", "GET /days/{day}/drivers",
+              "GET /days/{day}/unassigned", "GET /days/{day}/map", "GET /packages/{package_id}/eligible-drivers",
+              "GET /whoami"]
+STREAMS = {"GET /events"}  # an endless stream: tests/test_day_goes_on.py reads and resumes it
 
 
 @pytest.fixture(scope="module")
@@ -79,7 +83,7 @@ def api_schema(fuzz_env):
 # schemathesis.pytest.from_fixture fails on pytest 9 (it reads the removed Function._nodeid), so
 # each operation is driven by hypothesis directly from schemathesis's strategies: same cases,
 # same checks, one pytest item per operation and generation mode.
-NO_INPUT = {"GET /metrics", "GET /health", "GET /ready"}  # nothing to make negative
+NO_INPUT = {"GET /metrics", "GET /health", "GET /ready", "GET /whoami"}  # nothing to make negative
 
 
 @pytest.mark.parametrize("label,mode", [(label, mode) for label in OPERATIONS
@@ -87,7 +91,7 @@ NO_INPUT = {"GET /metrics", "GET /health", "GET /ready"}  # nothing to make nega
                                         if not (label in NO_INPUT and mode is GenerationMode.NEGATIVE)])
 def test_every_operation_survives_fuzzing(api_schema, label, mode):
     operations = {op.label: op for op in (r.ok() for r in api_schema.get_all_operations())}
-    assert set(operations) == set(OPERATIONS), "a new operation: add it to OPERATIONS"
+    assert set(operations) == set(OPERATIONS) | STREAMS, "a new operation: add it to OPERATIONS"
     operation = operations[label]
 
     @given(case=operation.as_strategy(generation_mode=mode))
@@ -222,3 +226,15 @@ def test_update_lifecycle_state_machine(fuzz_env):
         client.close()
     final = table_statuses(dynamodb, LIFECYCLE_DRIVERS)
     assert any(v in FINAL for v in final.values())
+
+
+def test_after_the_fuzz_the_briefs_request_and_todays_assign_still_answer(fuzz_env):
+    """Whatever the fuzz did to today's day (imports, plan changes, drivers off duty), the brief's
+    request and an /assign of every driver of the day still answer 200 (issue 10)."""
+    _, api, _ = fuzz_env
+    with httpx.Client(base_url=api.url, timeout=60) as c:
+        brief = c.post("/assign", json={"driver_ids": ["driver_1", "driver_2"], "max_per_driver": 2})
+        assert brief.status_code == 200, brief.text
+        assert set(brief.json()) == {"assignments", "unassigned_packages", "unassigned_drivers"}
+        everyone = c.post("/assign", json={"driver_ids": FUZZ_DRIVERS, "max_per_driver": 6})
+        assert everyone.status_code == 200, everyone.text
