@@ -7,6 +7,7 @@ driver took the package again later) is read from the attempt archived beside it
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from collections.abc import Sequence
 from typing import Any
@@ -186,7 +187,7 @@ class Reads(Context):
     def drivers(self, day: str, offset: int, limit: int, q: str | None) -> dict[str, Any]:
         state = self.days.require(day)
         plan = state.plan
-        ids = sorted(state.manifest.drivers)
+        ids = sorted(state.manifest.drivers, key=natural)
         if q:
             ids = [d for d in ids if q.lower() in d.lower()]
         page = ids[offset: offset + limit]
@@ -257,6 +258,11 @@ class Reads(Context):
                 continue
             rows.append({"driver_id": d, "load": plan.load(d), "cap": plan.cap, "availability": ON_DUTY})
         return {"package_id": package_id, "day": day, "drivers": rows}
+
+
+def natural(text: str) -> tuple:
+    """driver_2 before driver_10: digits compare as numbers."""
+    return tuple(int(part) if part.isdigit() else part for part in re.split(r"(\d+)", text))
 
 
 def _public(item: dict[str, Any] | None) -> dict[str, Any] | None:
