@@ -48,6 +48,15 @@ class Service:
         self.reads = Reads(**context)
         self._context = Context(**context)
 
+    @property
+    def events(self) -> Any:
+        """The S3 operational log every change and status move is written to."""
+        return self.feed.oplog
+
+    @events.setter
+    def events(self, oplog: Any) -> None:
+        self.feed.oplog = oplog
+
     # days
     def today(self) -> str:
         return self._context.today()
