@@ -215,7 +215,7 @@ def test_every_workspace_applies_into_one_emulator_with_its_own_settings(applied
         assert rule["Filter"] == {"Prefix": "logs/"}
         assert rule["Expiration"] == {"Days": LOG_RETENTION[ws]}
         assert rule["NoncurrentVersionExpiration"]["NoncurrentDays"] == NONCURRENT[ws]
-    assert len(tables) == 9 and len(buckets) == 6
+    assert len(tables) == 12 and len(buckets) == 6  # four tables per workspace
 
 
 @needs_terraform
@@ -264,7 +264,7 @@ def test_provision_falls_back_to_bootstrap_without_terraform(monkeypatch, fresh_
     s = settings_for(fresh_emulator.endpoint)
     assert prov.provision(s) == "bootstrap"
     tables = set(fresh_emulator.client("dynamodb").list_tables()["TableNames"])
-    assert tables == {"DeliveryAssignments", "DepotDays", "DepotIdempotency"}
+    assert tables == {"DeliveryAssignments", "DepotDays", "DepotEvents", "DepotIdempotency"}
 
 
 def test_provision_leaves_aws_to_terraform(monkeypatch) -> None:
