@@ -75,9 +75,16 @@ class Request:
 
     @property
     def target(self) -> str:
-        """``BatchWriteItem`` for DynamoDB (from X-Amz-Target), else ``S3:<METHOD>``."""
+        """``BatchWriteItem`` for DynamoDB (from X-Amz-Target), else ``S3:<METHOD>``; a batch of
+        the day's event feed is ``BatchWriteItem:events``, so that ``BatchWriteItem`` counts the
+        assignment writes alone."""
         amz = self.headers.get("x-amz-target")
-        return amz.rsplit(".", 1)[-1] if amz else f"S3:{self.method}"
+        if not amz:
+            return f"S3:{self.method}"
+        operation = amz.rsplit(".", 1)[-1]
+        if operation == "BatchWriteItem" and b'"DepotEvents' in self.raw:
+            return "BatchWriteItem:events"
+        return operation
 
 
 @dataclass(frozen=True)
