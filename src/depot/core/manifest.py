@@ -46,6 +46,12 @@ class ManifestBody:
     packages: list[Any]
     release: bool = False  # a re-import may unassign what drivers' new rules reject (SPEC 4)
 
+    def package_ids(self) -> list[str]:
+        """The packages' ids, without building their stored form."""
+        if self.packages and isinstance(self.packages[0], dict):
+            return [p["package_id"] for p in self.packages]
+        return [p.package_id for p in self.packages]
+
     def records(self) -> list[dict[str, Any]]:
         """The packages in the stored form (``models.package_records``)."""
         if not self.packages or isinstance(self.packages[0], dict):

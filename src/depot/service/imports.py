@@ -52,10 +52,9 @@ class Imports(Context):
             body = parse_manifest(raw)
         release = body.release
         day = body.day or self.today()
-        records = body.records()
-        earlier = self._earlier_attempts(day, [r["package_id"] for r in records], actor)
+        earlier = self._earlier_attempts(day, body.package_ids(), actor)
         if earlier or self.days.state(day) is not None:
-            return self.import_manifest(day, body.drivers, records, release=release, actor=actor,
+            return self.import_manifest(day, body.drivers, body.records(), release=release, actor=actor,
                                         earlier=earlier)
         key = manifest_key(day, 1)
         self.store.put_bytes(key, packed.result())
@@ -63,7 +62,7 @@ class Imports(Context):
             version = self.store.commit_manifest(day, 0, key, {"drivers": len(body.drivers),
                                                                "packages": len(body.packages)})
         except VersionConflict:  # another import of the day came first: merge into it
-            return self.import_manifest(day, body.drivers, records, release=release, actor=actor)
+            return self.import_manifest(day, body.drivers, body.records(), release=release, actor=actor)
         self.days.keep_body(day, key, body)
         counts = {"drivers_added": len(body.drivers), "drivers_updated": 0,
                   "packages_added": len(body.packages), "packages_updated": 0, "packages_unchanged": 0}
@@ -143,8 +142,11 @@ class Imports(Context):
         found: dict[str, list[dict[str, Any]]] = {}
         refused = []
         carry: dict[str, list[str]] = {}
-        for other in self.window(day):
-            state = self.days.state(other) if self.store.get_day(other) else None
+        window = self.window(day)
+        with ThreadPoolExecutor(max_workers=8) as pool:  # one GetItem a day, at once
+            stored = [d for d, item in zip(window, pool.map(self.store.get_day, window), strict=True) if item]
+        for other in stored:
+            state = self.days.state(other)
             if state is None:
                 continue
             here = [p for p in wanted if p in state.manifest.index]

@@ -8,7 +8,8 @@ driver took the package again later) is read from the attempt archived beside it
 from __future__ import annotations
 
 import re
-from collections import Counter
+import threading
+from collections import Counter, OrderedDict
 from collections.abc import Sequence
 from typing import Any
 
@@ -26,6 +27,7 @@ ITEM_FIELDS = ("package_id", "status", "updated_at", "day", "reason", "note", "p
                "attempt")
 STATUSES = ("assigned", "accepted", "in_progress", "delivered", "failed_to_deliver")
 MAP_CELLS = 40
+MEMO_ENTRIES = 16
 
 
 class Reads(Context):
@@ -207,7 +209,8 @@ class Reads(Context):
         plan = state.plan
         drivers = [state.manifest.drivers[d] for d in sorted(plan.named)
                    if d in state.manifest.drivers and d not in plan.off_duty]
-        reasons = explain_unassigned(state.manifest.columns, drivers, state.held_mask(), plan.cap or 0)
+        reasons = self._memo(("explain", day, state.version, state.incarnation), lambda: explain_unassigned(
+            state.manifest.columns, drivers, state.held_mask(), plan.cap or 0))
         tally = Counter(r["reason"] for r in reasons.values())
         rows = [(p, r) for p, r in reasons.items() if reason is None or r["reason"] == reason]
         items = []
@@ -218,28 +221,64 @@ class Reads(Context):
         return {"total": len(rows), "offset": offset, "limit": limit, "reasons": dict(tally), "items": items}
 
     def map(self, day: str, color: str) -> dict[str, Any]:
-        """Destinations aggregated on a grid (at most MAP_CELLS² points), keyed by driver or status."""
+        """Destinations aggregated on a grid (at most MAP_CELLS² cells per key), keyed by driver or
+        by where the package stands in the plan (assigned, unassigned, cancelled, carried over).
+        Computed once per version of the day."""
         state = self.days.require(day)
+        return self._memo(("map", day, state.version, state.incarnation, color),
+                          lambda: self._map(state, color))
+
+    def _map(self, state: DayState, color: str) -> dict[str, Any]:
         plan = state.plan
-        cells: Counter[tuple[int, int, str]] = Counter()
-        points = [(p["destination"]["lat"], p["destination"]["lon"], p["package_id"])
-                  for p in state.manifest.packages
-                  if isinstance(p.get("destination"), dict) and "lat" in p["destination"]
-                  and "lon" in p["destination"]]
-        if not points:
+        ids, lats, lons = self._coordinates(state.manifest)
+        if not ids:
             return {"total": 0, "points": []}
-        lats = np.array([pt[0] for pt in points], dtype=float)
-        lons = np.array([pt[1] for pt in points], dtype=float)
-        lat0, lat1, lon0, lon1 = lats.min(), lats.max() or 1, lons.min(), lons.max() or 1
-        for (lat, lon, pid) in points:
-            i = int((lat - lat0) / ((lat1 - lat0) or 1) * (MAP_CELLS - 1))
-            j = int((lon - lon0) / ((lon1 - lon0) or 1) * (MAP_CELLS - 1))
-            key = plan.holder.get(pid, "unassigned") if color == "driver" else (
-                "assigned" if pid in plan.holder else "cancelled" if pid in plan.cancelled else "unassigned")
-            cells[(i, j, key)] += 1
-        out = [{"lat": lat0 + (i + 0.5) * (lat1 - lat0) / MAP_CELLS, "lon": lon0 + (j + 0.5) * (lon1 - lon0) / MAP_CELLS,
-                "count": n, "key": key} for (i, j, key), n in cells.most_common(2000)]
-        return {"total": len(points), "points": out}
+        if color == "driver":
+            labels = [plan.holder.get(p, "unassigned") for p in ids]
+        else:
+            labels = ["assigned" if p in plan.holder else "cancelled" if p in plan.cancelled
+                      else "carried_over" if p in plan.carried else "unassigned" for p in ids]
+        names, codes = np.unique(np.array(labels), return_inverse=True)
+        lat0, lon0 = lats.min(), lons.min()
+        lat_step = (lats.max() - lat0) / MAP_CELLS or 1.0
+        lon_step = (lons.max() - lon0) / MAP_CELLS or 1.0
+        i = np.minimum(((lats - lat0) / lat_step).astype(np.int64), MAP_CELLS - 1)
+        j = np.minimum(((lons - lon0) / lon_step).astype(np.int64), MAP_CELLS - 1)
+        cell = (codes * MAP_CELLS + i) * MAP_CELLS + j
+        found, counts = np.unique(cell, return_counts=True)
+        order = np.argsort(-counts, kind="stable")[:2000]
+        points = []
+        for k in order:
+            code, rest = divmod(int(found[k]), MAP_CELLS * MAP_CELLS)
+            ci, cj = divmod(rest, MAP_CELLS)
+            points.append({"lat": float(lat0 + (ci + 0.5) * lat_step), "lon": float(lon0 + (cj + 0.5) * lon_step),
+                           "count": int(counts[k]), "key": str(names[code])})
+        return {"total": len(ids), "points": points}
+
+    def _coordinates(self, manifest: Any) -> tuple[list[str], np.ndarray, np.ndarray]:
+        """The packages that have a destination with coordinates, once per manifest."""
+        def build() -> tuple[list[str], np.ndarray, np.ndarray]:
+            rows = [(p["package_id"], p["destination"]["lat"], p["destination"]["lon"])
+                    for p in manifest.packages if isinstance(p.get("destination"), dict)
+                    and "lat" in p["destination"] and "lon" in p["destination"]]
+            return ([r[0] for r in rows], np.array([r[1] for r in rows], dtype=float),
+                    np.array([r[2] for r in rows], dtype=float))
+        return self._memo(("coordinates", manifest.key), build)
+
+    def _memo(self, key: tuple, build: Any) -> Any:
+        """A few results per process, each for one version of a day (so never stale)."""
+        cache = self.__dict__.setdefault("_results", OrderedDict())
+        lock = self.__dict__.setdefault("_results_lock", threading.Lock())
+        with lock:
+            if key in cache:
+                cache.move_to_end(key)
+                return cache[key]
+        value = build()  # outside the lock: two first readers may both build it, harmlessly
+        with lock:
+            cache[key] = value
+            while len(cache) > MEMO_ENTRIES:
+                cache.popitem(last=False)
+        return value
 
     def eligible_drivers(self, package_id: str, day: str) -> dict[str, Any]:
         state = self.days.require(day)
