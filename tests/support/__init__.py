@@ -1,0 +1,1 @@
+"""What the tests share: processes (emulator, API), the fault harness, the browser, factories, figures."""
