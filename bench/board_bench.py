@@ -26,10 +26,10 @@ import httpx
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT / "tests"), str(ROOT / "src")]
 
-from apiproc import provision, start_api
-from browser_support import chromium, open_page
-from conftest import start_emulator
 from depot.ops.generator import generate_day
+from support.apiproc import provision, start_api
+from support.browser import chromium, open_page
+from support.processes import start_emulator
 
 RESULTS = ROOT / "bench" / "results"
 DAY = "2079-06-01"

@@ -14,10 +14,10 @@ from datetime import date, timedelta
 import httpx
 import pytest
 
-from apiproc import provision, start_api
-from browser_support import AXE, PHONE, ROOT, axe_violations, chromium, open_page
 from depot.http.auth import mint_token
 from depot.ops.generator import generate_day
+from support.apiproc import provision, start_api
+from support.browser import AXE, PHONE, ROOT, axe_violations, chromium, open_page
 
 pytestmark = pytest.mark.browser
 SECRET = "browser-secret-" + "x" * 40

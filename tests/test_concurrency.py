@@ -24,7 +24,7 @@ import pytest
 
 from depot.core.models import NEXT_STATUSES, Status
 from depot.ops.generator import generate_day
-from faults import (
+from support.faults import (
     ManagedEmulator,
     api_processes,
     call,
@@ -32,14 +32,11 @@ from faults import (
     read_state_object,
     table_assignments,
 )
+from support.figures import figure
 
 DRIVERS, PER_DRIVER = 60, 12
 ASSIGN_CALLS, ASSIGN_THREADS = 240, 24
 UPDATERS = 4
-
-
-def figure(name: str, value) -> None:
-    print(f"\nFIGURE {name}: {value}")
 
 
 @pytest.fixture(scope="module")

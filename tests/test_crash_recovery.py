@@ -31,10 +31,10 @@ import depot.service.rollforward as service_module
 from depot.service import Busy, Service
 from depot.storage.store import Store, make_clients
 from depot.storage.tables import table_definitions
-from faults import (
-    ApiProcess,
+from support.faults import (
     Crash,
     FaultProxy,
+    ManagedApi,
     ManagedEmulator,
     ProcessCrashed,
     call,
@@ -46,14 +46,11 @@ from faults import (
     make_settings,
     table_assignments,
 )
+from support.figures import figure
 
 TRIALS = int(os.environ.get("DEPOT_CRASH_TRIALS", "100"))
 WORKERS = int(os.environ.get("DEPOT_CRASH_WORKERS", "4"))
 DRIVERS, PER_DRIVER = 6, 20  # a run of up to 120 items: 5 batches of 25
-
-
-def figure(name: str, value) -> None:
-    print(f"\nFIGURE {name}: {value}")
 
 
 @pytest.fixture(scope="module")
@@ -165,7 +162,7 @@ SIGKILL_CASES = [0, 37, 120]  # batches (of 160) that reached DynamoDB before th
 def real(emulator):
     proxy = FaultProxy(emulator.port)
     env = {"DEPOT_LEASE_S": "2", "DEPOT_LEASE_RENEW_S": "0.5"}
-    survivor = ApiProcess(emulator.endpoint, env).wait_ready()
+    survivor = ManagedApi(emulator.endpoint, env).wait_ready()
     try:
         yield proxy, env, survivor
     finally:
@@ -176,7 +173,7 @@ def real(emulator):
 @pytest.mark.parametrize("batches", SIGKILL_CASES)
 def test_sigkill_mid_assign_next_call_completes(emulator, real, batches):
     proxy, env, survivor = real
-    victim = ApiProcess(proxy.endpoint, env)
+    victim = ManagedApi(proxy.endpoint, env)
     day, cap = f"2033-12-{10 + SIGKILL_CASES.index(batches):02d}", 100
     ddb, s3 = emulator.client("dynamodb"), emulator.client("s3")
     import_day(make_service(emulator.endpoint), day, drivers=40, packages_per_driver=100, seed=4000 + batches,

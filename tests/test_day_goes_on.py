@@ -1,4 +1,3 @@
-# ruff: noqa: F811 - the fixtures are imported from test_api
 """SPEC section 4 through the real API process and the real emulator: the day's plan changes,
 another attempt on a later day, history and the event feed; every answer compared with the table
 read straight from the emulator and, for off duty, with an independent optimum (networkx)."""
@@ -17,7 +16,7 @@ import httpx
 import networkx as nx
 import pytest
 
-from test_api import api, client, driver, dynamodb, import_day, package, table_items  # noqa: F401
+from support.api import driver, import_day, package, table_items
 
 _days = itertools.count()
 

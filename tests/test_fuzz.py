@@ -32,10 +32,10 @@ from schemathesis import GenerationMode
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import response_schema_conformance
 
-from apiproc import provision, start_api
-from conftest import start_emulator
 from depot.core.models import NEXT_STATUSES, Status
 from depot.ops.generator import generate_day
+from support.apiproc import provision, start_api
+from support.processes import start_emulator
 
 EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "25"))
 FUZZ_DRIVERS = [f"driver_{i}" for i in range(1, 6)]

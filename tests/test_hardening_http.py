@@ -14,9 +14,9 @@ import uuid
 import httpx
 import pytest
 
-from apiproc import provision, start_api
-from conftest import start_emulator
 from depot.ops.generator import generate_day
+from support.apiproc import provision, start_api
+from support.processes import start_emulator
 
 MiB = 1024 * 1024
 

@@ -10,10 +10,10 @@ import json
 import httpx
 import pytest
 
-from apiproc import provision, start_api
 from depot.core.manifest import _decode_checked, _decode_fast, parse_manifest
 from depot.core.models import InvalidManifest
-from test_models import driver_with, package
+from support.apiproc import provision, start_api
+from support.factories import driver_with, package
 
 BAD_PACKAGES = [
     pytest.param({"volume_m3": 2.4e-267}, "volume_m3", id="volume-under-dynamodb-magnitude"),

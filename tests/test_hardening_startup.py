@@ -10,10 +10,10 @@ import httpx
 import pytest
 from pydantic import ValidationError
 
-from apiproc import api_env, provision, start_api
-from conftest import free_port, stop_process, wait_for_line
 from depot.config import Settings
 from depot.http.auth import AuthConfigError, check_configuration, open_mode_refusal
+from support.apiproc import api_env, provision, start_api
+from support.processes import free_port, stop_process, wait_for_line
 
 
 def serve(env: dict[str, str], host: str = "127.0.0.1") -> subprocess.CompletedProcess:

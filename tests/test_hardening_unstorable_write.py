@@ -11,7 +11,15 @@ import pytest
 from botocore.awsrequest import AWSResponse
 
 from depot.errors import WriteRefused
-from faults import Hook, ManagedEmulator, _Raw, committed_state, import_day, make_service, table_assignments
+from support.faults import (
+    Hook,
+    ManagedEmulator,
+    _Raw,
+    committed_state,
+    import_day,
+    make_service,
+    table_assignments,
+)
 
 
 def refusal(request) -> AWSResponse:

@@ -20,10 +20,10 @@ from pathlib import Path
 
 import pytest
 
-from conftest import Emulator, start_emulator
 from depot.config import Settings
 from depot.ops import provision as prov
 from depot.storage.tables import bootstrap
+from support.processes import Emulator, start_emulator
 
 REPO = Path(__file__).resolve().parents[1]
 INFRA = REPO / "infra"

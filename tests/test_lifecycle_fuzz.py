@@ -5,7 +5,6 @@ and cancels; after every sequence the day must still be usable (an /assign answe
 answer was a 5xx, every assignment in the table satisfies its driver's current rules, and the
 API's reads agree with the table read straight from the emulator."""
 
-# ruff: noqa: F811 - the fixtures are imported from test_api
 from __future__ import annotations
 
 import itertools
@@ -15,7 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from oracle import driver_accepts
-from test_api import api, client, dynamodb, table_items  # noqa: F401
+from support.api import table_items
 
 _days = itertools.count()
 DRIVERS = ["fz_a", "fz_b", "fz_c"]

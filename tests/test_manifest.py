@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from depot.core.manifest import _decode_checked, _decode_fast, parse_manifest
 from depot.core.models import InvalidManifest
 from depot.ops.generator import generate_day
-from test_models import package
+from support.factories import package
 
 VALID = package(package_id="p-1", destination={
     "street": "1 High St", "city": "Leeds", "postcode": "LS1 1AA", "lat": 53.8, "lon": -1.5})
@@ -197,7 +197,7 @@ def test_a_first_import_is_stored_as_received_and_every_process_reads_it_the_sam
 
     from depot.storage.store import make_clients
     from depot.storage.tables import bootstrap
-    from faults import make_service, make_settings
+    from support.faults import make_service, make_settings
 
     settings = make_settings(emulator.endpoint)
     dynamodb, s3 = make_clients(settings)

@@ -7,9 +7,9 @@ import json
 import httpx
 import pytest
 
-from apiproc import provision, start_api
-from conftest import start_emulator
 from depot.ops.generator import generate_day
+from support.apiproc import provision, start_api
+from support.processes import start_emulator
 
 
 @pytest.fixture(scope="module")

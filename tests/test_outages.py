@@ -20,10 +20,10 @@ import httpx
 import pytest
 
 from depot.core.models import Status
-from faults import (
-    ApiProcess,
+from support.faults import (
     FaultProxy,
     HalfUnprocessed,
+    ManagedApi,
     ManagedEmulator,
     Throttle,
     call,
@@ -33,13 +33,10 @@ from faults import (
     serve_in_thread,
     table_assignments,
 )
+from support.figures import figure
 
 DEADLINE_S = 10.0  # an API call answers within this while DynamoDB is unreachable
 RECOVERY_S = 2.0  # calls succeed again within this once it is back
-
-
-def figure(name: str, value) -> None:
-    print(f"\nFIGURE {name}: {value}")
 
 
 @pytest.fixture(scope="module")
@@ -54,7 +51,7 @@ def emulated():
 def stack(emulated):
     """A fresh API process behind the proxy (a process of its own per test: botocore's retry quota,
     the circuit breaker that an outage drains, is per process)."""
-    api = ApiProcess(emulated.proxy.endpoint).wait_ready()
+    api = ManagedApi(emulated.proxy.endpoint).wait_ready()
     try:
         yield SimpleNamespace(**vars(emulated), api=api)
     finally:
@@ -276,7 +273,7 @@ def test_killed_and_restarted_emulator():
     restarted and provisioned again, the API answers within 2 s, with the empty state."""
     day = "2031-01-06"
     with ManagedEmulator() as emulator:
-        api = ApiProcess(emulator.endpoint).wait_ready()
+        api = ManagedApi(emulator.endpoint).wait_ready()
         try:
             service = make_service(emulator.endpoint)
             drivers, held = _prepare(SimpleNamespace(direct=service, api=api), day, seed=106)

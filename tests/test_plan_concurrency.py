@@ -15,8 +15,9 @@ import httpx
 import pytest
 
 from depot.ops.generator import generate_day
-from faults import ManagedEmulator, api_processes, call, table_assignments
 from oracle import driver_accepts as accepts
+from support.faults import ManagedEmulator, api_processes, call, table_assignments
+from support.figures import figure
 
 DAY = "2034-05-05"
 DRIVERS, PER_DRIVER, CAP = 20, 8, 6
@@ -78,7 +79,7 @@ def test_a_storm_of_plan_changes_and_updates_on_two_processes(two):
 
     with ThreadPoolExecutor(8) as pool:
         list(pool.map(session, range(8)))
-    print(f"\nFIGURE plan storm on two processes: {dict(sorted(answers.items()))}")
+    figure("plan storm on two processes", dict(sorted(answers.items())))
     assert not wrong, wrong[:5]
 
     items = table_assignments(emulator.client("dynamodb"), DAY)

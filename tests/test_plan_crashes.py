@@ -26,7 +26,7 @@ from depot.errors import Busy, DepotError
 from depot.service import Service
 from depot.storage.store import Store, make_clients
 from depot.storage.tables import table_definitions
-from faults import (
+from support.faults import (
     Crash,
     ManagedEmulator,
     ProcessCrashed,
@@ -35,6 +35,7 @@ from faults import (
     make_settings,
     table_assignments,
 )
+from support.figures import figure
 
 TRIALS = int(os.environ.get("DEPOT_PLAN_CRASH_TRIALS", "48"))
 DRIVERS, PER_DRIVER = 4, 10
@@ -121,5 +122,5 @@ def test_crashes_in_the_middle_of_plan_changes(emulator):
 
     with ThreadPoolExecutor(4) as pool:
         list(pool.map(trial, range(TRIALS)))
-    print(f"\nFIGURE plan-change crash trials: {dict(sorted(outcomes.items()))}")
+    figure("plan-change crash trials", dict(sorted(outcomes.items())))
     assert sum(outcomes.values()) == TRIALS

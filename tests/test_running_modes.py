@@ -10,10 +10,10 @@ import sys
 import httpx
 import pytest
 
-from apiproc import provision, start_api
-from conftest import free_port, start_emulator, wait_for_line
 from depot.config import EMBEDDED_ENDPOINT, Settings
 from depot.ops.generator import generate_day
+from support.apiproc import provision, start_api
+from support.processes import free_port, start_emulator, wait_for_line
 
 
 @pytest.fixture

@@ -30,8 +30,8 @@ import httpx
 import jwt
 import pytest
 
-from apiproc import provision, start_api
 from depot.http.auth import mint_token
+from support.apiproc import provision, start_api
 
 SECRET = "test-secret-" + uuid.uuid4().hex + uuid.uuid4().hex
 OLD_SECRET = "old-secret-" + uuid.uuid4().hex + uuid.uuid4().hex
@@ -450,8 +450,8 @@ def test_token_cli_prints_a_usable_token(api, day):
 
 @pytest.mark.parametrize("env", ["prod", "test"])
 def test_refuses_to_start_without_a_secret(emulator, env):
-    from apiproc import api_env
-    from conftest import free_port
+    from support.apiproc import api_env
+    from support.processes import free_port
 
     proc = subprocess.run([sys.executable, "-m", "depot.ops.cli", "serve", "--host", "127.0.0.1", "--port",
                            str(free_port())], env=api_env(emulator.endpoint, DEPOT_ENV=env), capture_output=True,

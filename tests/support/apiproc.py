@@ -14,7 +14,7 @@ from pathlib import Path
 
 import httpx
 
-from conftest import free_port, stop_process
+from support.processes import free_port, stop_process
 
 
 @dataclass

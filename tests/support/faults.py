@@ -9,7 +9,7 @@
 * ``ManagedEmulator``: the emulator as a process the test controls: pause (SIGSTOP), resume
   (SIGCONT), kill (SIGKILL: moto keeps its state in memory, so everything is lost) and restart
   on the same port, then provision again.
-* ``ApiProcess``: ``python -m depot.ops.cli serve`` as a real process, pointed at any endpoint (the
+* ``ManagedApi``: ``python -m depot.ops.cli serve`` as a real process, pointed at any endpoint (the
   proxy or the emulator), killable with SIGKILL.
 * botocore event hooks on an in-process client: ``Throttle`` (a ThrottlingException answer for a
   given share of requests, before they are sent), ``HalfUnprocessed`` (every BatchWriteItem sends
@@ -42,7 +42,7 @@ import httpx
 import zstandard
 from botocore.awsrequest import AWSResponse
 
-from conftest import free_port, stop_process, wait_for_line
+from support.processes import free_port, stop_process, wait_for_line
 
 FAKE_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test", "AWS_DEFAULT_REGION": "us-east-1"}
 
@@ -418,7 +418,7 @@ class ManagedEmulator:
 # --- API processes ------------------------------------------------------------------------------
 
 
-class ApiProcess:
+class ManagedApi:
     """``python -m depot.ops.cli serve`` as a real process against ``endpoint``."""
 
     def __init__(self, endpoint: str, env: dict[str, str] | None = None, port: int | None = None):
@@ -441,7 +441,7 @@ class ApiProcess:
     def stderr(self) -> str:
         return "".join(self._stderr)
 
-    def wait_ready(self, timeout: float = 60) -> ApiProcess:
+    def wait_ready(self, timeout: float = 60) -> ManagedApi:
         def up() -> bool:
             if self.process.poll() is not None:
                 raise AssertionError(f"API process exited with {self.process.returncode}:\n{self.stderr}")
@@ -463,8 +463,8 @@ class ApiProcess:
 
 
 @contextmanager
-def api_processes(endpoint: str, n: int, env: dict[str, str] | None = None) -> Iterator[list[ApiProcess]]:
-    procs = [ApiProcess(endpoint, env) for _ in range(n)]
+def api_processes(endpoint: str, n: int, env: dict[str, str] | None = None) -> Iterator[list[ManagedApi]]:
+    procs = [ManagedApi(endpoint, env) for _ in range(n)]
     try:
         for proc in procs:
             proc.wait_ready()
