@@ -14,7 +14,6 @@ from contextlib import asynccontextmanager
 from datetime import date as Date
 from typing import Annotated, Any, Literal
 
-import orjson
 from fastapi import Depends, FastAPI, Header, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
@@ -38,6 +37,7 @@ from depot.http.idempotency import IdempotencyMiddleware, IdempotencyRecords
 from depot.http.observability import RequestContextMiddleware
 from depot.observability import REGISTRY, configure_logging, oplog_metrics, record_aws_calls
 from depot.service import DepotError, Service
+from depot.service.events import encode
 from depot.storage.oplog import EventLog
 from depot.storage.store import StorageUnavailable, Store, make_clients, make_log_client
 
@@ -197,33 +197,31 @@ HEARTBEAT_S = 15.0
 
 
 async def event_stream(request: Request, service: Service, day: str, after: int | None):
-    """SSE frames: first what happened since ``after`` (Last-Event-ID), then live events."""
+    """SSE frames: first what happened since ``after`` (Last-Event-ID), then live events, each
+    poll's batch in one write."""
     loop = asyncio.get_running_loop()
     queue = service.feed.subscribe(day, loop)
     try:
         last = await run_in_threadpool(service.feed.last, day)
         sent = last if after is None else after
         if after is not None and last > after:
-            for event in await run_in_threadpool(service.feed.since, day, after, last):
-                yield sse(event)
-                sent = event["seq"]
+            missed = await run_in_threadpool(service.feed.since, day, after, last)
+            if missed:
+                yield b"".join(encode(event) for event in missed)
+                sent = missed[-1]["seq"]
         yield b": connected\n\n"
         while not await request.is_disconnected():
             try:
-                event = await asyncio.wait_for(queue.get(), HEARTBEAT_S)
+                batch = await asyncio.wait_for(queue.get(), HEARTBEAT_S)
             except TimeoutError:
                 yield b": heartbeat\n\n"
                 continue
-            if event["seq"] > sent:
-                yield sse(event)
-                sent = event["seq"]
+            fresh = [frame for seq, frame in batch if seq > sent]
+            if fresh:
+                sent = max(seq for seq, _ in batch)
+                yield b"".join(fresh)
     finally:
         service.feed.unsubscribe(day, queue)
-
-
-def sse(event: dict[str, Any]) -> bytes:
-    data = orjson.dumps(event).decode()
-    return f"id: {event['seq']}\nevent: {event['type']}\ndata: {data}\n\n".encode()
 
 
 def get_service(request: Request) -> Service:

@@ -23,6 +23,8 @@ import time
 from collections.abc import Iterable
 from typing import Any
 
+import orjson
+
 from depot.storage.store import StorageUnavailable, Store
 
 log = logging.getLogger("depot.events")
@@ -107,6 +109,7 @@ class Feed:
         return [found[s] for s in sorted(found)]
 
     def subscribe(self, day: str, loop: asyncio.AbstractEventLoop) -> asyncio.Queue:
+        """A queue that receives each poll's events as a batch of (number, frame)."""
         queue: asyncio.Queue = asyncio.Queue(maxsize=1000)
         with self._lock:
             poller = self._pollers.get(day)
@@ -193,18 +196,27 @@ class _Poller:
         self._deliver(ready)
 
     def _deliver(self, events: Iterable[dict[str, Any]]) -> None:
-        events = list(events)
-        if not events:
+        """Hand the poll's events to every subscriber: encoded once, one callback per event loop
+        (not one per subscriber and event), one batch per subscriber."""
+        batch = [(event["seq"], encode(event)) for event in events]
+        if not batch:
             return
         with self._lock:
-            targets = list(self.subscribers.items())
-        for queue, loop in targets:
-            for event in events:
-                loop.call_soon_threadsafe(_offer, queue, event)
+            by_loop: dict[asyncio.AbstractEventLoop, list[asyncio.Queue]] = {}
+            for queue, loop in self.subscribers.items():
+                by_loop.setdefault(loop, []).append(queue)
+        for loop, queues in by_loop.items():
+            loop.call_soon_threadsafe(_offer, queues, batch)
 
 
-def _offer(queue: asyncio.Queue, event: dict[str, Any]) -> None:
-    try:
-        queue.put_nowait(event)
-    except asyncio.QueueFull:  # a subscriber that does not read: it will resume by Last-Event-ID
-        pass
+def encode(event: dict[str, Any]) -> bytes:
+    """One server-sent event frame: ``id`` (the number), ``event`` (the type), ``data`` (JSON)."""
+    return b"id: %d\nevent: %s\ndata: %s\n\n" % (event["seq"], event["type"].encode(), orjson.dumps(event))
+
+
+def _offer(queues: list[asyncio.Queue], batch: list[tuple[int, bytes]]) -> None:
+    for queue in queues:
+        try:
+            queue.put_nowait(batch)
+        except asyncio.QueueFull:  # a subscriber that does not read: it will resume by Last-Event-ID
+            pass
