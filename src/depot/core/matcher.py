@@ -29,7 +29,9 @@ depends on the number of classes and types, not on the number of packages.
 
 from __future__ import annotations
 
+import itertools
 import time
+import typing
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -37,7 +39,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from ortools.graph.python import max_flow
 
-from depot.core.models import Driver
+from depot.core.models import PARAMS_BY_CODE, Driver
 from depot.core.rules import PackageColumns, column_coordinates
 
 
@@ -103,16 +105,52 @@ def _pack(matrix: np.ndarray) -> np.ndarray:
     return np.packbits(padded, axis=1, bitorder="little").view(np.uint64)
 
 
-def _rule_table(drivers: Sequence[Driver]) -> tuple[list[tuple], dict[tuple, int]]:
+@dataclass
+class _RuleTable:
+    """The distinct rules of some drivers (in order of first appearance) and each driver's rules
+    as indices into them."""
+
+    rules: list[tuple]  # (code, params)
+    of_driver: list[list[int]]
+    spelling: list  # per distinct rule, its last occurrence (a ``Rule``)
+
+    def multiplicity(self) -> np.ndarray:
+        """How many of the drivers' rules are each distinct rule."""
+        flat = np.fromiter(itertools.chain.from_iterable(self.of_driver), dtype=np.int64)
+        return np.bincount(flat, minlength=len(self.rules))
+
+
+_SET_PARAMS = frozenset(  # codes with a list param (a set: its order does not matter)
+    code.value for code, model in PARAMS_BY_CODE.items()
+    if any(typing.get_origin(f.annotation) is list for f in model.model_fields.values()))
+
+
+def _rule_table(drivers: Sequence[Driver]) -> _RuleTable:
     keys: dict[tuple, int] = {}
     rules: list[tuple] = []
+    spelling: list = []
+    of_driver: list[list[int]] = []
     for driver in drivers:
+        mine = []
         for rule in driver.rules:
-            key = rule.key()
-            if key not in keys:
-                keys[key] = len(rules)
+            # equal exactly when ``Rule.key()`` is, at a fraction of its cost (inline: this runs
+            # once per rule of every driver): params are a validated model's dump, so one code's
+            # names always come in the same order; list params are sets
+            code = rule.code._value_
+            if code in _SET_PARAMS:
+                key = (code, *[tuple(sorted(v)) if isinstance(v, list) else v for v in rule.params.values()])
+            else:
+                key = (code, *rule.params.values())
+            r = keys.get(key)
+            if r is None:
+                r = keys[key] = len(rules)
                 rules.append((rule.code, rule.params))
-    return rules, keys
+                spelling.append(rule)
+            else:
+                spelling[r] = rule
+            mine.append(r)
+        of_driver.append(mine)
+    return _RuleTable(rules, of_driver, spelling)
 
 
 def _unique_rows(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -132,21 +170,29 @@ def _unique_rows(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return first[order], rank[inverse.reshape(-1)]
 
 
-def _types(drivers: Sequence[Driver], active: Sequence[int], rules, keys, coords) -> _Types:
+def _types(table: _RuleTable, active: Sequence[int], coords, ordered: bool = True) -> _Types:
     """Each active driver's box (per cut column, the cells all its rules accept); equal boxes
-    form one type. A type that accepts no cell of some column takes nothing and is dropped."""
+    form one type. A type that accepts no cell of some column takes nothing and is dropped.
+    ``table`` lists the rules of the active drivers, in that order; without ``ordered`` the
+    subset order (``order``, the Hasse arcs) is left empty."""
     n = len(active)
-    local = {}  # global rule index -> (column position, row in that column's accepts)
+    column_of = np.zeros(len(table.rules), dtype=np.int64)
+    row_of = np.zeros(len(table.rules), dtype=np.int64)
     for c, col in enumerate(coords):
-        for row, r in enumerate(col.rules):
-            local[r] = (c, row)
+        column_of[col.rules] = c
+        row_of[col.rules] = np.arange(len(col.rules))
+    counts = np.fromiter((len(r) for r in table.of_driver), dtype=np.int64, count=n)
+    flat = np.fromiter(itertools.chain.from_iterable(table.of_driver), dtype=np.int64, count=int(counts.sum()))
+    owner = np.repeat(np.arange(n), counts)  # driver position of each (driver, rule) pair
     boxes = []
-    for col in coords:
-        boxes.append(np.ones((n, col.accepts.shape[1]), dtype=bool))
-    for k, i in enumerate(active):
-        for rule in drivers[i].rules:
-            c, row = local[keys[rule.key()]]
-            boxes[c][k] &= coords[c].accepts[row]
+    for c, col in enumerate(coords):
+        box = np.ones((n, col.accepts.shape[1]), dtype=bool)
+        mine = column_of[flat] == c
+        who, rows = owner[mine], row_of[flat[mine]]
+        if len(who):
+            firsts, starts = np.unique(who, return_index=True)  # ``who`` is sorted
+            box[firsts] = np.logical_and.reduceat(col.accepts[rows], starts, axis=0)
+        boxes.append(box)
     nonempty = np.ones(n, dtype=bool)
     for box in boxes:
         nonempty &= box.any(axis=1)
@@ -160,6 +206,9 @@ def _types(drivers: Sequence[Driver], active: Sequence[int], rules, keys, coords
     for k, t in zip(keep.tolist(), type_of.tolist()):
         members[t].append(active[k])
     accepts = [box[keep[first]] for box in boxes]
+    if not ordered:
+        empty = np.zeros(0, dtype=np.int64)
+        return _Types(members, accepts, [], empty, empty)
     tail, head = _hasse(accepts, len(first))
     size = sum((a.sum(axis=1) for a in accepts), np.zeros(len(first), dtype=np.int64))
     order = np.lexsort((np.arange(len(first)), size)).tolist()  # a strict subset is smaller
@@ -209,20 +258,22 @@ def _hasse(accepts: list[np.ndarray], n: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _classify(packages: PackageColumns, drivers: Sequence[Driver], active: Sequence[int],
-              candidates: np.ndarray):
+              candidates: np.ndarray, classes: bool = True):
     """Types of the active drivers, and for each candidate package its class and tier.
 
-    Returns ``(types, class_bits, class_of, tier)``; ``class_of`` and ``tier`` are per candidate.
+    Returns ``(types, class_bits, class_of, tier, table)``; ``class_of`` and ``tier`` are per
+    candidate, ``table`` the active drivers' rules. Without ``classes`` (who may take a package,
+    not how to route it: ``explain``), the "classes" are the atoms and types are not ordered.
     """
-    rules, keys = _rule_table([drivers[i] for i in active])
-    coords = column_coordinates(packages, rules, candidates)
-    types = _types(drivers, active, rules, keys, coords)
+    table = _rule_table([drivers[i] for i in active])
+    coords = column_coordinates(packages, table.rules, candidates)
+    types = _types(table, active, coords, ordered=classes)
     tier = (packages.is_express[candidates].astype(np.int64) << 1) | packages.is_perishable[candidates]
     n_types = len(types.drivers)
     if not coords:
         class_of = np.zeros(len(candidates), dtype=np.int64)
         bits = _pack(np.ones((1, n_types), dtype=bool))
-        return types, bits, class_of, tier
+        return types, bits, class_of, tier, table
 
     # a package's atom: its cell in every cut column, as one integer when it fits
     cells = [col.accepts.shape[1] for col in coords]
@@ -239,8 +290,10 @@ def _classify(packages: PackageColumns, drivers: Sequence[Driver], active: Seque
     for col, acc in zip(coords, types.accepts):
         column_bits = _pack(acc.T)[col.coord[atom_first]]  # (atoms x words)
         bits = column_bits if bits is None else bits & column_bits
+    if not classes:
+        return types, bits, atom_of, tier, table
     class_first, class_of_atom = _unique_rows(bits)
-    return types, bits[class_first], class_of_atom[atom_of], tier
+    return types, bits[class_first], class_of_atom[atom_of], tier, table
 
 
 def compress(
@@ -250,7 +303,7 @@ def compress(
     available: np.ndarray,
 ) -> _Compressed:
     candidates = np.flatnonzero(available)
-    types, class_bits, class_of, tier = _classify(packages, drivers, active, candidates)
+    types, class_bits, class_of, tier, _ = _classify(packages, drivers, active, candidates)
     usable = class_bits.any(axis=1)
     keep = usable[class_of]
     group_key = class_of[keep].astype(np.int64) * 4 + tier[keep]
@@ -472,31 +525,41 @@ class _Network:
         the rest - gives the lexicographic optimum: tier counts are differences of the ranks of
         the nested unions of tiers, each rank a maximum flow with only those tiers' sources open.
         """
-        solver = max_flow.SimpleMaxFlow()
-        solver.add_arcs_with_capacity(self.tail, self.head, self.cap)
-        arcs = np.arange(4)
+        group_arcs = np.arange(self.group_arc0, self.class_arc0)
+        class_arcs = np.arange(self.class_arc0, self.sub_arc0)
+        rest = np.arange(self.sub_arc0, len(self.tail))
+        class_tier = np.zeros((len(self.comp.class_bits), 4), dtype=bool)
+        class_tier[self.comp.group_class, self.comp.group_tier] = True
 
-        def rank(open_caps):
-            solver.set_arcs_capacity(arcs, open_caps)
-            status = solver.solve(self.source, self.sink)
-            self.flow_solves += 1
-            if status != solver.OPTIMAL:
-                raise RuntimeError(f"max flow failed with status {status}")
-            return int(solver.optimal_flow())
+        def rank(open_tiers: list[int]) -> int:
+            """The most packages of these tiers that can be assigned together: a maximum flow on
+            the part of the network they reach."""
+            caps = np.zeros(4, dtype=np.int64)
+            caps[open_tiers] = self.tier_sizes[open_tiers]
+            if len(open_tiers) == 4:
+                arcs = np.arange(len(self.tail))
+            else:
+                offered = class_tier[:, open_tiers].any(axis=1)
+                arcs = np.concatenate([
+                    np.arange(4), group_arcs[np.isin(self.comp.group_tier, open_tiers)],
+                    class_arcs[offered[self.c_idx]], rest])
+            cap = self.cap[arcs].copy()
+            cap[:4] = caps
+            return int(self._max_flow(self.tail[arcs], self.head[arcs], cap).optimal_flow())
 
-        best = rank(self.tier_sizes)
+        best = rank([0, 1, 2, 3])
         if best == self.total:
             return self.tier_sizes.copy()
         caps = np.zeros(4, dtype=np.int64)
-        open_caps = np.zeros(4, dtype=np.int64)
+        open_tiers: list[int] = []
         taken = 0
         for t in (3, 2, 1):
             if taken == best:
                 break
             if self.tier_sizes[t] == 0:
                 continue
-            open_caps[t] = self.tier_sizes[t]
-            r = best if t == 1 and self.tier_sizes[0] == 0 else rank(open_caps)
+            open_tiers.append(t)
+            r = best if t == 1 and self.tier_sizes[0] == 0 else rank(open_tiers)
             caps[t] = r - taken
             taken = r
         caps[0] = best - taken
@@ -524,9 +587,10 @@ class _Network:
         if best == 0:
             return flow
         gid = np.arange(len(self.tail), dtype=np.int64)
-        stack = [(self.tail, self.head, cap, gid, 0, self.max_per_driver, best)]
+        # (arcs, capacities, global arc ids, level bounds, total, whether to try the last flow first)
+        stack = [(self.tail, self.head, cap, gid, 0, self.max_per_driver, best, False)]
         while stack:
-            tail, head, cap, gid, lo, hi, total = stack.pop()
+            tail, head, cap, gid, lo, hi, total, hopeful = stack.pop()
             sub_buckets = self.bucket_of_arc[np.maximum(gid, 0)]
             is_bucket = (gid >= 0) & (sub_buckets >= 0)
             buckets = sub_buckets[is_bucket]
@@ -538,17 +602,25 @@ class _Network:
                     low = high
                 elif int(low.sum()) == total:
                     high = low
-                self._leaf(flow, tail, head, cap, gid, is_bucket, low, high, total)
+                if not self._leaf(flow, tail, head, cap, gid, is_bucket, low, high, total):
+                    raise RuntimeError("the balanced flow does not route every package")
                 continue
             level = lo + 1
             while level < hi - 1 and int(self.level_caps(level, buckets).sum()) < total:
                 level += 1
+            if hopeful and level - 1 >= lo and int(self.level_caps(level, buckets).sum()) >= total:
+                # a sub-problem is often one block: every load within one of the least level
+                # that can hold its total; if a flow between those two levels routes it, it is
+                # optimal (every truncated sum is at its maximum)
+                low, high = self.level_caps(level - 1, buckets), self.level_caps(level, buckets)
+                if self._leaf(flow, tail, head, cap, gid, is_bucket, low, high, total):
+                    continue
             sub_cap = cap.copy()
             sub_cap[is_bucket] = self.level_caps(level, buckets)
             solver = self._max_flow(tail, head, sub_cap)
             reached = int(solver.optimal_flow())
             if reached == total:  # nobody needs to end above ``level``
-                stack.append((tail, head, cap, gid, lo, level, total))
+                stack.append((tail, head, cap, gid, lo, level, total, not hopeful))
                 continue
             side = np.zeros(self.n_nodes + 1, dtype=bool)
             side[solver.get_source_side_min_cut()] = True
@@ -578,11 +650,11 @@ class _Network:
                 s_cap[tier_arcs] -= sent[head[s_idx][tier_arcs]]
                 flow[gid[s_idx][tier_arcs]] += sent[head[s_idx][tier_arcs]]
             t_total = int(arc_flow[t_arcs & to_sink].sum())
-            stack.append((tail[s_idx], head[s_idx], s_cap, gid[s_idx], level, hi, total - t_total))
-            stack.append((t_tail, head[t_idx], cap[t_idx], t_gid, lo, level, t_total))
+            stack.append((tail[s_idx], head[s_idx], s_cap, gid[s_idx], level, hi, total - t_total, True))
+            stack.append((t_tail, head[t_idx], cap[t_idx], t_gid, lo, level, t_total, True))
         return flow
 
-    def _leaf(self, flow, tail, head, cap, gid, is_bucket, low, high, total) -> None:
+    def _leaf(self, flow, tail, head, cap, gid, is_bucket, low, high, total) -> bool:
         """A maximum flow with every bucket between ``low`` and ``high``, of value ``total``:
         each bucket arc splits into one of capacity ``low`` to a new sink and one of
         ``high - low`` to the old sink, which passes ``total - sum(low)`` on to the new one; a
@@ -596,12 +668,13 @@ class _Network:
         x_cap = np.concatenate([leaf_cap, low, [total - int(low.sum())]]).astype(np.int64)
         solver = self._max_flow(x_tail, x_head, x_cap, sink=end)
         if int(solver.optimal_flow()) != total:
-            raise RuntimeError("the balanced flow does not route every package")
+            return False
         arc_flow = solver.flows(np.arange(len(x_tail)))
         sub = arc_flow[: len(tail)]
         sub[b_arcs] += arc_flow[len(tail) : len(tail) + len(b_arcs)]
         own = gid >= 0
         flow[gid[own]] += sub[own]
+        return True
 
     def decompose(self, flow: np.ndarray) -> dict[int, list[int]]:
         """Turn class-level flows into concrete packages, deterministically (manifest order)."""
@@ -680,7 +753,7 @@ def greedy_first_fit(
     if max_per_driver <= 0 or not drivers or not len(packages):
         return out
     candidates = np.arange(len(packages))
-    types, class_bits, class_of, _ = _classify(packages, drivers, list(range(len(drivers))), candidates)
+    types, class_bits, class_of, _, _ = _classify(packages, drivers, list(range(len(drivers))), candidates)
     eligible_drivers = []
     for row in _unpack(class_bits, len(types.drivers)):
         ids = [i for t in np.flatnonzero(row).tolist() for i in types.drivers[t]]
