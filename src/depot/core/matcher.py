@@ -52,6 +52,7 @@ class MatchResult:
     classes: int = 0
     arcs: int = 0
     representation: str = ""  # "maximal" or "direct": which class -> type network was solved
+    flows: int = 0  # maximum-flow solves
     seconds: dict[str, float] = field(default_factory=dict)  # per stage (classify, network, ...)
 
     @property
@@ -423,6 +424,7 @@ def match(
         classes=len(comp.class_bits),
         arcs=len(net.tail),
         representation=net.representation,
+        flows=net.flow_solves,
         seconds=clock.laps,
     )
 
