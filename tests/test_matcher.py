@@ -451,3 +451,16 @@ def test_rules_that_accept_the_same_packages_make_one_type():
     result = run_small(drivers, packages, 2)
     assert result.eligible_types == 1
     assert sorted(len(v) for v in result.assignments.values()) == [2, 2, 2]
+
+
+def test_balance_is_exact_across_blocks_and_holdings():
+    """Loads end on several levels at once: 'solo' alone accepts 8 packages (heavy ones), 'b' and
+    'c' share 6 light ones, 'b' already holds 4. Least sum of squares: solo 8, b 4 + 1, c 5."""
+    heavy = [pkg(i, weight_kg=30.0) for i in range(8)]
+    light = [pkg(8 + i, weight_kg=1.0) for i in range(6)]
+    drivers = [free_driver("solo"), free_driver("b", ("MAX_WEIGHT", {"limit_kg": 5})),
+               free_driver("c", ("MAX_WEIGHT", {"limit_kg": 5}))]
+    result = run_small(drivers, heavy + light + [pkg(99)], 10, held_counts={"b": 4}, held={14})
+    loads = {d: len(v) for d, v in result.assignments.items()}
+    assert result.assigned == 14
+    assert loads == {"solo": 8, "b": 1, "c": 5}, loads
