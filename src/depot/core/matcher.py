@@ -505,6 +505,13 @@ class _Network:
         self.bucket_of_arc = np.full(len(self.tail), -1, dtype=np.int64)
         self.bucket_of_arc[self.bucket_arc0:] = np.arange(n_b)
         self.flow_solves = 0
+        self._arange = np.arange(len(self.tail) + len(self.buckets_flat()) + 1, dtype=np.int64)
+
+    def buckets_flat(self) -> list[tuple[int, list[int], int]]:
+        return [b for rows in self.buckets for b in rows]
+
+    def _flows(self, solver, n: int) -> np.ndarray:
+        return solver.flows(self._arange[:n])
 
     def level_caps(self, level: int, buckets: np.ndarray) -> np.ndarray:
         """Per bucket, what its drivers may hold in all when no driver ends above ``level``."""
@@ -533,37 +540,49 @@ class _Network:
         class_tier = np.zeros((len(self.comp.class_bits), 4), dtype=bool)
         class_tier[self.comp.group_class, self.comp.group_tier] = True
 
-        def rank(open_tiers: list[int]) -> int:
+        known: dict[tuple[int, ...], int] = {(): 0}  # a union of non-empty tiers -> its rank
+
+        def nonempty(tiers: tuple[int, ...]) -> tuple[int, ...]:
+            return tuple(t for t in tiers if self.tier_sizes[t] > 0)
+
+        def rank(open_tiers: tuple[int, ...]) -> int:
             """The most packages of these tiers that can be assigned together: a maximum flow on
-            the part of the network they reach."""
+            the part of the network they reach. A flow that takes every package of some of the
+            higher tiers proves their ranks too (they cannot exceed their sizes)."""
+            open_tiers = nonempty(open_tiers)
+            if open_tiers in known:
+                return known[open_tiers]
             caps = np.zeros(4, dtype=np.int64)
-            caps[open_tiers] = self.tier_sizes[open_tiers]
-            if len(open_tiers) == 4:
-                arcs = np.arange(len(self.tail))
+            caps[list(open_tiers)] = self.tier_sizes[list(open_tiers)]
+            if len(open_tiers) == int(np.count_nonzero(self.tier_sizes)):
+                tail, head, cap = self.tail, self.head, self.cap.copy()
             else:
-                offered = class_tier[:, open_tiers].any(axis=1)
+                offered = class_tier[:, list(open_tiers)].any(axis=1)
                 arcs = np.concatenate([
                     np.arange(4), group_arcs[np.isin(self.comp.group_tier, open_tiers)],
                     class_arcs[offered[self.c_idx]], rest])
-            cap = self.cap[arcs].copy()
+                tail, head, cap = self.tail[arcs], self.head[arcs], self.cap[arcs]
             cap[:4] = caps
-            return int(self._max_flow(self.tail[arcs], self.head[arcs], cap).optimal_flow())
+            solver = self._max_flow(tail, head, cap)
+            taken = self._flows(solver, 4)
+            for k in (1, 2, 3):  # the unions of the k highest tiers: (3,), (3, 2), (3, 2, 1)
+                top = (3, 2, 1)[:k]
+                if set(top) <= set(open_tiers) and all(taken[t] == self.tier_sizes[t] for t in top):
+                    known.setdefault(nonempty(top), int(self.tier_sizes[list(top)].sum()))
+            known[open_tiers] = int(solver.optimal_flow())
+            return known[open_tiers]
 
-        best = rank([0, 1, 2, 3])
+        best = rank((3, 2, 1, 0))
         if best == self.total:
             return self.tier_sizes.copy()
         caps = np.zeros(4, dtype=np.int64)
-        open_tiers: list[int] = []
+        ranks = {}
+        for k in (3, 2, 1):  # widest union first: its flow may settle the narrower ones
+            ranks[k] = rank((3, 2, 1)[:k])
         taken = 0
-        for t in (3, 2, 1):
-            if taken == best:
-                break
-            if self.tier_sizes[t] == 0:
-                continue
-            open_tiers.append(t)
-            r = best if t == 1 and self.tier_sizes[0] == 0 else rank(open_tiers)
-            caps[t] = r - taken
-            taken = r
+        for k, t in ((1, 3), (2, 2), (3, 1)):
+            caps[t] = ranks[k] - taken
+            taken = ranks[k]
         caps[0] = best - taken
         return caps
 
@@ -626,7 +645,7 @@ class _Network:
                 continue
             side = np.zeros(self.n_nodes + 1, dtype=bool)
             side[solver.get_source_side_min_cut()] = True
-            arc_flow = solver.flows(np.arange(len(tail)))
+            arc_flow = self._flows(solver, len(tail))
             in_s, to_s = side[tail], side[head]
             to_sink = head == self.sink
             s_arcs = in_s & (to_s | to_sink)
@@ -638,9 +657,9 @@ class _Network:
             groups = crossing[tail[crossing] != self.source]
             # the sink side: its own sources, and a source arc for each group cut off from its tier
             t_idx = np.concatenate([np.flatnonzero(t_arcs), from_source, groups])
-            t_tail = tail[t_idx].copy()
+            t_tail = tail[t_idx]
             t_tail[len(t_idx) - len(groups):] = self.source
-            t_gid = gid[t_idx].copy()
+            t_gid = gid[t_idx]
             t_gid[len(t_idx) - len(groups):] = -1
             flow[gid[groups]] += cap[groups]
             # the source side: each tier gives up what it sends across
@@ -665,13 +684,13 @@ class _Network:
         b_arcs = np.flatnonzero(is_bucket)
         leaf_cap = cap.copy()
         leaf_cap[b_arcs] = high - low
-        x_tail = np.concatenate([tail, tail[b_arcs], [self.sink]]).astype(np.int32)
-        x_head = np.concatenate([head, np.full(len(b_arcs), end), [end]]).astype(np.int32)
-        x_cap = np.concatenate([leaf_cap, low, [total - int(low.sum())]]).astype(np.int64)
+        x_tail = np.concatenate([tail, tail[b_arcs], np.array([self.sink], dtype=tail.dtype)])
+        x_head = np.concatenate([head, np.full(len(b_arcs) + 1, end, dtype=head.dtype)])
+        x_cap = np.concatenate([leaf_cap, low, np.array([total - int(low.sum())], dtype=np.int64)])
         solver = self._max_flow(x_tail, x_head, x_cap, sink=end)
         if int(solver.optimal_flow()) != total:
             return False
-        arc_flow = solver.flows(np.arange(len(x_tail)))
+        arc_flow = self._flows(solver, len(x_tail))
         sub = arc_flow[: len(tail)]
         sub[b_arcs] += arc_flow[len(tail) : len(tail) + len(b_arcs)]
         own = gid >= 0
