@@ -7,6 +7,7 @@ objects around), so its peak RSS (``ru_maxrss``) is what the matcher itself need
 from __future__ import annotations
 
 import json
+import os
 import pickle
 import resource
 import statistics
@@ -120,10 +121,23 @@ def full_graph_max_flow(columns, drivers, cap: int) -> tuple[int, float, int]:
     return int(solver.optimal_flow()), solve_s, len(tail)
 
 
+def _peak_rss_mib() -> float:
+    """This process's peak RSS. ``ru_maxrss`` survives ``execve`` on Linux (a child would report
+    its parent's peak, e.g. the bench's after generating a 500k day); ``VmHWM`` does not."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 def child(kind: str, path: str, cap: int, repeats: int) -> dict[str, Any]:
     """Runs in a subprocess: load the day, time ``kind``, report time and peak RSS."""
     drivers, columns = _load(path)
-    base_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    base_rss = _peak_rss_mib()
     times, out = [], {}
     for _ in range(repeats):
         start = time.perf_counter()
@@ -131,8 +145,10 @@ def child(kind: str, path: str, cap: int, repeats: int) -> dict[str, Any]:
             from depot.core.matcher import match
 
             result = match(columns, drivers, cap)
+            loads = np.array([len(v) for v in result.assignments.values()], dtype=np.int64)
             out.update(assigned=result.assigned, classes=result.classes, arcs=result.arcs,
-                       types=result.eligible_types)
+                       types=result.eligible_types, flows=result.flows, sum_squares=int((loads**2).sum()),
+                       stages={k: round(v, 4) for k, v in result.seconds.items()})
         elif kind == "full_graph":
             flow, solve_s, arcs = full_graph_max_flow(columns, drivers, cap)
             out.update(assigned=flow, arcs=arcs, solve_s=solve_s)
@@ -155,8 +171,7 @@ def child(kind: str, path: str, cap: int, repeats: int) -> dict[str, Any]:
             raise ValueError(kind)
         times.append(time.perf_counter() - start)
     out.update(seconds=statistics.median(times), seconds_all=times,
-               peak_rss_mib=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-               loaded_rss_mib=base_rss / 1024)
+               peak_rss_mib=_peak_rss_mib(), loaded_rss_mib=base_rss)
     return out
 
 
@@ -176,14 +191,16 @@ def run(sizes: list[int], cap: int = 100, repeats: int = 3, full_graph_max: int 
             path = Path(tmp) / f"day-{packages}.pkl"
             make_day(packages, path, per_driver=per_driver, fleet=fleet)
             row: dict[str, Any] = {"fleet": fleet, "packages": packages, "drivers": max(1, packages // per_driver),
-                                   "cap": cap}
-            reps = repeats if packages <= 100_000 else max(1, repeats - 1)
+                                   "cap": cap, "load_average_at_start": os.getloadavg()[0]}
+            reps = repeats
             row["matcher"] = _run_child("matcher", path, cap, reps)
             row["greedy"] = _run_child("greedy", path, cap, 1)
             if explain:
-                row["explain"] = _run_child("explain", path, cap, 1)
+                row["explain"] = _run_child("explain", path, cap, reps)
+                if "seconds" in row["explain"] and "seconds" in row["matcher"]:
+                    row["explain_vs_matcher"] = row["explain"]["seconds"] / row["matcher"]["seconds"]
             if packages <= full_graph_max:
-                row["full_graph"] = _run_child("full_graph", path, cap, 1)
+                row["full_graph"] = _run_child("full_graph", path, cap, reps)
                 fg = row["full_graph"]
                 if "seconds" in fg and "seconds" in row["matcher"]:
                     row["speedup_vs_full_graph"] = fg["seconds"] / row["matcher"]["seconds"]
@@ -191,6 +208,7 @@ def run(sizes: list[int], cap: int = 100, repeats: int = 3, full_graph_max: int 
                     row["equal_to_full_graph_optimum"] = fg["assigned"] == row["matcher"]["assigned"]
                     row["time_vs_full_graph"] = row["matcher"]["seconds"] / fg["seconds"]
                     row["memory_vs_full_graph"] = row["matcher"]["peak_rss_mib"] / fg["peak_rss_mib"]
+            row["load_average_at_end"] = os.getloadavg()[0]
             log(f"matcher {fleet} {packages:>7,} packages: " + json.dumps(
                 {k: (v.get("seconds"), v.get("assigned")) if isinstance(v, dict) else v for k, v in row.items()}))
             rows.append(row)
@@ -210,13 +228,17 @@ def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.matcher_bench")
     parser.add_argument("--max-packages", type=int, default=500_000, help="skip bigger days")
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--fleets", default=",".join(SHAPES), help="comma-separated: " + ", ".join(SHAPES))
     parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "results")
     args = parser.parse_args(argv)
     results: dict[str, Any] = {"started": time.strftime("%Y-%m-%dT%H:%M:%S"), "fleets": {}}
-    for fleet, shape in SHAPES.items():
+    results["load_average_at_start"] = os.getloadavg()
+    for fleet in args.fleets.split(","):
+        shape = SHAPES[fleet]
         sizes = [s for s in shape["sizes"] if s <= args.max_packages]
         results["fleets"][fleet] = run(sizes, cap=shape.get("cap", 100), repeats=args.repeats, fleet=fleet,
                                        per_driver=shape.get("per_driver", 100), explain=True)
+    results["load_average_at_end"] = os.getloadavg()
     args.out.mkdir(parents=True, exist_ok=True)
     path = args.out / f"matcher-{time.strftime('%Y%m%d-%H%M%S')}.json"
     path.write_text(json.dumps(results, indent=1))

@@ -14,7 +14,7 @@ from depot.core.matcher import greedy_first_fit, match
 from depot.core.models import parse_drivers
 from depot.core.rules import PackageColumns
 from depot.ops.generator import generate_day
-from oracle import best_priority, driver_accepts, max_assignable
+from oracle import best_objective, best_priority, driver_accepts, max_assignable
 
 PROPERTY_SETTINGS = settings(max_examples=200, deadline=None,
                              suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
@@ -76,6 +76,14 @@ def cases(draw, identical_drivers: bool = False, allow_holdings: bool = True, me
     return Case(requested, day["packages"], cap, holder)
 
 
+def objective(case: Case, result) -> tuple[int, int, int, int]:
+    """(assigned, express, perishable, sum of squared loads of the requested drivers)."""
+    taken = [i for idx in result.assignments.values() for i in idx]
+    loads = [case.held_counts.get(d, 0) + len(idx) for d, idx in result.assignments.items()]
+    return (len(taken), sum(case.packages[i]["is_express"] for i in taken),
+            sum(case.packages[i]["is_perishable"] for i in taken), sum(x * x for x in loads))
+
+
 def check_valid(case: Case, result) -> list[tuple[str, int]]:
     """Every invariant of a single answer; returns the (driver, package index) pairs."""
     ids = [d["driver_id"] for d in case.raw_drivers]
@@ -116,6 +124,26 @@ def test_medium_days_reach_the_optimum_with_priority(case):
            sum(case.packages[i]["is_express"] for i in taken),
            sum(case.packages[i]["is_perishable"] for i in taken))
     assert got == best_priority(case.raw_drivers, case.packages, case.cap, case.held_counts, case.holder)
+
+
+@settings(PROPERTY_SETTINGS, max_examples=60)
+@given(case=cases(medium=True) | cases(medium=True, identical_drivers=True))
+def test_medium_days_reach_the_full_objective(case):
+    """Count, express, perishable, then the least sum of squared loads (held packages included),
+    against a min-cost flow on the full graph with each driver's convex cost per package."""
+    result = case.run()
+    check_valid(case, result)
+    assert objective(case, result) == best_objective(case.raw_drivers, case.packages, case.cap,
+                                                     case.held_counts, case.holder)
+
+
+@PROPERTY_SETTINGS
+@given(case=cases() | cases(identical_drivers=True))
+def test_small_days_reach_the_full_objective(case):
+    result = case.run()
+    check_valid(case, result)
+    assert objective(case, result) == best_objective(case.raw_drivers, case.packages, case.cap,
+                                                     case.held_counts, case.holder)
 
 
 @PROPERTY_SETTINGS
@@ -162,6 +190,11 @@ def _rule(code: str, params: dict) -> dict:
     return {"code": code, "params": params}
 
 
+def _num(low: float, high: float):
+    """A float parameter; rounded, since a value like 1e-300 is refused (DynamoDB cannot store it)."""
+    return st.floats(low, high).map(lambda v: round(v, 3))
+
+
 @st.composite
 def threshold_rule(draw):
     """One rule with its own parameters, biased to values that cut the generator's packages."""
@@ -169,9 +202,9 @@ def threshold_rule(draw):
                                  "OVERSIZED", "HAZMAT_ALLOWED", "NO_PERISHABLE", "EXPRESS_ONLY",
                                  "FRAGILE_ONLY"]))
     if code == "MAX_WEIGHT":
-        return _rule(code, {"limit_kg": draw(st.sampled_from([5.0, 7.5, 10.0, 12.25, 20.0]) | st.floats(1, 21))})
+        return _rule(code, {"limit_kg": draw(st.sampled_from([5.0, 7.5, 10.0, 12.25, 20.0]) | _num(1, 21))})
     if code == "MAX_DISTANCE":
-        return _rule(code, {"max_km": draw(st.sampled_from([30.0, 50.0, 99.5]) | st.floats(1, 101))})
+        return _rule(code, {"max_km": draw(st.sampled_from([30.0, 50.0, 99.5]) | _num(1, 101))})
     if code == "TIME_WINDOW":
         start = draw(st.integers(0, 22))
         return _rule(code, {"start_hour": start, "end_hour": draw(st.integers(start + 1, 24))})
@@ -179,10 +212,10 @@ def threshold_rule(draw):
         return _rule(code, {"allowed_regions": draw(st.lists(st.sampled_from(REGION_NAMES), min_size=1,
                                                              max_size=4, unique=True))})
     if code == "TEMP_CONTROL":
-        low = draw(st.floats(-6, 26))
-        return _rule(code, {"min_c": low, "max_c": draw(st.floats(low, 26))})
+        low = draw(_num(-6, 26))
+        return _rule(code, {"min_c": low, "max_c": draw(_num(low, 26))})
     if code == "OVERSIZED":
-        return _rule(code, {"min_volume_m3": draw(st.floats(0, 3.1))})
+        return _rule(code, {"min_volume_m3": draw(_num(0, 3.1))})
     if code == "HAZMAT_ALLOWED":
         return _rule(code, {"allowed_classes": draw(st.lists(st.integers(1, 4), min_size=1, max_size=4,
                                                              unique=True))})
@@ -193,11 +226,11 @@ def threshold_rule(draw):
 def personalised_driver_rules(draw):
     """The issue's personalised fleet: a weight limit, a shift, two regions, a distance limit."""
     start = draw(st.integers(6, 10))
-    return [_rule("MAX_WEIGHT", {"limit_kg": draw(st.floats(5, 20))}),
+    return [_rule("MAX_WEIGHT", {"limit_kg": draw(_num(5, 20))}),
             _rule("TIME_WINDOW", {"start_hour": start, "end_hour": start + draw(st.integers(6, 10))}),
             _rule("REGION_ONLY", {"allowed_regions": draw(st.lists(st.sampled_from(REGION_NAMES), min_size=2,
                                                                    max_size=2, unique=True))}),
-            _rule("MAX_DISTANCE", {"max_km": draw(st.floats(30, 100))})]
+            _rule("MAX_DISTANCE", {"max_km": draw(_num(30, 100))})]
 
 
 @st.composite
@@ -249,6 +282,16 @@ def test_personalised_and_adversarial_fleets_reach_the_optimum_with_priority(cas
            sum(case.packages[i]["is_perishable"] for i in taken))
     assert got == best_priority(case.raw_drivers, case.packages, case.cap, case.held_counts, case.holder)
     assert case.run().assignments == result.assignments  # deterministic
+
+
+@settings(PROPERTY_SETTINGS, max_examples=100)
+@given(case=fleet_cases("personalised", medium=True) | fleet_cases("adversarial", medium=True)
+       | fleet_cases("personalised") | fleet_cases("adversarial"))
+def test_personalised_and_adversarial_fleets_reach_the_full_objective(case):
+    result = case.run()
+    check_valid(case, result)
+    assert objective(case, result) == best_objective(case.raw_drivers, case.packages, case.cap,
+                                                     case.held_counts, case.holder)
 
 
 @PROPERTY_SETTINGS
@@ -408,3 +451,16 @@ def test_rules_that_accept_the_same_packages_make_one_type():
     result = run_small(drivers, packages, 2)
     assert result.eligible_types == 1
     assert sorted(len(v) for v in result.assignments.values()) == [2, 2, 2]
+
+
+def test_balance_is_exact_across_blocks_and_holdings():
+    """Loads end on several levels at once: 'solo' alone accepts 8 packages (heavy ones), 'b' and
+    'c' share 6 light ones, 'b' already holds 4. Least sum of squares: solo 8, b 4 + 1, c 5."""
+    heavy = [pkg(i, weight_kg=30.0) for i in range(8)]
+    light = [pkg(8 + i, weight_kg=1.0) for i in range(6)]
+    drivers = [free_driver("solo"), free_driver("b", ("MAX_WEIGHT", {"limit_kg": 5})),
+               free_driver("c", ("MAX_WEIGHT", {"limit_kg": 5}))]
+    result = run_small(drivers, heavy + light + [pkg(99)], 10, held_counts={"b": 4}, held={14})
+    loads = {d: len(v) for d, v in result.assignments.items()}
+    assert result.assigned == 14
+    assert loads == {"solo": 8, "b": 1, "c": 5}, loads

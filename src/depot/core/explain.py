@@ -33,32 +33,17 @@ def explain_unassigned(packages: PackageColumns, drivers: Sequence[Driver], held
     if not drivers:  # nobody to take them (no /assign yet, or every named driver is off duty)
         message = "no on-duty driver was requested"
         return {packages.package_ids[i]: {"reason": "no_driver_named", "message": message} for i in free}
-    eligible = np.zeros(len(free), dtype=bool)
-    if drivers:
-        types, class_bits, class_of, _ = _classify(packages, drivers, list(range(len(drivers))), free)
-        eligible = class_bits.any(axis=1)[class_of] if types.drivers else eligible
-
-    keys: dict[tuple, int] = {}
-    rules: list[tuple] = []
-    labels: list[str] = []
-    refusing = []  # per rule key: how many of the drivers' rules have it
-    for driver in drivers:
-        for rule in driver.rules:
-            key = rule.key()
-            label = f"{rule.code.value} {rule.params}" if rule.params else rule.code.value
-            if key not in keys:
-                keys[key] = len(rules)
-                rules.append((rule.code, rule.params))
-                labels.append(label)
-                refusing.append(0)
-            labels[keys[key]] = label  # the last driver's spelling, as before
-            refusing[keys[key]] += 1
+    types, class_bits, class_of, _, table = _classify(packages, drivers, list(range(len(drivers))), free, classes=False)
+    eligible = class_bits.any(axis=1)[class_of] if types.drivers else np.zeros(len(free), dtype=bool)
+    rules = table.rules
+    labels = [f"{rule.code.value} {rule.params}" if rule.params else rule.code.value
+              for rule in table.spelling]  # the last driver's spelling, as before
 
     bad = np.flatnonzero(~eligible)
     top_rule = np.full((len(bad), TOP_RULES), -1, dtype=np.int64)
     top_count = np.zeros((len(bad), TOP_RULES), dtype=np.int64)
     if len(bad) and rules:
-        multiplicity = np.array(refusing, dtype=np.int64)
+        multiplicity = table.multiplicity()  # per rule: how many of the drivers' rules have it
         cand_rule, cand_score = [], []
         for col in column_coordinates(packages, rules, free[bad]):
             members = np.array(col.rules, dtype=np.int64)
@@ -75,14 +60,21 @@ def explain_unassigned(packages: PackageColumns, drivers: Sequence[Driver], held
         top_rule[:, :width] = np.where(chosen > 0, np.take_along_axis(rule_c, pick, axis=1), -1)
         top_count[:, :width] = chosen // (len(rules) + 1)
 
-    full = {"reason": "eligible_drivers_full",
-            "message": f"every requested driver that accepts it already holds {max_per_driver}"}
+    # distinct answers are few: build each once, then one fresh dict per package, in ``free`` order
+    answer = np.full(len(free), -1, dtype=np.int64)
+    tops: list[list[tuple[str, int]]] = []
+    if len(bad):
+        distinct, which = np.unique(np.hstack([top_rule, top_count]), axis=0, return_inverse=True)
+        answer[bad] = which.reshape(-1)
+        tops = [[(labels[r], n) for r, n in zip(row[:TOP_RULES], row[TOP_RULES:]) if r >= 0]
+                for row in distinct.tolist()]
+    full = f"every requested driver that accepts it already holds {max_per_driver}"
+    refused = "no requested driver's rules accept it"
     ids = packages.package_ids
-    for i in free[eligible].tolist():
-        out[ids[i]] = dict(full)
-    for row, i in enumerate(free[bad].tolist()):
-        top = [{"rule": labels[r], "drivers_refusing": int(n)}
-               for r, n in zip(top_rule[row].tolist(), top_count[row].tolist()) if r >= 0]
-        out[ids[i]] = {"reason": "no_eligible_driver", "message": "no requested driver's rules accept it",
-                       "rejected_by": top}
-    return {ids[i]: out[ids[i]] for i in free.tolist()}
+    for i, a in zip(free.tolist(), answer.tolist()):
+        if a < 0:
+            out[ids[i]] = {"reason": "eligible_drivers_full", "message": full}
+        else:
+            out[ids[i]] = {"reason": "no_eligible_driver", "message": refused,
+                           "rejected_by": [{"rule": r, "drivers_refusing": n} for r, n in tops[a]]}
+    return out

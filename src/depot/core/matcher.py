@@ -29,15 +29,17 @@ depends on the number of classes and types, not on the number of packages.
 
 from __future__ import annotations
 
+import itertools
 import time
+import typing
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
-from ortools.graph.python import min_cost_flow
+from ortools.graph.python import max_flow
 
-from depot.core.models import Driver
+from depot.core.models import PARAMS_BY_CODE, Driver
 from depot.core.rules import PackageColumns, column_coordinates
 
 
@@ -50,6 +52,7 @@ class MatchResult:
     classes: int = 0
     arcs: int = 0
     representation: str = ""  # "maximal" or "direct": which class -> type network was solved
+    flows: int = 0  # maximum-flow solves
     seconds: dict[str, float] = field(default_factory=dict)  # per stage (classify, network, ...)
 
     @property
@@ -103,16 +106,52 @@ def _pack(matrix: np.ndarray) -> np.ndarray:
     return np.packbits(padded, axis=1, bitorder="little").view(np.uint64)
 
 
-def _rule_table(drivers: Sequence[Driver]) -> tuple[list[tuple], dict[tuple, int]]:
+@dataclass
+class _RuleTable:
+    """The distinct rules of some drivers (in order of first appearance) and each driver's rules
+    as indices into them."""
+
+    rules: list[tuple]  # (code, params)
+    of_driver: list[list[int]]
+    spelling: list  # per distinct rule, its last occurrence (a ``Rule``)
+
+    def multiplicity(self) -> np.ndarray:
+        """How many of the drivers' rules are each distinct rule."""
+        flat = np.fromiter(itertools.chain.from_iterable(self.of_driver), dtype=np.int64)
+        return np.bincount(flat, minlength=len(self.rules))
+
+
+_SET_PARAMS = frozenset(  # codes with a list param (a set: its order does not matter)
+    code.value for code, model in PARAMS_BY_CODE.items()
+    if any(typing.get_origin(f.annotation) is list for f in model.model_fields.values()))
+
+
+def _rule_table(drivers: Sequence[Driver]) -> _RuleTable:
     keys: dict[tuple, int] = {}
     rules: list[tuple] = []
+    spelling: list = []
+    of_driver: list[list[int]] = []
     for driver in drivers:
+        mine = []
         for rule in driver.rules:
-            key = rule.key()
-            if key not in keys:
-                keys[key] = len(rules)
+            # equal exactly when ``Rule.key()`` is, at a fraction of its cost (inline: this runs
+            # once per rule of every driver): params are a validated model's dump, so one code's
+            # names always come in the same order; list params are sets
+            code = rule.code._value_
+            if code in _SET_PARAMS:
+                key = (code, *[tuple(sorted(v)) if isinstance(v, list) else v for v in rule.params.values()])
+            else:
+                key = (code, *rule.params.values())
+            r = keys.get(key)
+            if r is None:
+                r = keys[key] = len(rules)
                 rules.append((rule.code, rule.params))
-    return rules, keys
+                spelling.append(rule)
+            else:
+                spelling[r] = rule
+            mine.append(r)
+        of_driver.append(mine)
+    return _RuleTable(rules, of_driver, spelling)
 
 
 def _unique_rows(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -132,21 +171,29 @@ def _unique_rows(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return first[order], rank[inverse.reshape(-1)]
 
 
-def _types(drivers: Sequence[Driver], active: Sequence[int], rules, keys, coords) -> _Types:
+def _types(table: _RuleTable, active: Sequence[int], coords, ordered: bool = True) -> _Types:
     """Each active driver's box (per cut column, the cells all its rules accept); equal boxes
-    form one type. A type that accepts no cell of some column takes nothing and is dropped."""
+    form one type. A type that accepts no cell of some column takes nothing and is dropped.
+    ``table`` lists the rules of the active drivers, in that order; without ``ordered`` the
+    subset order (``order``, the Hasse arcs) is left empty."""
     n = len(active)
-    local = {}  # global rule index -> (column position, row in that column's accepts)
+    column_of = np.zeros(len(table.rules), dtype=np.int64)
+    row_of = np.zeros(len(table.rules), dtype=np.int64)
     for c, col in enumerate(coords):
-        for row, r in enumerate(col.rules):
-            local[r] = (c, row)
+        column_of[col.rules] = c
+        row_of[col.rules] = np.arange(len(col.rules))
+    counts = np.fromiter((len(r) for r in table.of_driver), dtype=np.int64, count=n)
+    flat = np.fromiter(itertools.chain.from_iterable(table.of_driver), dtype=np.int64, count=int(counts.sum()))
+    owner = np.repeat(np.arange(n), counts)  # driver position of each (driver, rule) pair
     boxes = []
-    for col in coords:
-        boxes.append(np.ones((n, col.accepts.shape[1]), dtype=bool))
-    for k, i in enumerate(active):
-        for rule in drivers[i].rules:
-            c, row = local[keys[rule.key()]]
-            boxes[c][k] &= coords[c].accepts[row]
+    for c, col in enumerate(coords):
+        box = np.ones((n, col.accepts.shape[1]), dtype=bool)
+        mine = column_of[flat] == c
+        who, rows = owner[mine], row_of[flat[mine]]
+        if len(who):
+            firsts, starts = np.unique(who, return_index=True)  # ``who`` is sorted
+            box[firsts] = np.logical_and.reduceat(col.accepts[rows], starts, axis=0)
+        boxes.append(box)
     nonempty = np.ones(n, dtype=bool)
     for box in boxes:
         nonempty &= box.any(axis=1)
@@ -160,6 +207,9 @@ def _types(drivers: Sequence[Driver], active: Sequence[int], rules, keys, coords
     for k, t in zip(keep.tolist(), type_of.tolist()):
         members[t].append(active[k])
     accepts = [box[keep[first]] for box in boxes]
+    if not ordered:
+        empty = np.zeros(0, dtype=np.int64)
+        return _Types(members, accepts, [], empty, empty)
     tail, head = _hasse(accepts, len(first))
     size = sum((a.sum(axis=1) for a in accepts), np.zeros(len(first), dtype=np.int64))
     order = np.lexsort((np.arange(len(first)), size)).tolist()  # a strict subset is smaller
@@ -209,20 +259,22 @@ def _hasse(accepts: list[np.ndarray], n: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _classify(packages: PackageColumns, drivers: Sequence[Driver], active: Sequence[int],
-              candidates: np.ndarray):
+              candidates: np.ndarray, classes: bool = True):
     """Types of the active drivers, and for each candidate package its class and tier.
 
-    Returns ``(types, class_bits, class_of, tier)``; ``class_of`` and ``tier`` are per candidate.
+    Returns ``(types, class_bits, class_of, tier, table)``; ``class_of`` and ``tier`` are per
+    candidate, ``table`` the active drivers' rules. Without ``classes`` (who may take a package,
+    not how to route it: ``explain``), the "classes" are the atoms and types are not ordered.
     """
-    rules, keys = _rule_table([drivers[i] for i in active])
-    coords = column_coordinates(packages, rules, candidates)
-    types = _types(drivers, active, rules, keys, coords)
+    table = _rule_table([drivers[i] for i in active])
+    coords = column_coordinates(packages, table.rules, candidates)
+    types = _types(table, active, coords, ordered=classes)
     tier = (packages.is_express[candidates].astype(np.int64) << 1) | packages.is_perishable[candidates]
     n_types = len(types.drivers)
     if not coords:
         class_of = np.zeros(len(candidates), dtype=np.int64)
         bits = _pack(np.ones((1, n_types), dtype=bool))
-        return types, bits, class_of, tier
+        return types, bits, class_of, tier, table
 
     # a package's atom: its cell in every cut column, as one integer when it fits
     cells = [col.accepts.shape[1] for col in coords]
@@ -239,8 +291,10 @@ def _classify(packages: PackageColumns, drivers: Sequence[Driver], active: Seque
     for col, acc in zip(coords, types.accepts):
         column_bits = _pack(acc.T)[col.coord[atom_first]]  # (atoms x words)
         bits = column_bits if bits is None else bits & column_bits
+    if not classes:
+        return types, bits, atom_of, tier, table
     class_first, class_of_atom = _unique_rows(bits)
-    return types, bits[class_first], class_of_atom[atom_of], tier
+    return types, bits[class_first], class_of_atom[atom_of], tier, table
 
 
 def compress(
@@ -250,7 +304,7 @@ def compress(
     available: np.ndarray,
 ) -> _Compressed:
     candidates = np.flatnonzero(available)
-    types, class_bits, class_of, tier = _classify(packages, drivers, active, candidates)
+    types, class_bits, class_of, tier, _ = _classify(packages, drivers, active, candidates)
     usable = class_bits.any(axis=1)
     keep = usable[class_of]
     group_key = class_of[keep].astype(np.int64) * 4 + tier[keep]
@@ -270,61 +324,66 @@ def compress(
     )
 
 
+def _bit_positions(bits: np.ndarray, count: int, bitorder: str = "big") -> tuple[np.ndarray, np.ndarray]:
+    """(row, column) of every set bit of a packed (rows x bytes) bit matrix, row-major, columns
+    below ``count``: only the nonzero bytes are unpacked (the matrices here are sparse)."""
+    bits = np.ascontiguousarray(bits).view(np.uint8)
+    width = bits.shape[1]
+    flat = bits.reshape(-1)
+    nz = np.flatnonzero(flat)
+    r, b = np.nonzero(np.unpackbits(flat[nz][:, None], axis=1, bitorder=bitorder))
+    pos = nz[r]
+    row, col = pos // width, (pos % width) * 8 + b
+    keep = col < count
+    return row[keep].astype(np.int64), col[keep].astype(np.int64)
+
+
 def _class_arcs(comp: _Compressed, class_sizes: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, bool]:
-    """The class -> type arcs, and per type how many offered packages it may take.
+    """The class -> type arcs, and per type a bound on how many offered packages it may take.
 
     Two representations, chosen by their size: *direct* (an arc to every eligible type) or
     *maximal* (an arc only to the eligible types no more demanding eligible type covers, plus
     the Hasse arcs between types, which carry the flow on to the less demanding ones)."""
     types = comp.types
     n_types, n_classes = len(types.drivers), len(comp.class_bits)
-    eligible_count = np.zeros(n_types, dtype=np.int64)
-    direct_arcs = 0
+    direct_arcs = int(np.bitwise_count(comp.class_bits).sum())
     per_class = [(np.zeros(0, np.int64), np.zeros(0, np.int64))]
     order = np.argsort(types.hasse_head, kind="stable")
     tails, heads = types.hasse_tail[order], types.hasse_head[order]
-    has_pred, starts = np.unique(heads, return_index=True)
-    step = max(1, CHUNK_CELLS // max(1, n_types, len(tails)))
-    for lo in range(0, n_classes, step):
-        part = slice(lo, min(n_classes, lo + step))
-        eligible = comp.class_eligible(part)
-        as_float = eligible.view(np.uint8).astype(np.float32)
-        eligible_count += np.rint(class_sizes[part].astype(np.float32) @ as_float).astype(np.int64)
-        direct_arcs += int(np.count_nonzero(eligible))
-        by_type = np.packbits(eligible.T, axis=1)  # (types x classes/8): type-major bits
-        if len(tails):
-            dominated = np.zeros_like(by_type)
-            dominated[has_pred] = np.bitwise_or.reduceat(by_type[tails], starts, axis=0)
-            by_type &= ~dominated
-        t_idx, c_idx = np.nonzero(np.unpackbits(by_type, axis=1, count=eligible.shape[0]))
-        per_class.append((c_idx + lo, t_idx))
-    c_idx = np.concatenate([c for c, _ in per_class])
-    t_idx = np.concatenate([t for _, t in per_class])
-    if direct_arcs <= len(c_idx) + len(tails):
-        c_idx, t_idx = _direct_arcs(comp)
-        return c_idx, t_idx, eligible_count, False
-    return c_idx, t_idx, eligible_count, True
+    if direct_arcs > len(tails):
+        has_pred, starts = np.unique(heads, return_index=True)
+        step = max(8, (CHUNK_CELLS // max(1, n_types, len(tails))) // 8 * 8)
+        for lo in range(0, n_classes, step):
+            part = slice(lo, min(n_classes, lo + step))
+            eligible = comp.class_eligible(part)
+            by_type = np.packbits(eligible.T, axis=1)  # (types x classes/8): type-major bits
+            if len(tails):
+                dominated = np.zeros_like(by_type)
+                dominated[has_pred] = np.bitwise_or.reduceat(by_type[tails], starts, axis=0)
+                by_type &= ~dominated
+            t_idx, c_idx = _bit_positions(by_type, eligible.shape[0])
+            per_class.append((c_idx + lo, t_idx))
+            if sum(len(c) for c, _ in per_class) + len(tails) >= direct_arcs:
+                break  # the maximal network is no smaller
+        else:
+            c_idx = np.concatenate([c for c, _ in per_class])
+            t_idx = np.concatenate([t for _, t in per_class])
+            # an upper bound of what each type is offered: its own arcs plus, along the Hasse
+            # arcs, what its predecessors are offered (a class may be counted more than once)
+            bound = np.bincount(t_idx, weights=class_sizes[c_idx], minlength=n_types)
+            preds: list[list[int]] = [[] for _ in range(n_types)]
+            for a, b in zip(types.hasse_tail.tolist(), types.hasse_head.tolist()):
+                preds[b].append(a)
+            for t in types.order:
+                for a in preds[t]:
+                    bound[t] += bound[a]
+            return c_idx, t_idx, np.minimum(bound, class_sizes.sum()).astype(np.int64), True
+    c_idx, t_idx = _direct_arcs(comp)
+    return c_idx, t_idx, np.bincount(t_idx, weights=class_sizes[c_idx], minlength=n_types).astype(np.int64), False
 
 
 def _direct_arcs(comp: _Compressed) -> tuple[np.ndarray, np.ndarray]:
-    n_types, n_classes = len(comp.types.drivers), len(comp.class_bits)
-    step = max(1, CHUNK_CELLS // max(1, n_types))
-    parts = [np.nonzero(comp.class_eligible(slice(lo, lo + step))) for lo in range(0, n_classes, step)]
-    c_idx = np.concatenate([np.zeros(0, np.int64)] + [c + lo for (c, _), lo in zip(parts, range(0, n_classes, step))])
-    t_idx = np.concatenate([np.zeros(0, np.int64)] + [t for _, t in parts])
-    return c_idx, t_idx
-
-
-def _tier_costs(max_load: int) -> np.ndarray:
-    """Per tier (2*express + perishable), a cost that ranks tiers before any load balancing.
-
-    A cycle in the residual network changes the balancing cost by at most ``2 * max_load`` per
-    unit, so weights above that make the priority lexicographic.
-    """
-    perishable = 2 * max_load + 1
-    express = 2 * perishable + 2 * max_load + 1
-    worth = np.array([0, perishable, express, express + perishable], dtype=np.int64)
-    return worth.max() - worth
+    return _bit_positions(comp.class_bits, len(comp.types.drivers), bitorder="little")
 
 
 def match(
@@ -365,6 +424,7 @@ def match(
         classes=len(comp.class_bits),
         arcs=len(net.tail),
         representation=net.representation,
+        flows=net.flow_solves,
         seconds=clock.laps,
     )
 
@@ -381,17 +441,23 @@ class _Clock:
 
 
 class _Network:
-    """``source -> tier -> class -> types (-> less demanding types) -> sink ladders``."""
+    """``source -> tier -> class -> types (-> less demanding types) -> sink``, one sink arc per
+    *bucket* (the drivers of one type holding the same number already), no costs: every stage is
+    an OR-Tools maximum flow (see ``solve``)."""
 
     def __init__(self, comp: _Compressed, drivers, remaining, held_counts, max_per_driver):
         self.comp = comp
+        self.max_per_driver = max_per_driver
         n_groups, n_classes = len(comp.group_packages), len(comp.class_bits)
         self.source, self.sink = 0, 1
         self.tier0 = 2
         self.class0 = self.tier0 + 4
         self.type0 = self.class0 + n_classes
+        n_types = len(comp.type_drivers)
+        self.n_nodes = self.type0 + n_types
         sizes = np.fromiter((len(g) for g in comp.group_packages), dtype=np.int64, count=n_groups)
         self.total = total = int(sizes.sum())
+        self.tier_sizes = np.bincount(comp.group_tier, weights=sizes, minlength=4).astype(np.int64)
         self.type_order = comp.types.order
 
         class_sizes = np.bincount(comp.group_class, weights=sizes, minlength=n_classes).astype(np.int64)
@@ -400,11 +466,13 @@ class _Network:
         sub_head = comp.types.hasse_head if nested else np.zeros(0, np.int64)
         self.representation = "maximal" if nested else "direct"
 
-        # ladders into the sink: per type, per number already held
-        self.buckets: list[list[tuple[int, list[int], int, int]]] = []  # type -> (held, drivers, first arc, steps)
-        lad_tail, lad_cap, lad_cost = [], [], []
-        ladder_start = 4 + n_groups + len(c_idx) + len(sub_tail)
-        arc = ladder_start
+        # buckets: per type, per number already held; one arc into the sink each
+        self.group_arc0 = 4
+        self.class_arc0 = 4 + n_groups
+        self.sub_arc0 = self.class_arc0 + len(c_idx)
+        self.bucket_arc0 = self.sub_arc0 + len(sub_tail)
+        self.buckets: list[list[tuple[int, list[int], int]]] = []  # type -> (held, drivers, arc)
+        b_type, b_held, b_count, b_room = [], [], [], []
         for t, members in enumerate(comp.type_drivers):
             by_held: dict[int, list[int]] = {}
             for i in members:
@@ -412,43 +480,222 @@ class _Network:
             rows = []
             for h in sorted(by_held):
                 ids = by_held[h]
-                m = len(ids)
-                steps = int(min(remaining[ids[0]], -(-int(type_eligible[t]) // m)))
-                rows.append((h, ids, arc, steps))
-                lad_tail.append(np.full(steps, self.type0 + t))
-                lad_cap.append(np.full(steps, m))
-                lad_cost.append(h + 1 + np.arange(steps))
-                arc += steps
+                rows.append((h, ids, self.bucket_arc0 + len(b_type)))
+                b_type.append(t)
+                b_held.append(h)
+                b_count.append(len(ids))
+                # a driver never takes more than its type is offered: a tighter, equivalent cap
+                b_room.append(min(remaining[ids[0]], int(type_eligible[t])))
             self.buckets.append(rows)
-
-        self.group_arc0 = 4
-        self.class_arc0 = 4 + n_groups
-        self.sub_arc0 = self.class_arc0 + len(c_idx)
+        self.b_held = np.array(b_held, dtype=np.int64)
+        self.b_count = np.array(b_count, dtype=np.int64)
+        self.b_room = np.array(b_room, dtype=np.int64)
+        n_b = len(b_type)
         self.c_idx, self.t_idx = c_idx, t_idx
         self.sub_tail, self.sub_head = sub_tail, sub_head
-        n_lad = arc - ladder_start
-        tiers = np.arange(4)
         self.tail = np.concatenate([
             np.full(4, self.source), self.tier0 + comp.group_tier, self.class0 + c_idx,
-            self.type0 + sub_tail, *lad_tail]).astype(np.int32)
+            self.type0 + sub_tail, self.type0 + np.array(b_type, dtype=np.int64)]).astype(np.int32)
         self.head = np.concatenate([
-            self.tier0 + tiers, self.class0 + comp.group_class, self.type0 + t_idx,
-            self.type0 + sub_head, np.full(n_lad, self.sink)]).astype(np.int32)
+            self.tier0 + np.arange(4), self.class0 + comp.group_class, self.type0 + t_idx,
+            self.type0 + sub_head, np.full(n_b, self.sink)]).astype(np.int32)
         self.cap = np.concatenate([
-            np.full(4, total), sizes, np.full(len(c_idx) + len(sub_tail), total), *lad_cap]).astype(np.int64)
-        self.cost = np.concatenate([
-            _tier_costs(max_per_driver), np.zeros(n_groups + len(c_idx) + len(sub_tail)),
-            *lad_cost]).astype(np.int64)
+            self.tier_sizes, sizes, np.full(len(c_idx) + len(sub_tail), total + 1),
+            self.b_count * self.b_room]).astype(np.int64)
+        self.bucket_of_arc = np.full(len(self.tail), -1, dtype=np.int64)
+        self.bucket_of_arc[self.bucket_arc0:] = np.arange(n_b)
+        self.flow_solves = 0
+        self._arange = np.arange(len(self.tail) + len(self.buckets_flat()) + 1, dtype=np.int64)
+
+    def buckets_flat(self) -> list[tuple[int, list[int], int]]:
+        return [b for rows in self.buckets for b in rows]
+
+    def _flows(self, solver, n: int) -> np.ndarray:
+        return solver.flows(self._arange[:n])
+
+    def level_caps(self, level: int, buckets: np.ndarray) -> np.ndarray:
+        """Per bucket, what its drivers may hold in all when no driver ends above ``level``."""
+        return self.b_count[buckets] * np.clip(level - self.b_held[buckets], 0, self.b_room[buckets])
+
+    def _max_flow(self, tail, head, cap, sink=1):
+        solver = max_flow.SimpleMaxFlow()
+        solver.add_arcs_with_capacity(tail, head, cap)
+        status = solver.solve(self.source, sink)
+        self.flow_solves += 1
+        if status != solver.OPTIMAL:
+            raise RuntimeError(f"max flow failed with status {status}")
+        return solver
+
+    def priority_caps(self) -> np.ndarray:
+        """How many packages of each tier an optimal answer takes.
+
+        The sets of packages that can be assigned together are the independent sets of a
+        (transversal) matroid, so the greedy order - express and perishable, express, perishable,
+        the rest - gives the lexicographic optimum: tier counts are differences of the ranks of
+        the nested unions of tiers, each rank a maximum flow with only those tiers' sources open.
+        """
+        group_arcs = np.arange(self.group_arc0, self.class_arc0)
+        class_arcs = np.arange(self.class_arc0, self.sub_arc0)
+        rest = np.arange(self.sub_arc0, len(self.tail))
+        class_tier = np.zeros((len(self.comp.class_bits), 4), dtype=bool)
+        class_tier[self.comp.group_class, self.comp.group_tier] = True
+
+        known: dict[tuple[int, ...], int] = {(): 0}  # a union of non-empty tiers -> its rank
+
+        def nonempty(tiers: tuple[int, ...]) -> tuple[int, ...]:
+            return tuple(t for t in tiers if self.tier_sizes[t] > 0)
+
+        def rank(open_tiers: tuple[int, ...]) -> int:
+            """The most packages of these tiers that can be assigned together: a maximum flow on
+            the part of the network they reach. A flow that takes every package of some of the
+            higher tiers proves their ranks too (they cannot exceed their sizes)."""
+            open_tiers = nonempty(open_tiers)
+            if open_tiers in known:
+                return known[open_tiers]
+            caps = np.zeros(4, dtype=np.int64)
+            caps[list(open_tiers)] = self.tier_sizes[list(open_tiers)]
+            if len(open_tiers) == int(np.count_nonzero(self.tier_sizes)):
+                tail, head, cap = self.tail, self.head, self.cap.copy()
+            else:
+                offered = class_tier[:, list(open_tiers)].any(axis=1)
+                arcs = np.concatenate([
+                    np.arange(4), group_arcs[np.isin(self.comp.group_tier, open_tiers)],
+                    class_arcs[offered[self.c_idx]], rest])
+                tail, head, cap = self.tail[arcs], self.head[arcs], self.cap[arcs]
+            cap[:4] = caps
+            solver = self._max_flow(tail, head, cap)
+            taken = self._flows(solver, 4)
+            for k in (1, 2, 3):  # the unions of the k highest tiers: (3,), (3, 2), (3, 2, 1)
+                top = (3, 2, 1)[:k]
+                if set(top) <= set(open_tiers) and all(taken[t] == self.tier_sizes[t] for t in top):
+                    known.setdefault(nonempty(top), int(self.tier_sizes[list(top)].sum()))
+            known[open_tiers] = int(solver.optimal_flow())
+            return known[open_tiers]
+
+        best = rank((3, 2, 1, 0))
+        if best == self.total:
+            return self.tier_sizes.copy()
+        caps = np.zeros(4, dtype=np.int64)
+        ranks = {}
+        for k in (3, 2, 1):  # widest union first: its flow may settle the narrower ones
+            ranks[k] = rank((3, 2, 1)[:k])
+        taken = 0
+        for k, t in ((1, 3), (2, 2), (3, 1)):
+            caps[t] = ranks[k] - taken
+            taken = ranks[k]
+        caps[0] = best - taken
+        return caps
 
     def solve(self) -> np.ndarray:
-        solver = min_cost_flow.SimpleMinCostFlow()
-        solver.add_arcs_with_capacity_and_unit_cost(self.tail, self.head, self.cap, self.cost)
-        solver.set_node_supply(self.source, self.total)
-        solver.set_node_supply(self.sink, -self.total)
-        status = solver.solve_max_flow_with_min_cost()
-        if status != solver.OPTIMAL:
-            raise RuntimeError(f"min-cost flow failed with status {status}")
-        return solver.flows(np.arange(len(self.tail)))
+        """Per arc, the flow of an optimal answer.
+
+        Balance, exactly: the least sum of squared loads among the answers with the optimal tier
+        counts. Those answers' load vectors are the bases of a polymatroid; the least sum of squares
+        is the *water-filling* one, which maximises ``sum_i min(load_i, L)`` for every level ``L``
+        at once (``sum load^2`` is a positive combination of ``total - sum_i min(load_i, L)``).
+        Capping every driver at level ``L`` and taking a maximum flow, the drivers on the sink side
+        of the minimal cut are final (no later augmenting path reaches them) and end at or below
+        ``L``, the others at or above it; the two sides are independent sub-networks (the only
+        arcs crossing from source side to sink side are saturated group arcs, those back carry
+        nothing). So each sub-problem is split again at its own level (the least level whose
+        caps could hold its total), until its drivers' loads are known to within one; that last
+        flow, with lower bounds, is any maximum flow between the two level caps.
+        """
+        flow = np.zeros(len(self.tail), dtype=np.int64)
+        cap = self.cap.copy()
+        cap[:4] = self.priority_caps()
+        best = int(cap[:4].sum())
+        if best == 0:
+            return flow
+        gid = np.arange(len(self.tail), dtype=np.int64)
+        # (arcs, capacities, global arc ids, level bounds, total, whether to try the last flow first)
+        stack = [(self.tail, self.head, cap, gid, 0, self.max_per_driver, best, False)]
+        while stack:
+            tail, head, cap, gid, lo, hi, total, hopeful = stack.pop()
+            sub_buckets = self.bucket_of_arc[np.maximum(gid, 0)]
+            is_bucket = (gid >= 0) & (sub_buckets >= 0)
+            buckets = sub_buckets[is_bucket]
+            if total == 0:
+                continue
+            low, high = self.level_caps(lo, buckets), self.level_caps(hi, buckets)
+            if hi - lo <= 1 or int(low.sum()) == total or int(high.sum()) == total:
+                if int(high.sum()) == total:
+                    low = high
+                elif int(low.sum()) == total:
+                    high = low
+                if not self._leaf(flow, tail, head, cap, gid, is_bucket, low, high, total):
+                    raise RuntimeError("the balanced flow does not route every package")
+                continue
+            level = lo + 1
+            while level < hi - 1 and int(self.level_caps(level, buckets).sum()) < total:
+                level += 1
+            if hopeful and level - 1 >= lo and int(self.level_caps(level, buckets).sum()) >= total:
+                # a sub-problem is often one block: every load within one of the least level
+                # that can hold its total; if a flow between those two levels routes it, it is
+                # optimal (every truncated sum is at its maximum)
+                low, high = self.level_caps(level - 1, buckets), self.level_caps(level, buckets)
+                if self._leaf(flow, tail, head, cap, gid, is_bucket, low, high, total):
+                    continue
+            sub_cap = cap.copy()
+            sub_cap[is_bucket] = self.level_caps(level, buckets)
+            solver = self._max_flow(tail, head, sub_cap)
+            reached = int(solver.optimal_flow())
+            if reached == total:  # nobody needs to end above ``level``
+                stack.append((tail, head, cap, gid, lo, level, total, not hopeful))
+                continue
+            side = np.zeros(self.n_nodes + 1, dtype=bool)
+            side[solver.get_source_side_min_cut()] = True
+            arc_flow = self._flows(solver, len(tail))
+            in_s, to_s = side[tail], side[head]
+            to_sink = head == self.sink
+            s_arcs = in_s & (to_s | to_sink)
+            t_arcs = ~in_s
+            crossing = np.flatnonzero(in_s & ~to_s & ~to_sink)  # saturated: source or group arcs
+            if np.any(arc_flow[crossing] != sub_cap[crossing]):
+                raise RuntimeError("a cut arc is not saturated")
+            from_source = crossing[tail[crossing] == self.source]
+            groups = crossing[tail[crossing] != self.source]
+            # the sink side: its own sources, and a source arc for each group cut off from its tier
+            t_idx = np.concatenate([np.flatnonzero(t_arcs), from_source, groups])
+            t_tail = tail[t_idx]
+            t_tail[len(t_idx) - len(groups):] = self.source
+            t_gid = gid[t_idx]
+            t_gid[len(t_idx) - len(groups):] = -1
+            flow[gid[groups]] += cap[groups]
+            # the source side: each tier gives up what it sends across
+            s_idx = np.flatnonzero(s_arcs)
+            s_cap = cap[s_idx].copy()
+            if len(groups):
+                sent = np.bincount(tail[groups], weights=cap[groups], minlength=self.n_nodes).astype(np.int64)
+                tier_arcs = np.flatnonzero((tail[s_idx] == self.source) & (sent[head[s_idx]] > 0))
+                s_cap[tier_arcs] -= sent[head[s_idx][tier_arcs]]
+                flow[gid[s_idx][tier_arcs]] += sent[head[s_idx][tier_arcs]]
+            t_total = int(arc_flow[t_arcs & to_sink].sum())
+            stack.append((tail[s_idx], head[s_idx], s_cap, gid[s_idx], level, hi, total - t_total, True))
+            stack.append((t_tail, head[t_idx], cap[t_idx], t_gid, lo, level, t_total, True))
+        return flow
+
+    def _leaf(self, flow, tail, head, cap, gid, is_bucket, low, high, total) -> bool:
+        """A maximum flow with every bucket between ``low`` and ``high``, of value ``total``:
+        each bucket arc splits into one of capacity ``low`` to a new sink and one of
+        ``high - low`` to the old sink, which passes ``total - sum(low)`` on to the new one; a
+        flow of value ``total`` saturates every arc into the new sink."""
+        end = self.n_nodes
+        b_arcs = np.flatnonzero(is_bucket)
+        leaf_cap = cap.copy()
+        leaf_cap[b_arcs] = high - low
+        x_tail = np.concatenate([tail, tail[b_arcs], np.array([self.sink], dtype=tail.dtype)])
+        x_head = np.concatenate([head, np.full(len(b_arcs) + 1, end, dtype=head.dtype)])
+        x_cap = np.concatenate([leaf_cap, low, np.array([total - int(low.sum())], dtype=np.int64)])
+        solver = self._max_flow(x_tail, x_head, x_cap, sink=end)
+        if int(solver.optimal_flow()) != total:
+            return False
+        arc_flow = self._flows(solver, len(x_tail))
+        sub = arc_flow[: len(tail)]
+        sub[b_arcs] += arc_flow[len(tail) : len(tail) + len(b_arcs)]
+        own = gid >= 0
+        flow[gid[own]] += sub[own]
+        return True
 
     def decompose(self, flow: np.ndarray) -> dict[int, list[int]]:
         """Turn class-level flows into concrete packages, deterministically (manifest order)."""
@@ -475,8 +722,8 @@ class _Network:
         result: dict[int, list[int]] = {}
         for t in self.type_order:  # every type before the less demanding types it feeds
             take = _Segments(inflow[t]).take
-            for h, ids, arc0, steps in self.buckets[t]:
-                x = int(flow[arc0 : arc0 + steps].sum())
+            for _h, ids, arc in self.buckets[t]:
+                x = int(flow[arc])
                 if x == 0:
                     continue
                 base, extra = divmod(x, len(ids))
@@ -527,7 +774,7 @@ def greedy_first_fit(
     if max_per_driver <= 0 or not drivers or not len(packages):
         return out
     candidates = np.arange(len(packages))
-    types, class_bits, class_of, _ = _classify(packages, drivers, list(range(len(drivers))), candidates)
+    types, class_bits, class_of, _, _ = _classify(packages, drivers, list(range(len(drivers))), candidates)
     eligible_drivers = []
     for row in _unpack(class_bits, len(types.drivers)):
         ids = [i for t in np.flatnonzero(row).tolist() for i in types.drivers[t]]
