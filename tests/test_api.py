@@ -10,7 +10,6 @@ import httpx
 import pytest
 from boto3.dynamodb.types import TypeDeserializer
 
-from oracle import driver_accepts, max_assignable
 from support.api import (
     ASSIGNMENTS_TABLE,
     assign,
@@ -24,6 +23,7 @@ from support.api import (
     same_package,
     table_items,
 )
+from support.oracle import driver_accepts, max_assignable
 
 STATUSES = ["assigned", "accepted", "in_progress", "delivered", "failed_to_deliver"]
 NEXT = {

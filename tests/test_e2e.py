@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from oracle import driver_accepts, max_assignable
+from support.oracle import driver_accepts, max_assignable
 from support.processes import free_port, wait_for_line
 
 BRIEF_BODY = b'{"driver_ids":["driver_1","driver_2"],"max_per_driver":2}'

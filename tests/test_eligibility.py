@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from depot.core.models import Rule, RuleCode, parse_drivers
 from depot.core.rules import PREDICATES, PackageColumns, RuleMasks, eligibility_matrix
 from depot.ops.generator import generate_day
-from oracle import driver_accepts, rule_accepts
+from support.oracle import driver_accepts, rule_accepts
 
 REGIONS = ["north", "east", "south", "west"]
 

@@ -11,8 +11,8 @@ from depot.core.explain import explain_unassigned
 from depot.core.models import parse_drivers
 from depot.core.rules import PackageColumns
 from depot.ops.generator import generate_day
-from oracle import driver_accepts, rule_accepts
-from test_matcher import fleet_cases
+from support.fleets import fleet_cases
+from support.oracle import driver_accepts, rule_accepts
 
 SETTINGS = settings(max_examples=150, deadline=None,
                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])

@@ -13,8 +13,8 @@ from datetime import date, timedelta
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from oracle import driver_accepts
 from support.api import table_items
+from support.oracle import driver_accepts
 
 _days = itertools.count()
 DRIVERS = ["fz_a", "fz_b", "fz_c"]

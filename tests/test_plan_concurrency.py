@@ -15,9 +15,9 @@ import httpx
 import pytest
 
 from depot.ops.generator import generate_day
-from oracle import driver_accepts as accepts
 from support.faults import ManagedEmulator, api_processes, call, table_assignments
 from support.figures import figure
+from support.oracle import driver_accepts as accepts
 
 DAY = "2034-05-05"
 DRIVERS, PER_DRIVER, CAP = 20, 8, 6

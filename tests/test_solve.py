@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from oracle import max_assignable
+from support.oracle import max_assignable
 
 ROOT = Path(__file__).resolve().parent.parent
 
