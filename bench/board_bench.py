@@ -41,8 +41,12 @@ def pct(values: list[float], q: float) -> float:
 
 
 def summary(values: list[float]) -> dict[str, float]:
-    return {"n": len(values), "median_s": statistics.median(values), "p95_s": pct(values, 0.95),
-            "max_s": max(values)}
+    return {
+        "n": len(values),
+        "median_s": statistics.median(values),
+        "p95_s": pct(values, 0.95),
+        "max_s": max(values),
+    }
 
 
 def response_bytes(response) -> int:
@@ -56,13 +60,17 @@ def response_bytes(response) -> int:
 def run(drivers: int, per_driver: int, updates: int, renders: int) -> dict:
     with start_emulator() as emu:
         provision(emu.endpoint)
-        with start_api(emu.endpoint, timeout=120) as api, httpx.Client(base_url=api.url, timeout=600) as http:
+        with (
+            start_api(emu.endpoint, timeout=120) as api,
+            httpx.Client(base_url=api.url, timeout=600) as http,
+        ):
             body = generate_day(seed=13, drivers=drivers, packages_per_driver=per_driver)
             ids = [d["driver_id"] for d in body["drivers"]]
             http.post("/manifests", json={"day": DAY, **body}).raise_for_status()
             del body
-            http.post("/assign", json={"day": DAY, "driver_ids": ids, "max_per_driver": per_driver}
-                      ).raise_for_status()
+            http.post(
+                "/assign", json={"day": DAY, "driver_ids": ids, "max_per_driver": per_driver}
+            ).raise_for_status()
             counts = http.get(f"/days/{DAY}/summary").json()["counts"]
             first, fetched = [], []
             with chromium() as new_context:
@@ -83,30 +91,47 @@ def run(drivers: int, per_driver: int, updates: int, renders: int) -> dict:
                 accepted = int(page.locator("[data-count='accepted']").inner_text())
                 latency = []
                 for driver_id in ids[:updates]:
-                    package_id = http.get(f"/drivers/{driver_id}/assignments",
-                                          params={"day": DAY}).json()["assignments"][0]["package_id"]
+                    package_id = http.get(
+                        f"/drivers/{driver_id}/assignments", params={"day": DAY}
+                    ).json()["assignments"][0]["package_id"]
                     accepted += 1
                     start = time.perf_counter()
-                    http.post("/update", json={"driver_id": driver_id, "package_id": package_id,
-                                               "status": "accepted"}).raise_for_status()
+                    http.post(
+                        "/update",
+                        json={
+                            "driver_id": driver_id,
+                            "package_id": package_id,
+                            "status": "accepted",
+                        },
+                    ).raise_for_status()
                     page.wait_for_function(
                         "n => document.querySelector(\"[data-count='accepted']\").textContent === String(n)",
-                        arg=accepted, timeout=60_000, polling="raf")
+                        arg=accepted,
+                        timeout=60_000,
+                        polling="raf",
+                    )
                     latency.append(time.perf_counter() - start)
-    return {"day": {"drivers": drivers, "packages": drivers * per_driver, **counts},
-            "first_render": {**summary(first), "bytes_fetched_median": statistics.median(fetched)},
-            "update_to_board": summary(latency)}
+    return {
+        "day": {"drivers": drivers, "packages": drivers * per_driver, **counts},
+        "first_render": {**summary(first), "bytes_fetched_median": statistics.median(fetched)},
+        "update_to_board": summary(latency),
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--drivers", type=int, default=1000)
     parser.add_argument("--per-driver", type=int, default=100)
     parser.add_argument("--updates", type=int, default=20)
     parser.add_argument("--renders", type=int, default=5)
     args = parser.parse_args(argv)
-    result = {"bench": "board", "at": datetime.now(UTC).isoformat(timespec="seconds"),
-              **run(args.drivers, args.per_driver, args.updates, args.renders)}
+    result = {
+        "bench": "board",
+        "at": datetime.now(UTC).isoformat(timespec="seconds"),
+        **run(args.drivers, args.per_driver, args.updates, args.renders),
+    }
     RESULTS.mkdir(exist_ok=True)
     stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
     for path in (RESULTS / f"board-{stamp}.json", RESULTS / "latest-board.json"):

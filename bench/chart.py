@@ -17,9 +17,11 @@ def draw(results: dict[str, Any], path: Path) -> Path:
     e2e = results.get("service_sizes", [])
     fig, axes = plt.subplots(1, 2 if e2e else 1, figsize=(12 if e2e else 7, 4.8), squeeze=False)
     ax = axes[0][0]
-    for key, label, style in (("matcher", "Depot matcher (exact, incl. eligibility)", "o-"),
-                              ("full_graph", "OR-Tools max flow, full bipartite graph", "s--"),
-                              ("greedy", "greedy first-fit (not optimal)", "^:")):
+    for key, label, style in (
+        ("matcher", "Depot matcher (exact, incl. eligibility)", "o-"),
+        ("full_graph", "OR-Tools max flow, full bipartite graph", "s--"),
+        ("greedy", "greedy first-fit (not optimal)", "^:"),
+    ):
         pts = [(r["packages"], r[key]["seconds"]) for r in rows if key in r and "seconds" in r[key]]
         if pts:
             ax.plot([p for p, _ in pts], [s for _, s in pts], style, label=label)
@@ -28,7 +30,12 @@ def draw(results: dict[str, Any], path: Path) -> Path:
         ax = axes[0][1]
         xs = [r["packages"] for r in e2e]
         ax.plot(xs, [r["assign_s"] for r in e2e], "o-", label="POST /assign, end to end")
-        ax.plot(xs, [r["raw_batch_write_s"] for r in e2e], "s--", label="raw BatchWriteItem, same item count")
+        ax.plot(
+            xs,
+            [r["raw_batch_write_s"] for r in e2e],
+            "s--",
+            label="raw BatchWriteItem, same item count",
+        )
         _log_log(ax, "packages in the day", "/assign on the embedded emulator vs its write floor")
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -58,12 +65,27 @@ def draw_fleets(results: dict[str, Any], path: Path) -> Path:
 
     fig, (ax_t, ax_m) = plt.subplots(1, 2, figsize=(12, 4.8))
     for (fleet, rows), colour in zip(results["fleets"].items(), ("C0", "C1", "C3")):
-        for key, style, label in (("matcher", "o-", "matcher"), ("full_graph", "s--", "full-graph max flow")):
+        for key, style, label in (
+            ("matcher", "o-", "matcher"),
+            ("full_graph", "s--", "full-graph max flow"),
+        ):
             pts = [(r["packages"], r[key]) for r in rows if "seconds" in r.get(key, {})]
             if pts:
                 xs = [p for p, _ in pts]
-                ax_t.plot(xs, [m["seconds"] for _, m in pts], style, color=colour, label=f"{fleet}: {label}")
-                ax_m.plot(xs, [m["peak_rss_mib"] for _, m in pts], style, color=colour, label=f"{fleet}: {label}")
+                ax_t.plot(
+                    xs,
+                    [m["seconds"] for _, m in pts],
+                    style,
+                    color=colour,
+                    label=f"{fleet}: {label}",
+                )
+                ax_m.plot(
+                    xs,
+                    [m["peak_rss_mib"] for _, m in pts],
+                    style,
+                    color=colour,
+                    label=f"{fleet}: {label}",
+                )
     _log_log(ax_t, "packages in the day", "Matcher (exact, full objective) vs full-graph max flow")
     _log_log(ax_m, "packages in the day", "Peak RSS of the child process")
     ax_m.set_ylabel("MiB")

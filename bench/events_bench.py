@@ -27,7 +27,9 @@ SUBSCRIBERS = 300
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
-def _subscribers(url: str, n: int, stop: threading.Event, ready: threading.Event, received: list[int]) -> None:
+def _subscribers(
+    url: str, n: int, stop: threading.Event, ready: threading.Event, received: list[int]
+) -> None:
     """``n`` event streams on one asyncio loop (one thread), counting what arrives."""
 
     async def one(client: httpx.AsyncClient) -> None:
@@ -63,7 +65,10 @@ def delivery_latency(url: str, pairs: list[tuple[str, str]], n: int = 20) -> lis
     connected = threading.Event()
 
     def probe() -> None:
-        with httpx.Client(timeout=None) as c, c.stream("GET", f"{url}/events", params={"day": DAY}) as s:
+        with (
+            httpx.Client(timeout=None) as c,
+            c.stream("GET", f"{url}/events", params={"day": DAY}) as s,
+        ):
             for line in s.iter_lines():
                 if line == ": connected":
                     connected.set()
@@ -91,35 +96,54 @@ def delivery_latency(url: str, pairs: list[tuple[str, str]], n: int = 20) -> lis
     return latencies
 
 
-def run(drivers: int = 200, per_driver: int = 50, rate: float = 50.0, seconds: float = 15.0,
-        subscribers: int = SUBSCRIBERS, log=print) -> dict[str, Any]:
+def run(
+    drivers: int = 200,
+    per_driver: int = 50,
+    rate: float = 50.0,
+    seconds: float = 15.0,
+    subscribers: int = SUBSCRIBERS,
+    log=print,
+) -> dict[str, Any]:
     from depot.ops.generator import generate_day
 
-    payload = generate_day(seed=9, drivers=drivers, packages_per_driver=per_driver, min_rules=0, max_rules=1)
+    payload = generate_day(
+        seed=9, drivers=drivers, packages_per_driver=per_driver, min_rules=0, max_rules=1
+    )
     out: dict[str, Any] = {"subscribers": subscribers, "rate": rate, "seconds": seconds}
     with stack() as st, httpx.Client(base_url=st.api, timeout=600) as http:
         assert http.post("/manifests", json={"day": DAY, **payload}).status_code == 201
-        answer = http.post("/assign", json={"day": DAY, "driver_ids": [d["driver_id"] for d in payload["drivers"]],
-                                            "max_per_driver": per_driver}).json()
+        answer = http.post(
+            "/assign",
+            json={
+                "day": DAY,
+                "driver_ids": [d["driver_id"] for d in payload["drivers"]],
+                "max_per_driver": per_driver,
+            },
+        ).json()
         pairs = [(d, p) for d, ps in answer["assignments"].items() for p in ps]
         third = len(pairs) // 3
         out["update_without_subscribers"] = update_load(st.api, pairs[:third], rate, seconds)
         log(f"/update, no subscribers: {out['update_without_subscribers']}")
         stop, ready, received = threading.Event(), threading.Event(), [0, 0]
-        thread = threading.Thread(target=_subscribers, args=(st.api, subscribers, stop, ready, received),
-                                  daemon=True)
+        thread = threading.Thread(
+            target=_subscribers, args=(st.api, subscribers, stop, ready, received), daemon=True
+        )
         thread.start()
         out["subscribers_connected"] = ready.wait(120) and received[0]
-        out["update_with_subscribers"] = update_load(st.api, pairs[third:2 * third], rate, seconds)
+        out["update_with_subscribers"] = update_load(
+            st.api, pairs[third : 2 * third], rate, seconds
+        )
         log(f"/update, {subscribers} subscribers: {out['update_with_subscribers']}")
-        latencies = delivery_latency(st.api, pairs[2 * third:])
+        latencies = delivery_latency(st.api, pairs[2 * third :])
         out["delivery_median_s"] = statistics.median(latencies) if latencies else None
         out["delivery_max_s"] = max(latencies) if latencies else None
         out["events_received_by_subscribers"] = received[1]
         stop.set()
         thread.join(30)
-        log(f"event delivery: median {out['delivery_median_s']}, max {out['delivery_max_s']}; "
-            f"{received[1]} events fanned out to {subscribers} subscribers")
+        log(
+            f"event delivery: median {out['delivery_median_s']}, max {out['delivery_max_s']}; "
+            f"{received[1]} events fanned out to {subscribers} subscribers"
+        )
     return out
 
 

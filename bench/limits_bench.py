@@ -11,12 +11,31 @@ import uuid
 
 def assignment_items(n: int) -> list[dict]:
     now = time.time()
-    return [{"driver_id": f"driver_{i % 1000}", "package_id": str(uuid.uuid4()), "status": "assigned",
-             "day": "2030-01-01", "assigned_at": now, "updated_at": now, "version": 1, "run": "r-0001",
-             "weight_kg": 4.25 + i % 7, "volume_m3": 0.75, "region": "north", "is_express": True,
-             "is_perishable": False,
-             "destination": {"street": "12 High St", "city": "Leeds", "postcode": "LS1 1AA", "lat": 53.8,
-                             "lon": -1.55}} for i in range(n)]
+    return [
+        {
+            "driver_id": f"driver_{i % 1000}",
+            "package_id": str(uuid.uuid4()),
+            "status": "assigned",
+            "day": "2030-01-01",
+            "assigned_at": now,
+            "updated_at": now,
+            "version": 1,
+            "run": "r-0001",
+            "weight_kg": 4.25 + i % 7,
+            "volume_m3": 0.75,
+            "region": "north",
+            "is_express": True,
+            "is_perishable": False,
+            "destination": {
+                "street": "12 High St",
+                "city": "Leeds",
+                "postcode": "LS1 1AA",
+                "lat": 53.8,
+                "lon": -1.55,
+            },
+        }
+        for i in range(n)
+    ]
 
 
 def main(n: int = 100_000, rounds: int = 5) -> dict:
@@ -28,8 +47,12 @@ def main(n: int = 100_000, rounds: int = 5) -> dict:
         started = time.perf_counter()
         check_items(items, partition_key="driver_id", sort_key="package_id")
         times.append(time.perf_counter() - started)
-    result = {"items": n, "check_items_s": round(statistics.median(times), 4),
-              "per_item_us": round(statistics.median(times) / n * 1e6, 2), "rounds_s": [round(t, 4) for t in times]}
+    result = {
+        "items": n,
+        "check_items_s": round(statistics.median(times), 4),
+        "per_item_us": round(statistics.median(times) / n * 1e6, 2),
+        "rounds_s": [round(t, 4) for t in times],
+    }
     print(json.dumps(result))
     return result
 

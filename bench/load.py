@@ -74,11 +74,25 @@ def main(job: dict) -> dict:
     ordered = sorted(latencies)
 
     def pct(q: float) -> float:
-        return 1000 * ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))] if ordered else 0.0
+        return (
+            1000 * ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
+            if ordered
+            else 0.0
+        )
 
-    return {"requests": n, "rate": rate, "seconds": seconds, "achieved_rate": n / elapsed, "client": "threads",
-            "p50_ms": pct(50), "p95_ms": pct(95), "p99_ms": pct(99), "max_ms": pct(100),
-            "errors": sum(errors.values()), "error_kinds": errors}
+    return {
+        "requests": n,
+        "rate": rate,
+        "seconds": seconds,
+        "achieved_rate": n / elapsed,
+        "client": "threads",
+        "p50_ms": pct(50),
+        "p95_ms": pct(95),
+        "p99_ms": pct(99),
+        "max_ms": pct(100),
+        "errors": sum(errors.values()),
+        "error_kinds": errors,
+    }
 
 
 if __name__ == "__main__":

@@ -57,7 +57,11 @@ def assign_latencies(client: TestClient, calls: int = 200) -> tuple[float, float
     """Median and p95 of ``calls`` one-driver ``/assign`` calls, in seconds."""
     times = []
     for i in range(calls):
-        request = {"day": DAY, "driver_ids": [f"driver_{1 + i % DRIVERS}"], "max_per_driver": 1 + i // DRIVERS}
+        request = {
+            "day": DAY,
+            "driver_ids": [f"driver_{1 + i % DRIVERS}"],
+            "max_per_driver": 1 + i // DRIVERS,
+        }
         start = time.perf_counter()
         response = client.post("/assign", json=request)
         times.append(time.perf_counter() - start)
@@ -74,8 +78,12 @@ def main() -> None:
             service = client.app.state.service
             up = assign_latencies(client)
 
-            hanging = EventLog(make_log_client(settings.model_copy(update={"aws_endpoint_url": hanging_endpoint})),
-                               settings.log_bucket, "bench", flush_interval_s=0.05)
+            hanging = EventLog(
+                make_log_client(settings.model_copy(update={"aws_endpoint_url": hanging_endpoint})),
+                settings.log_bucket,
+                "bench",
+                flush_interval_s=0.05,
+            )
             hanging.start()
             service.events = hanging
             down = assign_latencies(client)
@@ -86,8 +94,10 @@ def main() -> None:
     def ms(figures: tuple[float, float]) -> str:
         return f"{figures[0] * 1e3:.2f}/{figures[1] * 1e3:.2f}"
 
-    print(f"FIGURE /assign median/p95 ms: S3 up {ms(up)}, S3 log bucket hanging {ms(down)}, "
-          f"up again {ms(again)}; ratio of medians {down[0] / up[0]:.3f}")
+    print(
+        f"FIGURE /assign median/p95 ms: S3 up {ms(up)}, S3 log bucket hanging {ms(down)}, "
+        f"up again {ms(again)}; ratio of medians {down[0] / up[0]:.3f}"
+    )
 
 
 if __name__ == "__main__":

@@ -44,23 +44,36 @@ def fleet_drivers(kind: str, n: int, seed: int) -> list[dict[str, Any]]:
         out = []
         for i in range(n):
             start = rng.randint(6, 10)
-            out.append({"driver_id": f"driver_{i + 1}", "rules": [
-                rule("MAX_WEIGHT", {"limit_kg": round(rng.uniform(5, 20), 1)}),
-                rule("TIME_WINDOW", {"start_hour": start, "end_hour": start + rng.randint(6, 10)}),
-                rule("REGION_ONLY", {"allowed_regions": rng.sample(REGIONS, 2)}),
-                rule("MAX_DISTANCE", {"max_km": round(rng.uniform(30, 100), 1)})]})
+            out.append(
+                {
+                    "driver_id": f"driver_{i + 1}",
+                    "rules": [
+                        rule("MAX_WEIGHT", {"limit_kg": round(rng.uniform(5, 20), 1)}),
+                        rule(
+                            "TIME_WINDOW",
+                            {"start_hour": start, "end_hour": start + rng.randint(6, 10)},
+                        ),
+                        rule("REGION_ONLY", {"allowed_regions": rng.sample(REGIONS, 2)}),
+                        rule("MAX_DISTANCE", {"max_km": round(rng.uniform(30, 100), 1)}),
+                    ],
+                }
+            )
         return out
     pool = []
     for _ in range(25):
         start = rng.randint(0, 12)
         low = round(rng.uniform(-5, 15), 1)
-        pool += [rule("MAX_WEIGHT", {"limit_kg": round(rng.uniform(8, 40), 2)}),
-                 rule("MAX_DISTANCE", {"max_km": round(rng.uniform(50, 200), 2)}),
-                 rule("TIME_WINDOW", {"start_hour": start, "end_hour": rng.randint(start + 8, 24)}),
-                 rule("TEMP_CONTROL", {"min_c": low, "max_c": round(low + rng.uniform(10, 30), 1)}),
-                 rule("OVERSIZED", {"min_volume_m3": round(rng.uniform(0, 0.4), 2)}),
-                 rule("REGION_ONLY", {"allowed_regions": rng.sample(REGIONS, rng.randint(3, 4))}),
-                 rule("HAZMAT_ALLOWED", {"allowed_classes": rng.sample(HAZMAT_CLASSES, rng.randint(2, 4))})]
+        pool += [
+            rule("MAX_WEIGHT", {"limit_kg": round(rng.uniform(8, 40), 2)}),
+            rule("MAX_DISTANCE", {"max_km": round(rng.uniform(50, 200), 2)}),
+            rule("TIME_WINDOW", {"start_hour": start, "end_hour": rng.randint(start + 8, 24)}),
+            rule("TEMP_CONTROL", {"min_c": low, "max_c": round(low + rng.uniform(10, 30), 1)}),
+            rule("OVERSIZED", {"min_volume_m3": round(rng.uniform(0, 0.4), 2)}),
+            rule("REGION_ONLY", {"allowed_regions": rng.sample(REGIONS, rng.randint(3, 4))}),
+            rule(
+                "HAZMAT_ALLOWED", {"allowed_classes": rng.sample(HAZMAT_CLASSES, rng.randint(2, 4))}
+            ),
+        ]
     out = []
     for i in range(n):
         rules = out[rng.randrange(len(out))]["rules"] if out and i % 2 else rng.sample(pool, 50)
@@ -68,7 +81,9 @@ def fleet_drivers(kind: str, n: int, seed: int) -> list[dict[str, Any]]:
     return out
 
 
-def make_day(packages: int, path: Path, seed: int = 6, per_driver: int = 100, fleet: str = "uniform") -> None:
+def make_day(
+    packages: int, path: Path, seed: int = 6, per_driver: int = 100, fleet: str = "uniform"
+) -> None:
     """Generate a day (drivers = packages / per_driver) and store it for the children. ``uniform``
     is the brief's generator (2-4 rules); the other fleets keep its packages (``fleet_drivers``)."""
     from depot.core.models import parse_drivers
@@ -76,8 +91,14 @@ def make_day(packages: int, path: Path, seed: int = 6, per_driver: int = 100, fl
     from depot.ops.generator import generate_day
 
     drivers = max(1, packages // per_driver)
-    day = generate_day(seed=seed, drivers=drivers, packages_per_driver=per_driver, min_rules=2, max_rules=4,
-                       with_destination=False)
+    day = generate_day(
+        seed=seed,
+        drivers=drivers,
+        packages_per_driver=per_driver,
+        min_rules=2,
+        max_rules=4,
+        with_destination=False,
+    )
     if fleet != "uniform":
         day["drivers"] = fleet_drivers(fleet, drivers, seed)
     columns = PackageColumns.from_records(day["packages"])
@@ -106,8 +127,12 @@ def full_graph_max_flow(columns, drivers, cap: int) -> tuple[int, float, int]:
         eligible = np.flatnonzero(masks.driver_mask(d)).astype(np.int32)
         tails.append(np.full(len(eligible), d0 + i, dtype=np.int32))
         heads.append(p0 + eligible)
-    tail = np.concatenate([np.full(n_d, source, np.int32), *tails, p0 + np.arange(n_p, dtype=np.int32)])
-    head = np.concatenate([d0 + np.arange(n_d, dtype=np.int32), *heads, np.full(n_p, sink, np.int32)])
+    tail = np.concatenate(
+        [np.full(n_d, source, np.int32), *tails, p0 + np.arange(n_p, dtype=np.int32)]
+    )
+    head = np.concatenate(
+        [d0 + np.arange(n_d, dtype=np.int32), *heads, np.full(n_p, sink, np.int32)]
+    )
     capacity = np.ones(len(tail), dtype=np.int64)
     capacity[:n_d] = cap
     del tails, heads
@@ -146,9 +171,15 @@ def child(kind: str, path: str, cap: int, repeats: int) -> dict[str, Any]:
 
             result = match(columns, drivers, cap)
             loads = np.array([len(v) for v in result.assignments.values()], dtype=np.int64)
-            out.update(assigned=result.assigned, classes=result.classes, arcs=result.arcs,
-                       types=result.eligible_types, flows=result.flows, sum_squares=int((loads**2).sum()),
-                       stages={k: round(v, 4) for k, v in result.seconds.items()})
+            out.update(
+                assigned=result.assigned,
+                classes=result.classes,
+                arcs=result.arcs,
+                types=result.eligible_types,
+                flows=result.flows,
+                sum_squares=int((loads**2).sum()),
+                stages={k: round(v, 4) for k, v in result.seconds.items()},
+            )
         elif kind == "full_graph":
             flow, solve_s, arcs = full_graph_max_flow(columns, drivers, cap)
             out.update(assigned=flow, arcs=arcs, solve_s=solve_s)
@@ -170,56 +201,99 @@ def child(kind: str, path: str, cap: int, repeats: int) -> dict[str, Any]:
         else:
             raise ValueError(kind)
         times.append(time.perf_counter() - start)
-    out.update(seconds=statistics.median(times), seconds_all=times,
-               peak_rss_mib=_peak_rss_mib(), loaded_rss_mib=base_rss)
+    out.update(
+        seconds=statistics.median(times),
+        seconds_all=times,
+        peak_rss_mib=_peak_rss_mib(),
+        loaded_rss_mib=base_rss,
+    )
     return out
 
 
 def _run_child(kind: str, path: Path, cap: int, repeats: int) -> dict[str, Any]:
-    proc = subprocess.run([sys.executable, "-m", "bench.matcher_bench", kind, str(path), str(cap), str(repeats)],
-                          check=False, capture_output=True, text=True, timeout=1800)
+    proc = subprocess.run(
+        [sys.executable, "-m", "bench.matcher_bench", kind, str(path), str(cap), str(repeats)],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=1800,
+    )
     if proc.returncode != 0:
-        return {"error": proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else f"exit {proc.returncode}"}
+        return {
+            "error": proc.stderr.strip().splitlines()[-1]
+            if proc.stderr.strip()
+            else f"exit {proc.returncode}"
+        }
     return json.loads(proc.stdout)
 
 
-def run(sizes: list[int], cap: int = 100, repeats: int = 3, full_graph_max: int = FULL_GRAPH_MAX_PACKAGES,
-        log=print, fleet: str = "uniform", per_driver: int = 100, explain: bool = False) -> list[dict[str, Any]]:
+def run(
+    sizes: list[int],
+    cap: int = 100,
+    repeats: int = 3,
+    full_graph_max: int = FULL_GRAPH_MAX_PACKAGES,
+    log=print,
+    fleet: str = "uniform",
+    per_driver: int = 100,
+    explain: bool = False,
+) -> list[dict[str, Any]]:
     rows = []
     with tempfile.TemporaryDirectory(prefix="depot-bench-") as tmp:
         for packages in sizes:
             path = Path(tmp) / f"day-{packages}.pkl"
             make_day(packages, path, per_driver=per_driver, fleet=fleet)
-            row: dict[str, Any] = {"fleet": fleet, "packages": packages, "drivers": max(1, packages // per_driver),
-                                   "cap": cap, "load_average_at_start": os.getloadavg()[0]}
+            row: dict[str, Any] = {
+                "fleet": fleet,
+                "packages": packages,
+                "drivers": max(1, packages // per_driver),
+                "cap": cap,
+                "load_average_at_start": os.getloadavg()[0],
+            }
             reps = repeats
             row["matcher"] = _run_child("matcher", path, cap, reps)
             row["greedy"] = _run_child("greedy", path, cap, 1)
             if explain:
                 row["explain"] = _run_child("explain", path, cap, reps)
                 if "seconds" in row["explain"] and "seconds" in row["matcher"]:
-                    row["explain_vs_matcher"] = row["explain"]["seconds"] / row["matcher"]["seconds"]
+                    row["explain_vs_matcher"] = (
+                        row["explain"]["seconds"] / row["matcher"]["seconds"]
+                    )
             if packages <= full_graph_max:
                 row["full_graph"] = _run_child("full_graph", path, cap, reps)
                 fg = row["full_graph"]
                 if "seconds" in fg and "seconds" in row["matcher"]:
                     row["speedup_vs_full_graph"] = fg["seconds"] / row["matcher"]["seconds"]
-                    row["speedup_vs_full_graph_solve_only"] = fg["solve_s"] / row["matcher"]["seconds"]
-                    row["equal_to_full_graph_optimum"] = fg["assigned"] == row["matcher"]["assigned"]
+                    row["speedup_vs_full_graph_solve_only"] = (
+                        fg["solve_s"] / row["matcher"]["seconds"]
+                    )
+                    row["equal_to_full_graph_optimum"] = (
+                        fg["assigned"] == row["matcher"]["assigned"]
+                    )
                     row["time_vs_full_graph"] = row["matcher"]["seconds"] / fg["seconds"]
-                    row["memory_vs_full_graph"] = row["matcher"]["peak_rss_mib"] / fg["peak_rss_mib"]
+                    row["memory_vs_full_graph"] = (
+                        row["matcher"]["peak_rss_mib"] / fg["peak_rss_mib"]
+                    )
             row["load_average_at_end"] = os.getloadavg()[0]
-            log(f"matcher {fleet} {packages:>7,} packages: " + json.dumps(
-                {k: (v.get("seconds"), v.get("assigned")) if isinstance(v, dict) else v for k, v in row.items()}))
+            log(
+                f"matcher {fleet} {packages:>7,} packages: "
+                + json.dumps(
+                    {
+                        k: (v.get("seconds"), v.get("assigned")) if isinstance(v, dict) else v
+                        for k, v in row.items()
+                    }
+                )
+            )
             rows.append(row)
             path.unlink()
     return rows
 
 
 # ``python -m bench.matcher_bench``: every fleet, its own JSON and chart
-SHAPES = {"uniform": {"sizes": [10_000, 30_000, 100_000, 500_000]},
-          "personalised": {"sizes": [10_000, 30_000, 100_000, 500_000]},
-          "adversarial": {"sizes": [1_000, 2_000, 5_000, 10_000], "per_driver": 5, "cap": 10}}
+SHAPES = {
+    "uniform": {"sizes": [10_000, 30_000, 100_000, 500_000]},
+    "personalised": {"sizes": [10_000, 30_000, 100_000, 500_000]},
+    "adversarial": {"sizes": [1_000, 2_000, 5_000, 10_000], "per_driver": 5, "cap": 10},
+}
 
 
 def main(argv: list[str]) -> int:
@@ -228,7 +302,9 @@ def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.matcher_bench")
     parser.add_argument("--max-packages", type=int, default=500_000, help="skip bigger days")
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--fleets", default=",".join(SHAPES), help="comma-separated: " + ", ".join(SHAPES))
+    parser.add_argument(
+        "--fleets", default=",".join(SHAPES), help="comma-separated: " + ", ".join(SHAPES)
+    )
     parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "results")
     args = parser.parse_args(argv)
     results: dict[str, Any] = {"started": time.strftime("%Y-%m-%dT%H:%M:%S"), "fleets": {}}
@@ -236,8 +312,14 @@ def main(argv: list[str]) -> int:
     for fleet in args.fleets.split(","):
         shape = SHAPES[fleet]
         sizes = [s for s in shape["sizes"] if s <= args.max_packages]
-        results["fleets"][fleet] = run(sizes, cap=shape.get("cap", 100), repeats=args.repeats, fleet=fleet,
-                                       per_driver=shape.get("per_driver", 100), explain=True)
+        results["fleets"][fleet] = run(
+            sizes,
+            cap=shape.get("cap", 100),
+            repeats=args.repeats,
+            fleet=fleet,
+            per_driver=shape.get("per_driver", 100),
+            explain=True,
+        )
     results["load_average_at_end"] = os.getloadavg()
     args.out.mkdir(parents=True, exist_ok=True)
     path = args.out / f"matcher-{time.strftime('%Y%m%d-%H%M%S')}.json"

@@ -15,7 +15,11 @@ from pathlib import Path
 
 import httpx
 
-FAKE_AWS = {"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test", "AWS_DEFAULT_REGION": "us-east-1"}
+FAKE_AWS = {
+    "AWS_ACCESS_KEY_ID": "test",
+    "AWS_SECRET_ACCESS_KEY": "test",
+    "AWS_DEFAULT_REGION": "us-east-1",
+}
 
 
 def free_port() -> int:
@@ -53,8 +57,13 @@ class Stack:
 @contextmanager
 def emulator() -> Iterator[tuple[str, int]]:
     port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "depot.ops.emulator", "--port", str(port)],
-                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=_env())
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "depot.ops.emulator", "--port", str(port)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        env=_env(),
+    )
     # the emulator prints one line when ready and nothing after, so stdout is not drained
     try:
         line = proc.stdout.readline()
@@ -78,9 +87,23 @@ def api(endpoint: str, env: dict[str, str] | None = None) -> Iterator[tuple[str,
     port = free_port()
     log = tempfile.NamedTemporaryFile(prefix="depot-bench-api-", suffix=".log", delete=False)  # noqa: SIM115
     proc = subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", "depot.http.app:create_app", "--factory", "--host", "127.0.0.1",
-         "--port", str(port), "--log-level", "warning", "--no-access-log"],
-        stdout=log, stderr=subprocess.STDOUT, env=_env(AWS_ENDPOINT_URL=endpoint, **(env or {})),
+        [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "depot.http.app:create_app",
+            "--factory",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--log-level",
+            "warning",
+            "--no-access-log",
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env=_env(AWS_ENDPOINT_URL=endpoint, **(env or {})),
     )
     url = f"http://127.0.0.1:{port}"
     try:

@@ -32,11 +32,19 @@ def raw_item(i: int, package: dict[str, Any], prefix: str) -> dict[str, Any]:
 
     now = time.time()
     record = {
-        "driver_id": f"{prefix}_{i % 1000}", "package_id": package["package_id"], "status": "assigned",
-        "day": DAY, "assigned_at": now, "updated_at": now, "version": 1,
+        "driver_id": f"{prefix}_{i % 1000}",
+        "package_id": package["package_id"],
+        "status": "assigned",
+        "day": DAY,
+        "assigned_at": now,
+        "updated_at": now,
+        "version": 1,
         "run": "00000002-0123456789abcdef0123456789abcdef",
-        "weight_kg": package["weight_kg"], "volume_m3": package["volume_m3"], "region": package["region"],
-        "is_express": package["is_express"], "is_perishable": package["is_perishable"],
+        "weight_kg": package["weight_kg"],
+        "volume_m3": package["volume_m3"],
+        "region": package["region"],
+        "is_express": package["is_express"],
+        "is_perishable": package["is_perishable"],
     }
     if package.get("destination"):
         record["destination"] = package["destination"]
@@ -68,12 +76,18 @@ def raw_s3_put(endpoint: str, body: bytes) -> float:
 
     s3 = _client(endpoint, "s3")
     start = time.perf_counter()
-    s3.put_object(Bucket=Settings().state_bucket, Key=f"bench/raw-{time.time_ns()}.json", Body=body,
-                  ContentType="application/json")
+    s3.put_object(
+        Bucket=Settings().state_bucket,
+        Key=f"bench/raw-{time.time_ns()}.json",
+        Body=body,
+        ContentType="application/json",
+    )
     return time.perf_counter() - start
 
 
-def import_rounds(http: httpx.Client, endpoint: str, body: bytes, day: dict[str, Any], rounds: int) -> dict[str, Any]:
+def import_rounds(
+    http: httpx.Client, endpoint: str, body: bytes, day: dict[str, Any], rounds: int
+) -> dict[str, Any]:
     """``POST /manifests`` of the day, each round right after a raw S3 PUT of the same bytes.
 
     The first round imports the bench's day (later assigned); the others import the same lists
@@ -92,10 +106,17 @@ def import_rounds(http: httpx.Client, endpoint: str, body: bytes, day: dict[str,
         assert r.status_code == 201, r.text[:500]
     packed = pack(body)
     import_s, put_s = statistics.median(p[0] for p in pairs), statistics.median(p[1] for p in pairs)
-    return {"import_s": import_s, "raw_s3_put_s": put_s, "import_vs_s3_put": import_s / put_s,
-            "import_rounds": [{"import_s": round(a, 4), "raw_s3_put_s": round(b, 4), "ratio": round(a / b, 3)}
-                              for a, b in pairs],
-            "stored_manifest_bytes": len(packed), "raw_s3_put_stored_bytes_s": raw_s3_put(endpoint, packed)}
+    return {
+        "import_s": import_s,
+        "raw_s3_put_s": put_s,
+        "import_vs_s3_put": import_s / put_s,
+        "import_rounds": [
+            {"import_s": round(a, 4), "raw_s3_put_s": round(b, 4), "ratio": round(a / b, 3)}
+            for a, b in pairs
+        ],
+        "stored_manifest_bytes": len(packed),
+        "raw_s3_put_stored_bytes_s": raw_s3_put(endpoint, packed),
+    }
 
 
 def parse_times(body: bytes, repeat: int = 3) -> dict[str, float]:
@@ -124,24 +145,45 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[k]
 
 
-def run(drivers: int = 1000, packages_per_driver: int = 100, cap: int = 100, seed: int = 6,
-        update_rate: float = 100.0, update_seconds: float = 60.0, reads: int = 200,
-        import_rounds_n: int = 3, log=print) -> dict[str, Any]:
+def run(
+    drivers: int = 1000,
+    packages_per_driver: int = 100,
+    cap: int = 100,
+    seed: int = 6,
+    update_rate: float = 100.0,
+    update_seconds: float = 60.0,
+    reads: int = 200,
+    import_rounds_n: int = 3,
+    log=print,
+) -> dict[str, Any]:
     from depot.ops.generator import generate_day
 
-    day = generate_day(seed=seed, drivers=drivers, packages_per_driver=packages_per_driver,
-                       min_rules=2, max_rules=4)
+    day = generate_day(
+        seed=seed,
+        drivers=drivers,
+        packages_per_driver=packages_per_driver,
+        min_rules=2,
+        max_rules=4,
+    )
     body = json.dumps({"day": DAY, **day}).encode()
-    out: dict[str, Any] = {"drivers": drivers, "packages": drivers * packages_per_driver, "cap": cap,
-                           "manifest_bytes": len(body)}
+    out: dict[str, Any] = {
+        "drivers": drivers,
+        "packages": drivers * packages_per_driver,
+        "cap": cap,
+        "manifest_bytes": len(body),
+    }
     driver_ids = [d["driver_id"] for d in day["drivers"]]
     out.update(parse_times(body))
-    log(f"parse + validate {out['packages']:,} packages: {out['parse_s']:.3f}s "
-        f"(the models' path alone {out['parse_checked_s']:.3f}s)")
+    log(
+        f"parse + validate {out['packages']:,} packages: {out['parse_s']:.3f}s "
+        f"(the models' path alone {out['parse_checked_s']:.3f}s)"
+    )
     api_env = {}
     from depot.config import Settings
 
-    if len(body) > Settings().max_manifest_bytes:  # the generator's 100k day with destinations is ~38 MB
+    if (
+        len(body) > Settings().max_manifest_bytes
+    ):  # the generator's 100k day with destinations is ~38 MB
         api_env["DEPOT_MAX_MANIFEST_BYTES"] = str(2 * len(body))
     out["api_env"] = api_env
     with stack(api_env) as st, httpx.Client(base_url=st.api, timeout=600) as http:
@@ -149,8 +191,10 @@ def run(drivers: int = 1000, packages_per_driver: int = 100, cap: int = 100, see
         # warm both processes (imports, first requests)
         raw_s3_put(st.endpoint, b"{}")
         out.update(import_rounds(http, st.endpoint, body, day, import_rounds_n))
-        log(f"import {out['import_s']:.2f}s, raw S3 PUT of the same bytes {out['raw_s3_put_s']:.2f}s "
-            f"(x{out['import_vs_s3_put']:.2f}; rounds {out['import_rounds']})")
+        log(
+            f"import {out['import_s']:.2f}s, raw S3 PUT of the same bytes {out['raw_s3_put_s']:.2f}s "
+            f"(x{out['import_vs_s3_put']:.2f}; rounds {out['import_rounds']})"
+        )
 
         request = {"day": DAY, "driver_ids": driver_ids, "max_per_driver": cap}
         start = time.perf_counter()
@@ -165,8 +209,10 @@ def run(drivers: int = 1000, packages_per_driver: int = 100, cap: int = 100, see
         items = [raw_item(i, p, "raw") for i, p in enumerate(day["packages"][:assigned])]
         out["raw_batch_write_s"] = raw_batch_write(st.endpoint, items)
         out["assign_vs_raw_write"] = out["assign_s"] / out["raw_batch_write_s"]
-        log(f"raw BatchWriteItem of {assigned} items {out['raw_batch_write_s']:.2f}s -> "
-            f"ratio {out['assign_vs_raw_write']:.2f}")
+        log(
+            f"raw BatchWriteItem of {assigned} items {out['raw_batch_write_s']:.2f}s -> "
+            f"ratio {out['assign_vs_raw_write']:.2f}"
+        )
 
         start = time.perf_counter()
         r = http.post("/assign", json=request)
@@ -194,8 +240,10 @@ def run(drivers: int = 1000, packages_per_driver: int = 100, cap: int = 100, see
         log(f"GET /drivers/{{id}}/assignments p95 {out['read_p95_ms']:.1f} ms")
 
         out.update(manifest_reads(http))
-        log(f"GET /manifests/{{day}}: first {out['manifest_get_first_s']:.3f}s, "
-            f"then {out['manifest_get_s']:.3f}s ({out['manifest_get_bytes']:,} bytes)")
+        log(
+            f"GET /manifests/{{day}}: first {out['manifest_get_first_s']:.3f}s, "
+            f"then {out['manifest_get_s']:.3f}s ({out['manifest_get_bytes']:,} bytes)"
+        )
 
         if update_seconds > 0:
             pairs = [(d, p) for d in driver_ids for p in answer["assignments"][d]]
@@ -203,7 +251,8 @@ def run(drivers: int = 1000, packages_per_driver: int = 100, cap: int = 100, see
             out["update"] = update_load(st.api, pairs[:half], update_rate, update_seconds)
             log(f"/update {out['update']}")
             out["update_during_manifest_reads"] = update_during_manifest_reads(
-                http, st.api, pairs[half:], update_rate, min(update_seconds, 20.0))
+                http, st.api, pairs[half:], update_rate, min(update_seconds, 20.0)
+            )
             log(f"/update while GET /manifests runs: {out['update_during_manifest_reads']}")
     return out
 
@@ -216,11 +265,16 @@ def manifest_reads(http: httpx.Client) -> dict[str, Any]:
         r = http.get(f"/manifests/{DAY}")
         times.append(time.perf_counter() - start)
         assert r.status_code == 200
-    return {"manifest_get_first_s": times[0], "manifest_get_s": statistics.median(times[1:]),
-            "manifest_get_bytes": len(r.content)}
+    return {
+        "manifest_get_first_s": times[0],
+        "manifest_get_s": statistics.median(times[1:]),
+        "manifest_get_bytes": len(r.content),
+    }
 
 
-def update_during_manifest_reads(http: httpx.Client, url: str, pairs, rate: float, seconds: float) -> dict[str, Any]:
+def update_during_manifest_reads(
+    http: httpx.Client, url: str, pairs, rate: float, seconds: float
+) -> dict[str, Any]:
     """The /update load while another client reads the whole manifest back to back."""
     import threading
 
@@ -241,16 +295,27 @@ def update_during_manifest_reads(http: httpx.Client, url: str, pairs, rate: floa
     finally:
         stop.set()
         thread.join()
-    return {**figures, "manifest_reads": len(reads),
-            "manifest_read_median_s": round(statistics.median(reads), 3) if reads else None}
+    return {
+        **figures,
+        "manifest_reads": len(reads),
+        "manifest_read_median_s": round(statistics.median(reads), 3) if reads else None,
+    }
 
 
-def update_load(url: str, pairs: list[tuple[str, str]], rate: float, seconds: float) -> dict[str, Any]:
+def update_load(
+    url: str, pairs: list[tuple[str, str]], rate: float, seconds: float
+) -> dict[str, Any]:
     """Runs ``bench.load`` in a second process and returns its figures."""
     n = int(rate * seconds)
     payload = json.dumps({"url": url, "rate": rate, "seconds": seconds, "pairs": pairs[:n]})
-    proc = subprocess.run([sys.executable, "-m", "bench.load"], check=False, input=payload, capture_output=True,
-                          text=True, timeout=seconds * 3 + 60)
+    proc = subprocess.run(
+        [sys.executable, "-m", "bench.load"],
+        check=False,
+        input=payload,
+        capture_output=True,
+        text=True,
+        timeout=seconds * 3 + 60,
+    )
     if proc.returncode != 0:
         raise RuntimeError(proc.stderr[-2000:])
     return json.loads(proc.stdout)

@@ -54,9 +54,17 @@ def test_unknown_route_and_method_answer_in_the_error_shape(client):
     assert client.get("/assign").status_code == 405
 
 
-@pytest.mark.parametrize("path", ["/drivers/bad%20id/assignments", "/packages/%00", "/manifests/yesterday",
-                                  "/manifests/2071-02-30", "/drivers/a/assignments?day=soon",
-                                  "/packages/x?day=2071-1-1"])
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/drivers/bad%20id/assignments",
+        "/packages/%00",
+        "/manifests/yesterday",
+        "/manifests/2071-02-30",
+        "/drivers/a/assignments?day=soon",
+        "/packages/x?day=2071-1-1",
+    ],
+)
 def test_malformed_read_paths_are_client_errors(client, path):
     r = client.get(path)
     assert 400 <= r.status_code < 500
@@ -65,7 +73,9 @@ def test_malformed_read_paths_are_client_errors(client, path):
 def test_openapi_docs_are_served(client):
     assert client.get("/docs").status_code == 200
     paths = client.get("/openapi.json").json()["paths"]
-    assert {"/assign", "/update", "/manifests", "/manifests/{day}", "/health", "/ready"} <= set(paths)
+    assert {"/assign", "/update", "/manifests", "/manifests/{day}", "/health", "/ready"} <= set(
+        paths
+    )
 
 
 # --- manifests ----------------------------------------------------------------------------------
@@ -78,19 +88,38 @@ def test_import_stores_the_day_and_answers_with_counts(client):
     assert r.status_code == 201, r.text
     body = r.json()
     assert body["day"] == day and body["version"] >= 1
-    assert {k: body[k] for k in ("drivers_added", "drivers_updated", "packages_added", "packages_updated",
-                                 "packages_unchanged", "drivers_total", "packages_total")} == {
-        "drivers_added": 5, "drivers_updated": 0, "packages_added": 20, "packages_updated": 0,
-        "packages_unchanged": 0, "drivers_total": 5, "packages_total": 20}
+    assert {
+        k: body[k]
+        for k in (
+            "drivers_added",
+            "drivers_updated",
+            "packages_added",
+            "packages_updated",
+            "packages_unchanged",
+            "drivers_total",
+            "packages_total",
+        )
+    } == {
+        "drivers_added": 5,
+        "drivers_updated": 0,
+        "packages_added": 20,
+        "packages_updated": 0,
+        "packages_unchanged": 0,
+        "drivers_total": 5,
+        "packages_total": 20,
+    }
 
     stored = client.get(f"/manifests/{day}")
     assert stored.status_code == 200
     manifest = stored.json()
     assert manifest["day"] == day
-    assert [d["driver_id"] for d in manifest["drivers"]] == [d["driver_id"] for d in payload["drivers"]]
+    assert [d["driver_id"] for d in manifest["drivers"]] == [
+        d["driver_id"] for d in payload["drivers"]
+    ]
     for got, sent in zip(manifest["drivers"], payload["drivers"]):
-        assert [(r["rule_id"], r["code"], r["params"]) for r in got["rules"]] == \
-               [(r["rule_id"], r["code"], r["params"]) for r in sent["rules"]]
+        assert [(r["rule_id"], r["code"], r["params"]) for r in got["rules"]] == [
+            (r["rule_id"], r["code"], r["params"]) for r in sent["rules"]
+        ]
     assert len(manifest["packages"]) == 20
     for got, sent in zip(manifest["packages"], payload["packages"]):
         assert same_package(got, sent), (got, sent)
@@ -105,19 +134,41 @@ def test_id_alias_is_accepted_on_import(client):
 
 def test_reimport_adds_drivers_and_packages_and_updates_rules(client):
     day = new_day()
-    first = import_day(client, day, [driver("a"), driver("b", ("MAX_WEIGHT", {"limit_kg": 10}))],
-                       [package("ri-1"), package("ri-2")])
+    first = import_day(
+        client,
+        day,
+        [driver("a"), driver("b", ("MAX_WEIGHT", {"limit_kg": 10}))],
+        [package("ri-1"), package("ri-2")],
+    )
 
-    same = import_day(client, day, [driver("a"), driver("b", ("MAX_WEIGHT", {"limit_kg": 10}))],
-                      [package("ri-1"), package("ri-2")])
+    same = import_day(
+        client,
+        day,
+        [driver("a"), driver("b", ("MAX_WEIGHT", {"limit_kg": 10}))],
+        [package("ri-1"), package("ri-2")],
+    )
     assert same["version"] == first["version"] + 1
-    assert (same["drivers_added"], same["drivers_updated"], same["packages_added"],
-            same["packages_updated"], same["packages_unchanged"]) == (0, 2, 0, 0, 2)
+    assert (
+        same["drivers_added"],
+        same["drivers_updated"],
+        same["packages_added"],
+        same["packages_updated"],
+        same["packages_unchanged"],
+    ) == (0, 2, 0, 0, 2)
 
-    more = import_day(client, day, [driver("b", ("EXPRESS_ONLY", {})), driver("c")],
-                      [package("ri-2", weight_kg=7.5), package("ri-3")])
-    assert (more["drivers_added"], more["drivers_updated"], more["packages_added"],
-            more["packages_updated"], more["packages_unchanged"]) == (1, 1, 1, 1, 0)
+    more = import_day(
+        client,
+        day,
+        [driver("b", ("EXPRESS_ONLY", {})), driver("c")],
+        [package("ri-2", weight_kg=7.5), package("ri-3")],
+    )
+    assert (
+        more["drivers_added"],
+        more["drivers_updated"],
+        more["packages_added"],
+        more["packages_updated"],
+        more["packages_unchanged"],
+    ) == (1, 1, 1, 1, 0)
     assert (more["drivers_total"], more["packages_total"]) == (3, 3)
 
     manifest = client.get(f"/manifests/{day}").json()
@@ -136,8 +187,14 @@ def test_reimport_refuses_to_change_an_assigned_package(client, dynamodb):
     free = "as-2" if held == "as-1" else "as-1"
     before = client.get(f"/manifests/{day}").json()
 
-    r = client.post("/manifests", json={"day": day, "drivers": [], "packages": [
-        package(held, weight_kg=9.0), package(free, weight_kg=9.0)]})
+    r = client.post(
+        "/manifests",
+        json={
+            "day": day,
+            "drivers": [],
+            "packages": [package(held, weight_kg=9.0), package(free, weight_kg=9.0)],
+        },
+    )
     assert r.status_code == 409
     assert held in r.json()["error"]["details"]["package_ids"]
     assert client.get(f"/manifests/{day}").json() == before, "a refused import must store nothing"
@@ -149,35 +206,66 @@ def test_reimport_refuses_to_change_an_assigned_package(client, dynamodb):
 
 
 INVALID_DRIVERS = [
-    pytest.param(driver("driver_3", ("WARP_DRIVE", {})), "driver_3", "driver_3-r0", id="unknown-code"),
-    pytest.param(driver("driver_4", ("MAX_WEIGHT", {})), "driver_4", "driver_4-r0", id="missing-param"),
-    pytest.param(driver("driver_5", ("MAX_WEIGHT", {"limit_kg": "ten"})), "driver_5", "driver_5-r0",
-                 id="mistyped-param"),
-    pytest.param(driver("driver_6", ("TEMP_CONTROL", {"min_c": 8, "max_c": 2})), "driver_6", "driver_6-r0",
-                 id="out-of-range"),
+    pytest.param(
+        driver("driver_3", ("WARP_DRIVE", {})), "driver_3", "driver_3-r0", id="unknown-code"
+    ),
+    pytest.param(
+        driver("driver_4", ("MAX_WEIGHT", {})), "driver_4", "driver_4-r0", id="missing-param"
+    ),
+    pytest.param(
+        driver("driver_5", ("MAX_WEIGHT", {"limit_kg": "ten"})),
+        "driver_5",
+        "driver_5-r0",
+        id="mistyped-param",
+    ),
+    pytest.param(
+        driver("driver_6", ("TEMP_CONTROL", {"min_c": 8, "max_c": 2})),
+        "driver_6",
+        "driver_6-r0",
+        id="out-of-range",
+    ),
 ]
 
 
 @pytest.mark.parametrize(("bad", "driver_id", "rule_id"), INVALID_DRIVERS)
-def test_an_invalid_manifest_is_422_naming_driver_and_rule_and_stores_nothing(client, bad, driver_id, rule_id):
+def test_an_invalid_manifest_is_422_naming_driver_and_rule_and_stores_nothing(
+    client, bad, driver_id, rule_id
+):
     day = new_day()
-    r = client.post("/manifests", json={"day": day, "drivers": [driver("ok"), bad], "packages": [package("iv-1")]})
+    r = client.post(
+        "/manifests",
+        json={"day": day, "drivers": [driver("ok"), bad], "packages": [package("iv-1")]},
+    )
     assert r.status_code == 422
     error = r.json()["error"]
     assert driver_id in error["message"] and rule_id in error["message"]
-    assert any(p.get("driver_id") == driver_id and p.get("rule_id") == rule_id for p in error["details"])
+    assert any(
+        p.get("driver_id") == driver_id and p.get("rule_id") == rule_id for p in error["details"]
+    )
     missing = client.get(f"/manifests/{day}")
     assert missing.status_code == 404
 
 
 def test_invalid_packages_are_422_naming_the_package_and_store_nothing(client):
     day = new_day()
-    r = client.post("/manifests", json={"day": day, "drivers": [driver("a")],
-                                        "packages": [package("pk-ok"), package("pk-bad", hazmat_class=7)]})
+    r = client.post(
+        "/manifests",
+        json={
+            "day": day,
+            "drivers": [driver("a")],
+            "packages": [package("pk-ok"), package("pk-bad", hazmat_class=7)],
+        },
+    )
     assert r.status_code == 422
     assert "pk-bad" in r.json()["error"]["message"]
-    r = client.post("/manifests", json={"day": day, "drivers": [driver("a")],
-                                        "packages": [package("pk-dup"), package("pk-dup", weight_kg=3.0)]})
+    r = client.post(
+        "/manifests",
+        json={
+            "day": day,
+            "drivers": [driver("a")],
+            "packages": [package("pk-dup"), package("pk-dup", weight_kg=3.0)],
+        },
+    )
     assert r.status_code == 422
     assert [p["package_id"] for p in r.json()["error"]["details"]] == ["pk-dup"]
     assert client.get(f"/manifests/{day}").status_code == 404
@@ -187,16 +275,23 @@ def test_an_invalid_reimport_leaves_the_stored_day_as_it_was(client):
     day = new_day()
     import_day(client, day, [driver("a")], [package("keep-1")])
     before = client.get(f"/manifests/{day}").json()
-    r = client.post("/manifests", json={"day": day, "drivers": [driver("z", ("NOPE", {}))],
-                                        "packages": [package("keep-2")]})
+    r = client.post(
+        "/manifests",
+        json={"day": day, "drivers": [driver("z", ("NOPE", {}))], "packages": [package("keep-2")]},
+    )
     assert r.status_code == 422
     assert client.get(f"/manifests/{day}").json() == before
 
 
 @pytest.mark.parametrize(
     "body",
-    [b"{not json", b"[]", b'{"day": "2071-02-30", "drivers": [], "packages": []}',
-     b'{"drivers": [], "packages": [], "colour": "red"}', b'{"drivers": {"a": 1}}'],
+    [
+        b"{not json",
+        b"[]",
+        b'{"day": "2071-02-30", "drivers": [], "packages": []}',
+        b'{"drivers": [], "packages": [], "colour": "red"}',
+        b'{"drivers": {"a": 1}}',
+    ],
     ids=["malformed", "array", "bad-day", "unknown-field", "drivers-not-a-list"],
 )
 def test_malformed_manifest_bodies_are_client_errors(client, body):
@@ -222,16 +317,27 @@ def assigned_day(client, dynamodb):
     requested = ["driver_2", "driver_5", "driver_1", "driver_4"]
     r = assign(client, day, requested, 3)
     assert r.status_code == 200, r.text
-    return {"day": day, "payload": payload, "requested": requested, "response": r.json(),
-            "items": table_items(dynamodb, day), "manifest": client.get(f"/manifests/{day}").json()}
+    return {
+        "day": day,
+        "payload": payload,
+        "requested": requested,
+        "response": r.json(),
+        "items": table_items(dynamodb, day),
+        "manifest": client.get(f"/manifests/{day}").json(),
+    }
 
 
 def test_assign_answers_in_the_exact_shape(assigned_day):
     body, requested = assigned_day["response"], assigned_day["requested"]
     assert set(body) == {"assignments", "unassigned_packages", "unassigned_drivers"}
     assert list(body["assignments"]) == requested
-    assert all(isinstance(v, list) and all(isinstance(p, str) for p in v) for v in body["assignments"].values())
-    assert isinstance(body["unassigned_packages"], list) and isinstance(body["unassigned_drivers"], list)
+    assert all(
+        isinstance(v, list) and all(isinstance(p, str) for p in v)
+        for v in body["assignments"].values()
+    )
+    assert isinstance(body["unassigned_packages"], list) and isinstance(
+        body["unassigned_drivers"], list
+    )
 
 
 def test_assign_obeys_every_rule_and_the_cap_and_reaches_the_optimum(assigned_day):
@@ -244,7 +350,9 @@ def test_assign_obeys_every_rule_and_the_cap_and_reaches_the_optimum(assigned_da
         assert len(pids) <= 3
         for pid in pids:
             assert driver_accepts(drivers[d], packages[pid]), (d, pid)
-    optimum = max_assignable([drivers[d] for d in assigned_day["requested"]], payload["packages"], 3)
+    optimum = max_assignable(
+        [drivers[d] for d in assigned_day["requested"]], payload["packages"], 3
+    )
     assert len(held) == optimum
     assert optimum > 0
 
@@ -255,7 +363,9 @@ def test_unassigned_lists_are_complete(assigned_day):
     every = [p["package_id"] for p in payload["packages"]]
     assert len(body["unassigned_packages"]) == len(set(body["unassigned_packages"]))
     assert set(body["unassigned_packages"]) == set(every) - held
-    assert body["unassigned_drivers"] == [d for d in assigned_day["requested"] if not body["assignments"][d]]
+    assert body["unassigned_drivers"] == [
+        d for d in assigned_day["requested"] if not body["assignments"][d]
+    ]
 
 
 def test_the_table_holds_exactly_the_assignments(assigned_day):
@@ -272,7 +382,10 @@ def test_the_table_holds_exactly_the_assignments(assigned_day):
         assert item["volume_m3"] == p["volume_m3"]
         assert item["region"] == p["region"]
         assert item["destination"] == p["destination"]
-        assert isinstance(item["assigned_at"], (int, float)) and item["updated_at"] >= item["assigned_at"]
+        assert (
+            isinstance(item["assigned_at"], (int, float))
+            and item["updated_at"] >= item["assigned_at"]
+        )
 
 
 def test_a_repeated_call_answers_the_same_and_writes_nothing(client, dynamodb, assigned_day):
@@ -293,8 +406,9 @@ def test_other_drivers_later_never_take_held_packages(client, dynamodb, assigned
     new = pairs_of(body)
     assert not {p for _, p in new} & {p for _, p in pairs_of(first)}
     held_now = pairs_of(first) | new
-    assert set(body["unassigned_packages"]) == \
-        {p["package_id"] for p in assigned_day["payload"]["packages"]} - {p for _, p in held_now}
+    assert set(body["unassigned_packages"]) == {
+        p["package_id"] for p in assigned_day["payload"]["packages"]
+    } - {p for _, p in held_now}
     assert {(i["driver_id"], i["package_id"]) for i in table_items(dynamodb, day)} == held_now
 
 
@@ -316,8 +430,11 @@ def test_max_per_driver_is_a_total_for_the_day(client, dynamodb):
 
 def test_assign_takes_express_first(client):
     day = new_day()
-    packages = [package("pr-plain"), package("pr-perishable", is_perishable=True),
-                package("pr-express", is_express=True)]
+    packages = [
+        package("pr-plain"),
+        package("pr-perishable", is_perishable=True),
+        package("pr-express", is_express=True),
+    ]
     import_day(client, day, [driver("a")], packages)
     body = assign(client, day, ["a"], 1).json()
     assert body["assignments"] == {"a": ["pr-express"]}
@@ -331,12 +448,20 @@ def test_edge_days_empty_request_and_empty_day(client, dynamodb):
     import_day(client, day, [driver("a"), driver("b")], [package("edge-1"), package("edge-2")])
     r = assign(client, day, [], 3)
     assert r.status_code == 200
-    assert r.json() == {"assignments": {}, "unassigned_packages": ["edge-1", "edge-2"], "unassigned_drivers": []}
+    assert r.json() == {
+        "assignments": {},
+        "unassigned_packages": ["edge-1", "edge-2"],
+        "unassigned_drivers": [],
+    }
     empty = new_day()
     import_day(client, empty, [driver("a")], [])
     r = assign(client, empty, ["a"], 3)
     assert r.status_code == 200
-    assert r.json() == {"assignments": {"a": []}, "unassigned_packages": [], "unassigned_drivers": ["a"]}
+    assert r.json() == {
+        "assignments": {"a": []},
+        "unassigned_packages": [],
+        "unassigned_drivers": ["a"],
+    }
     assert table_items(dynamodb, day) == [] and table_items(dynamodb, empty) == []
 
 
@@ -370,8 +495,17 @@ def test_assign_without_a_manifest_is_404(client):
         {"driver_ids": ["a"], "max_per_driver": 2, "day": "2071-13-01"},
         {"driver_ids": ["a"], "max_per_driver": 2, "priority": "high"},
     ],
-    ids=["no-cap", "no-drivers", "negative-cap", "string-cap", "float-cap", "string-drivers",
-         "repeated-driver", "bad-day", "unknown-field"],
+    ids=[
+        "no-cap",
+        "no-drivers",
+        "negative-cap",
+        "string-cap",
+        "float-cap",
+        "string-drivers",
+        "repeated-driver",
+        "bad-day",
+        "unknown-field",
+    ],
 )
 def test_malformed_assign_requests_are_422(client, body):
     r = client.post("/assign", json=body)
@@ -379,14 +513,19 @@ def test_malformed_assign_requests_are_422(client, body):
 
 
 def test_malformed_assign_json_is_a_client_error(client):
-    r = client.post("/assign", content=b'{"driver_ids": [', headers={"Content-Type": "application/json"})
+    r = client.post(
+        "/assign", content=b'{"driver_ids": [', headers={"Content-Type": "application/json"}
+    )
     assert 400 <= r.status_code < 500
 
 
 def test_explain_says_why_each_package_is_unassigned(client):
     day = new_day()
-    packages = [package("ex-express-1", is_express=True), package("ex-express-2", is_express=True),
-                package("ex-slow", is_express=False)]
+    packages = [
+        package("ex-express-1", is_express=True),
+        package("ex-express-2", is_express=True),
+        package("ex-slow", is_express=False),
+    ]
     import_day(client, day, [driver("picky", ("EXPRESS_ONLY", {}))], packages)
     r = assign(client, day, ["picky"], 1, explain="true")
     assert r.status_code == 200
@@ -399,7 +538,9 @@ def test_explain_says_why_each_package_is_unassigned(client):
     full = ({"ex-express-1", "ex-express-2"} - {taken}).pop()
     assert reasons[full]["reason"] == "eligible_drivers_full"
     assert reasons["ex-slow"]["reason"] == "no_eligible_driver"
-    assert any("EXPRESS_ONLY" in rejection["rule"] for rejection in reasons["ex-slow"]["rejected_by"])
+    assert any(
+        "EXPRESS_ONLY" in rejection["rule"] for rejection in reasons["ex-slow"]["rejected_by"]
+    )
     # without explain, the answer has exactly the three keys
     plain_body = assign(client, day, ["picky"], 1).json()
     assert set(plain_body) == {"assignments", "unassigned_packages", "unassigned_drivers"}
@@ -420,12 +561,17 @@ def lifecycle_day(client):
 
 
 def update(client, package_id: str, status: str, driver_id: str = "lc_driver") -> httpx.Response:
-    return client.post("/update", json={"driver_id": driver_id, "package_id": package_id, "status": status})
+    return client.post(
+        "/update", json={"driver_id": driver_id, "package_id": package_id, "status": status}
+    )
 
 
 def stored_item(dynamodb, driver_id: str, package_id: str) -> dict | None:
-    out = dynamodb.get_item(TableName=ASSIGNMENTS_TABLE, ConsistentRead=True,
-                            Key={"driver_id": {"S": driver_id}, "package_id": {"S": package_id}})
+    out = dynamodb.get_item(
+        TableName=ASSIGNMENTS_TABLE,
+        ConsistentRead=True,
+        Key={"driver_id": {"S": driver_id}, "package_id": {"S": package_id}},
+    )
     if "Item" not in out:
         return None
     deserialize = TypeDeserializer().deserialize
@@ -449,7 +595,11 @@ def test_every_allowed_transition_is_200(client, dynamodb, lifecycle_day):
             r = update(client, pid, status)
             assert r.status_code == 200, r.text
             item = r.json()
-            assert (item["driver_id"], item["package_id"], item["status"]) == ("lc_driver", pid, status)
+            assert (item["driver_id"], item["package_id"], item["status"]) == (
+                "lc_driver",
+                pid,
+                status,
+            )
             assert item["version"] == version + 1
             stored = stored_item(dynamodb, "lc_driver", pid)
             assert stored["status"] == status and stored["version"] == version + 1
@@ -478,15 +628,30 @@ def walk(client, pid: str, path) -> None:
         assert update(client, pid, status).status_code == 200
 
 
-@pytest.mark.parametrize("start", ["assigned", "accepted", "in_progress", "delivered", "failed_to_deliver"])
-def test_disallowed_moves_are_409_naming_current_and_allowed_next(client, dynamodb, lifecycle_day, start):
+@pytest.mark.parametrize(
+    "start", ["assigned", "accepted", "in_progress", "delivered", "failed_to_deliver"]
+)
+def test_disallowed_moves_are_409_naming_current_and_allowed_next(
+    client, dynamodb, lifecycle_day, start
+):
     _, pids = lifecycle_day
     pid = pids[0]
-    walk(client, pid, {"assigned": [], "accepted": ["accepted"], "in_progress": ["in_progress"],
-                       "delivered": ["in_progress", "delivered"], "failed_to_deliver": ["failed_to_deliver"]}[start])
+    walk(
+        client,
+        pid,
+        {
+            "assigned": [],
+            "accepted": ["accepted"],
+            "in_progress": ["in_progress"],
+            "delivered": ["in_progress", "delivered"],
+            "failed_to_deliver": ["failed_to_deliver"],
+        }[start],
+    )
     before = stored_item(dynamodb, "lc_driver", pid)
     same = update(client, pid, start)
-    assert same.status_code == 200 and same.json()["status"] == start, "the same status is a no-op 200"
+    assert same.status_code == 200 and same.json()["status"] == start, (
+        "the same status is a no-op 200"
+    )
     assert stored_item(dynamodb, "lc_driver", pid) == before
     for target in STATUSES:
         if target == start or target in NEXT[start]:
@@ -497,7 +662,9 @@ def test_disallowed_moves_are_409_naming_current_and_allowed_next(client, dynamo
         assert error["details"]["current_status"] == start
         assert set(error["details"]["allowed_next"]) == NEXT[start]
         assert start in error["message"]
-        assert stored_item(dynamodb, "lc_driver", pid) == before, "a refused move must change nothing"
+        assert stored_item(dynamodb, "lc_driver", pid) == before, (
+            "a refused move must change nothing"
+        )
 
 
 def test_final_states_stay_final(client, lifecycle_day):
@@ -534,8 +701,11 @@ def test_update_of_a_missing_item_is_404(client, dynamodb, lifecycle_day):
 
 @pytest.mark.parametrize(
     "body",
-    [{"driver_id": "a", "package_id": "p"}, {"driver_id": "a", "status": "accepted"},
-     {"driver_id": "a", "package_id": "p", "status": "accepted", "comment": "x"}],
+    [
+        {"driver_id": "a", "package_id": "p"},
+        {"driver_id": "a", "status": "accepted"},
+        {"driver_id": "a", "package_id": "p", "status": "accepted", "comment": "x"},
+    ],
     ids=["no-status", "no-package", "unknown-field"],
 )
 def test_malformed_update_requests_are_422(client, body):
@@ -554,21 +724,30 @@ def test_driver_assignments_list_packages_with_statuses(client, lifecycle_day):
     body = r.json()
     assert body["driver_id"] == "lc_driver" and body["day"] == day
     statuses = {a["package_id"]: a["status"] for a in body["assignments"]}
-    assert statuses == {pids[0]: "accepted", pids[1]: "delivered",
-                        **{p: "assigned" for p in pids[2:]}}
+    assert statuses == {
+        pids[0]: "accepted",
+        pids[1]: "delivered",
+        **{p: "assigned" for p in pids[2:]},
+    }
     sample = next(a for a in body["assignments"] if a["package_id"] == pids[2])
     assert sample["weight_kg"] == 2.5 and sample["region"] == "north"
 
     other = client.get("/drivers/lc_other/assignments", params={"day": day})
     assert other.status_code == 200 and other.json()["assignments"] == []
     assert client.get("/drivers/ghost/assignments", params={"day": day}).status_code == 404
-    assert client.get("/drivers/lc_driver/assignments", params={"day": new_day()}).status_code == 404
+    assert (
+        client.get("/drivers/lc_driver/assignments", params={"day": new_day()}).status_code == 404
+    )
 
 
 def test_get_package_names_its_driver_and_status(client):
     day = new_day()
-    import_day(client, day, [driver("gp", ("EXPRESS_ONLY", {}))],
-               [package(f"gp-{day}-held", is_express=True), package(f"gp-{day}-free")])
+    import_day(
+        client,
+        day,
+        [driver("gp", ("EXPRESS_ONLY", {}))],
+        [package(f"gp-{day}-held", is_express=True), package(f"gp-{day}-free")],
+    )
     assign(client, day, ["gp"], 5)
     update(client, f"gp-{day}-held", "accepted", driver_id="gp")
     for params in ({"day": day}, {}):
@@ -587,11 +766,16 @@ def test_get_package_names_its_driver_and_status(client):
 # --- the acceptance run's shape: unseen brief-sized days, the whole day requested --------------------
 
 
-@pytest.mark.parametrize(("seed", "min_rules", "max_rules", "cap"),
-                         [(101, 0, 2, 10), (202, 2, 4, 10), (303, 2, 4, 7)])
-def test_brief_sized_days_are_assigned_optimally_and_recorded(client, dynamodb, seed, min_rules, max_rules, cap):
+@pytest.mark.parametrize(
+    ("seed", "min_rules", "max_rules", "cap"), [(101, 0, 2, 10), (202, 2, 4, 10), (303, 2, 4, 7)]
+)
+def test_brief_sized_days_are_assigned_optimally_and_recorded(
+    client, dynamodb, seed, min_rules, max_rules, cap
+):
     day = new_day()
-    payload = generated(day, seed=seed, drivers=99, per_driver=10, min_rules=min_rules, max_rules=max_rules)
+    payload = generated(
+        day, seed=seed, drivers=99, per_driver=10, min_rules=min_rules, max_rules=max_rules
+    )
     r = client.post("/manifests", json=payload)
     assert r.status_code == 201 and r.json()["packages_total"] == 990
     requested = [d["driver_id"] for d in payload["drivers"]]

@@ -22,8 +22,18 @@ from support.browser import AXE, PHONE, ROOT, axe_violations, chromium, open_pag
 pytestmark = pytest.mark.browser
 SECRET = "browser-secret-" + "x" * 40
 WAIT_MS = 15_000
-TILES = ("drivers", "packages", "assigned", "unassigned", "accepted", "in_progress", "delivered",
-         "failed", "cancelled", "off_duty")
+TILES = (
+    "drivers",
+    "packages",
+    "assigned",
+    "unassigned",
+    "accepted",
+    "in_progress",
+    "delivered",
+    "failed",
+    "cancelled",
+    "off_duty",
+)
 _days = itertools.count()
 
 
@@ -54,16 +64,28 @@ def browser():
 class Day:
     """A generated day imported through the API, with helpers that read it back the same way."""
 
-    def __init__(self, url: str, drivers: int = 10, per_driver: int = 10, assign: int | None = 6,
-                 cap: int = 6, token: str | None = None):
+    def __init__(
+        self,
+        url: str,
+        drivers: int = 10,
+        per_driver: int = 10,
+        assign: int | None = 6,
+        cap: int = 6,
+        token: str | None = None,
+    ):
         self.url, self.day = url, new_day()
-        seed = date.fromisoformat(self.day).toordinal()  # package ids of its own (SPEC 4: one open day each)
+        seed = date.fromisoformat(
+            self.day
+        ).toordinal()  # package ids of its own (SPEC 4: one open day each)
         self.headers = {"Authorization": f"Bearer {token}"} if token else {}
         body = generate_day(seed=seed, drivers=drivers, packages_per_driver=per_driver)
         self.post("/manifests", {"day": self.day, **body})
         self.driver_ids = [d["driver_id"] for d in body["drivers"]]
         if assign:
-            self.post("/assign", {"day": self.day, "driver_ids": self.driver_ids[:assign], "max_per_driver": cap})
+            self.post(
+                "/assign",
+                {"day": self.day, "driver_ids": self.driver_ids[:assign], "max_per_driver": cap},
+            )
 
     def post(self, path: str, body: dict) -> dict:
         r = httpx.post(self.url + path, json=body, headers=self.headers, timeout=60)
@@ -71,7 +93,9 @@ class Day:
         return r.json()
 
     def get(self, path: str, **params) -> dict:
-        r = httpx.get(self.url + path, params={"day": self.day, **params}, headers=self.headers, timeout=60)
+        r = httpx.get(
+            self.url + path, params={"day": self.day, **params}, headers=self.headers, timeout=60
+        )
         assert r.status_code == 200, r.text
         return r.json()
 
@@ -92,7 +116,9 @@ def expect_tiles(page, counts: dict) -> None:
     from playwright.sync_api import expect
 
     for key in TILES:
-        expect(page.locator(f"[data-count='{key}']")).to_have_text(str(counts[key]), timeout=WAIT_MS)
+        expect(page.locator(f"[data-count='{key}']")).to_have_text(
+            str(counts[key]), timeout=WAIT_MS
+        )
 
 
 def clean(context) -> None:
@@ -114,7 +140,9 @@ def test_pages_are_html_with_a_csp_without_inline_scripts(api, path):
     for src in re.findall(r'<(?:script|link)[^>]+(?:src|href)="([^"]+)"', r.text):
         if not src.startswith("data:"):
             assert src.startswith((api.url, "/")), src
-            assert httpx.get(src if src.startswith("http") else api.url + src).status_code == 200, src
+            assert httpx.get(src if src.startswith("http") else api.url + src).status_code == 200, (
+                src
+            )
 
 
 def test_a_bad_day_is_a_clear_422(api):
@@ -157,7 +185,9 @@ def test_assignment_preview_writes_nothing_then_commit_assigns(api, browser):
     page.fill("#run-drivers", ", ".join(day.driver_ids[:5]))
     page.click("#run-form button[type=submit]")
     expect(page.locator("#preview")).to_be_visible(timeout=WAIT_MS)
-    planned = int(re.match(r"(\d+) packages", page.locator("#preview-summary").inner_text()).group(1))
+    planned = int(
+        re.match(r"(\d+) packages", page.locator("#preview-summary").inner_text()).group(1)
+    )
     assert 0 < planned <= 20
     assert day.counts()["assigned"] == 0  # the preview was a dry run
     page.click("#commit")
@@ -173,7 +203,9 @@ def test_reassign_offers_only_drivers_that_accept_the_package(api, browser):
     page = board(browser(api.url), day)
     row = page.locator("#pool-body tr").first
     package_id = row.get_attribute("data-package")
-    eligible = [d["driver_id"] for d in day.get(f"/packages/{package_id}/eligible-drivers")["drivers"]]
+    eligible = [
+        d["driver_id"] for d in day.get(f"/packages/{package_id}/eligible-drivers")["drivers"]
+    ]
     row.get_by_role("button", name=f"Reassign {package_id}").click()
     options = page.locator("#reassign-driver option")
     if eligible:
@@ -202,7 +234,9 @@ def test_off_duty_moves_the_drivers_packages(api, browser):
     assert day.held(driver_id) == []
     expect(page.locator("[data-count='off_duty']")).to_have_text("1", timeout=WAIT_MS)
     others = {a["package_id"] for d in day.driver_ids[1:6] for a in day.held(d)}
-    assert before & others or day.counts()["unassigned"] >= len(before)  # moved on or back to the pool
+    assert before & others or day.counts()["unassigned"] >= len(
+        before
+    )  # moved on or back to the pool
 
 
 def test_package_search_shows_the_timeline_and_markup_as_text(api, browser):
@@ -212,8 +246,16 @@ def test_package_search_shows_the_timeline_and_markup_as_text(api, browser):
     driver_id = day.driver_ids[0]
     package_id = day.held(driver_id)[0]["package_id"]
     note = "<script>window.__pwned = 1</script><b>bold</b>"
-    day.post("/update", {"driver_id": driver_id, "package_id": package_id, "status": "failed_to_deliver",
-                         "reason": "refused", "note": note})
+    day.post(
+        "/update",
+        {
+            "driver_id": driver_id,
+            "package_id": package_id,
+            "status": "failed_to_deliver",
+            "reason": "refused",
+            "note": note,
+        },
+    )
     page = board(browser(api.url), day)
     page.fill("#package-q", package_id)
     page.click("#package-search button")
@@ -235,7 +277,9 @@ def test_driver_delivers_on_a_phone_and_the_open_board_shows_it(api, browser):
     driver_id = day.driver_ids[1]
     desk = board(browser(api.url), day)
     expect_tiles(desk, day.counts())
-    phone = open_page(browser(api.url, viewport=PHONE), f"/driver?day={day.day}&driver_id={driver_id}")
+    phone = open_page(
+        browser(api.url, viewport=PHONE), f"/driver?day={day.day}&driver_id={driver_id}"
+    )
     phone.wait_for_selector("body[data-ready='1']", timeout=WAIT_MS)
     cards = phone.locator("li.delivery")
     held = day.held(driver_id)
@@ -246,8 +290,11 @@ def test_driver_delivers_on_a_phone_and_the_open_board_shows_it(api, browser):
     assert [by_id[p] for p in shown] == sorted(order)
     first = cards.first
     package_id = first.get_attribute("data-package")
-    assert sorted(b.get_attribute("data-next") for b in first.locator(".moves button").all()) == \
-        ["accepted", "failed_to_deliver", "in_progress"]
+    assert sorted(b.get_attribute("data-next") for b in first.locator(".moves button").all()) == [
+        "accepted",
+        "failed_to_deliver",
+        "in_progress",
+    ]
     first.locator("[data-next='in_progress']").click()
     card = phone.locator(f"li.delivery[data-package='{package_id}']")
     expect(card).to_have_attribute("data-status", "in_progress", timeout=WAIT_MS)
@@ -268,7 +315,9 @@ def test_a_failed_package_shows_its_reason_and_note_as_text(api, browser):
 
     day = Day(api.url)
     driver_id = day.driver_ids[2]
-    page = open_page(browser(api.url, viewport=PHONE), f"/driver?day={day.day}&driver_id={driver_id}")
+    page = open_page(
+        browser(api.url, viewport=PHONE), f"/driver?day={day.day}&driver_id={driver_id}"
+    )
     page.wait_for_selector("body[data-ready='1']", timeout=WAIT_MS)
     card = page.locator("li.delivery").first
     package_id = card.get_attribute("data-package")
@@ -278,7 +327,8 @@ def test_a_failed_package_shows_its_reason_and_note_as_text(api, browser):
     card.get_by_role("button", name="Mark failed").click()
     card = page.locator(f"li.delivery[data-package='{package_id}']")
     expect(card.locator(".failure")).to_have_text(
-        "Failed: access denied — <img src=x onerror=window.__pwned=1>gate locked", timeout=WAIT_MS)
+        "Failed: access denied — <img src=x onerror=window.__pwned=1>gate locked", timeout=WAIT_MS
+    )
     assert page.locator("li.delivery img").count() == 0 and page.evaluate("window.__pwned") is None
     item = next(a for a in day.held(driver_id) if a["package_id"] == package_id)
     assert (item["status"], item["reason"]) == ("failed_to_deliver", "access_denied")
@@ -302,7 +352,10 @@ def test_with_auth_the_board_asks_for_a_token_kept_for_the_tab_only(secured, bro
     expect(page.locator("#signin")).to_be_visible(timeout=WAIT_MS)
     expect(page.locator("#main")).to_be_hidden()
     sent: list[str | None] = []
-    page.on("request", lambda r: sent.append(r.headers.get("authorization")) if "/days/" in r.url else None)
+    page.on(
+        "request",
+        lambda r: sent.append(r.headers.get("authorization")) if "/days/" in r.url else None,
+    )
     sign_in(page, token)
     page.wait_for_selector("body[data-ready='1']", timeout=WAIT_MS)
     expect_tiles(page, day.counts())
@@ -322,11 +375,17 @@ def test_a_driver_token_is_refused_the_board_and_opens_its_own_view(secured, bro
     driver_token = mint_token(SECRET, "driver", driver_id)
     page = open_page(browser(secured.url), f"/board?day={day.day}")
     sign_in(page, driver_token)
-    expect(page.locator("#error")).to_have_text("A driver's token opens only the driver's view.",
-                                                timeout=WAIT_MS)
+    expect(page.locator("#error")).to_have_text(
+        "A driver's token opens only the driver's view.", timeout=WAIT_MS
+    )
     expect(page.locator("#main")).to_be_hidden()
-    assert httpx.get(f"{secured.url}/days/{day.day}/summary",
-                     headers={"Authorization": f"Bearer {driver_token}"}).status_code == 403
+    assert (
+        httpx.get(
+            f"{secured.url}/days/{day.day}/summary",
+            headers={"Authorization": f"Bearer {driver_token}"},
+        ).status_code
+        == 403
+    )
     page.get_by_role("link", name="Open my deliveries").click()
     page.wait_for_selector("body[data-ready='1']", timeout=WAIT_MS)  # same tab: the token is kept
     expect(page.locator("li.delivery")).to_have_count(len(day.held(driver_id)))
@@ -342,7 +401,9 @@ def test_no_serious_or_critical_axe_violation(api, browser, which):
     if which == "board":
         page = board(browser(api.url), day)
     else:
-        page = open_page(browser(api.url, viewport=PHONE), f"/driver?day={day.day}&driver_id={day.driver_ids[0]}")
+        page = open_page(
+            browser(api.url, viewport=PHONE), f"/driver?day={day.day}&driver_id={day.driver_ids[0]}"
+        )
         page.wait_for_selector("body[data-ready='1']", timeout=WAIT_MS)
         page.locator("[data-next='failed_to_deliver']").first.click()  # the forms too
     assert axe_violations(page) == []

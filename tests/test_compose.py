@@ -32,11 +32,17 @@ def tool(name: str) -> str:
     found = shutil.which(name)
     if found:
         return found
-    pytest.skip(f"{name} is not installed: `make lint-tools` installs it from requirements-lint.lock")
+    pytest.skip(
+        f"{name} is not installed: `make lint-tools` installs it from requirements-lint.lock"
+    )
 
 
 def vendored_schema(name: str) -> dict:
-    found = sorted(REPO.glob(f".venv-lint/lib/python*/site-packages/check_jsonschema/builtin_schemas/vendor/{name}.json"))
+    found = sorted(
+        REPO.glob(
+            f".venv-lint/lib/python*/site-packages/check_jsonschema/builtin_schemas/vendor/{name}.json"
+        )
+    )
     if not found:
         pytest.skip("check-jsonschema is not installed: `make lint-tools`")
     return json.loads(found[0].read_text())
@@ -59,6 +65,7 @@ def env_map(environment) -> dict[str, str]:
 
 
 # -- docker-compose.yml ---------------------------------------------------------------------------
+
 
 def test_compose_file_is_valid_against_the_compose_specification(compose: dict) -> None:
     schema = vendored_schema("compose-spec")
@@ -91,16 +98,23 @@ def test_app_service_waits_for_localstack_provisions_and_serves(compose: dict) -
     assert env["AWS_ACCESS_KEY_ID"] and env["AWS_SECRET_ACCESS_KEY"]
     assert app["ports"] == ["8000:8000"]
     command = " ".join(app["command"])
-    assert re.search(r"depot provision --load-today\s*&&\s*exec depot serve --host 0\.0\.0\.0 --port 8000", command)
+    assert re.search(
+        r"depot provision --load-today\s*&&\s*exec depot serve --host 0\.0\.0\.0 --port 8000",
+        command,
+    )
     assert "/health" in " ".join(app["healthcheck"]["test"])
 
 
 # -- Dockerfile -----------------------------------------------------------------------------------
 
+
 def test_dockerfile_is_slim_non_root_locked_and_healthchecked() -> None:
     text = (REPO / "Dockerfile").read_text()
-    instructions = [line.split(None, 1) for line in re.sub(r"\\\n", " ", text).splitlines()
-                    if line.strip() and not line.lstrip().startswith("#")]
+    instructions = [
+        line.split(None, 1)
+        for line in re.sub(r"\\\n", " ", text).splitlines()
+        if line.strip() and not line.lstrip().startswith("#")
+    ]
     first = {}
     for word, *rest in instructions:
         first.setdefault(word.upper(), []).append(rest[0] if rest else "")
@@ -114,7 +128,9 @@ def test_dockerfile_is_slim_non_root_locked_and_healthchecked() -> None:
 
 def test_hadolint_passes_on_the_dockerfile(tmp_path: Path) -> None:
     hadolint = tool("hadolint")
-    proc = subprocess.run([hadolint, "Dockerfile"], cwd=REPO, capture_output=True, text=True, check=False)
+    proc = subprocess.run(
+        [hadolint, "Dockerfile"], cwd=REPO, capture_output=True, text=True, check=False
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     bad = tmp_path / "Dockerfile"
     bad.write_text("FROM python:latest\nRUN apt-get update && apt-get install -y curl\n")
@@ -128,12 +144,19 @@ WORKFLOW = REPO / ".github" / "workflows" / "ci.yml"
 
 def test_actionlint_passes_on_the_workflow(tmp_path: Path) -> None:
     actionlint = tool("actionlint")
-    proc = subprocess.run([actionlint, "-no-color", str(WORKFLOW)], cwd=REPO, capture_output=True,
-                          text=True, check=False)
+    proc = subprocess.run(
+        [actionlint, "-no-color", str(WORKFLOW)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     bad = tmp_path / "bad.yml"
-    bad.write_text("on: push\njobs:\n  x:\n    runs-on: ubuntu-latest\n    steps:\n"
-                   "      - run: echo ${{ github.evnt.name }}\n")
+    bad.write_text(
+        "on: push\njobs:\n  x:\n    runs-on: ubuntu-latest\n    steps:\n"
+        "      - run: echo ${{ github.evnt.name }}\n"
+    )
     assert subprocess.run([actionlint, str(bad)], capture_output=True, check=False).returncode != 0
 
 
@@ -159,18 +182,37 @@ def test_workflow_has_lint_test_and_localstack_jobs() -> None:
 
 # -- Makefile ---------------------------------------------------------------------------------------
 
+
 def test_makefile_has_the_briefs_targets_each_described() -> None:
-    proc = subprocess.run(["make", "--no-print-directory", "help"], cwd=REPO, capture_output=True,
-                          text=True, check=True)
+    proc = subprocess.run(
+        ["make", "--no-print-directory", "help"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     described = {line.split()[0] for line in proc.stdout.splitlines() if line.strip()}
-    wanted = {"up", "down", "build", "terraform-init", "terraform-apply", "run", "test", "smoke",
-              "lint", "bench", "help"}
+    wanted = {
+        "up",
+        "down",
+        "build",
+        "terraform-init",
+        "terraform-apply",
+        "run",
+        "test",
+        "smoke",
+        "lint",
+        "bench",
+        "help",
+    }
     assert wanted <= described, wanted - described
     targets = set(re.findall(r"^([a-zA-Z_-]+):", (REPO / "Makefile").read_text(), re.MULTILINE))
     assert targets - {"help"} <= described | {"STAMP"}, targets - described
 
 
 def test_smoke_is_the_briefs_curl() -> None:
-    proc = subprocess.run(["make", "-n", "smoke"], cwd=REPO, capture_output=True, text=True, check=True)
+    proc = subprocess.run(
+        ["make", "-n", "smoke"], cwd=REPO, capture_output=True, text=True, check=True
+    )
     assert "curl" in proc.stdout and "http://localhost:8000/assign" in proc.stdout
     assert '{"driver_ids":["driver_1","driver_2"],"max_per_driver":2}' in proc.stdout

@@ -42,12 +42,18 @@ UPDATERS = 4
 @pytest.fixture(scope="module")
 def cluster():
     with ManagedEmulator() as emulator, api_processes(emulator.endpoint, 3) as apis:
-        yield SimpleNamespace(emulator=emulator, urls=[a.url for a in apis], ddb=emulator.client("dynamodb"),
-                              s3=emulator.client("s3"))
+        yield SimpleNamespace(
+            emulator=emulator,
+            urls=[a.url for a in apis],
+            ddb=emulator.client("dynamodb"),
+            s3=emulator.client("s3"),
+        )
 
 
 def _import(cluster, day: str, seed: int) -> list[str]:
-    payload = generate_day(seed=seed, drivers=DRIVERS, packages_per_driver=PER_DRIVER, min_rules=0, max_rules=3)
+    payload = generate_day(
+        seed=seed, drivers=DRIVERS, packages_per_driver=PER_DRIVER, min_rules=0, max_rules=3
+    )
     with httpx.Client() as http:
         answer = call(http, "POST", f"{cluster.urls[0]}/manifests", {"day": day, **payload})
     assert answer.status == 201, answer.body
@@ -61,7 +67,9 @@ class Ledger:
         self.lock = threading.Lock()
         self.statuses: Counter[str] = Counter()
         self.assign_answers: list[tuple[int, dict]] = []  # (cap, body) of every 200
-        self.last_status: dict[tuple[str, str], str] = {}  # (driver, package) -> last status set (200)
+        self.last_status: dict[
+            tuple[str, str], str
+        ] = {}  # (driver, package) -> last status set (200)
         self.unexpected: list[str] = []
         self.unavailable: list[str] = []  # messages of the 503 answers
 
@@ -70,7 +78,15 @@ class Ledger:
             self.statuses[f"{kind}:{status}"] += 1
 
 
-def _retrying(http: httpx.Client, ledger: Ledger, kind: str, method: str, url: str, body=None, attempts: int = 20):
+def _retrying(
+    http: httpx.Client,
+    ledger: Ledger,
+    kind: str,
+    method: str,
+    url: str,
+    body=None,
+    attempts: int = 20,
+):
     """A client that honours 503 + Retry-After; every answer is counted."""
     for _ in range(attempts):
         answer = call(http, method, url, body)
@@ -84,8 +100,15 @@ def _retrying(http: httpx.Client, ledger: Ledger, kind: str, method: str, url: s
     return answer
 
 
-def _storm(cluster, day: str, drivers: list[str], caps, seed: int, calls: int = ASSIGN_CALLS,
-           subset: int = 6) -> Ledger:
+def _storm(
+    cluster,
+    day: str,
+    drivers: list[str],
+    caps,
+    seed: int,
+    calls: int = ASSIGN_CALLS,
+    subset: int = 6,
+) -> Ledger:
     """ASSIGN_CALLS overlapping /assign calls from ASSIGN_THREADS threads over the 3 processes, and
     UPDATERS threads moving the packages those calls answer through their lifecycle meanwhile."""
     ledger = Ledger()
@@ -100,7 +123,11 @@ def _storm(cluster, day: str, drivers: list[str], caps, seed: int, calls: int = 
             for n in range(calls // ASSIGN_THREADS):
                 url = cluster.urls[(worker + n) % 3]
                 cap = caps(rng)
-                body = {"day": day, "driver_ids": rng.sample(drivers, rng.randint(1, subset)), "max_per_driver": cap}
+                body = {
+                    "day": day,
+                    "driver_ids": rng.sample(drivers, rng.randint(1, subset)),
+                    "max_per_driver": cap,
+                }
                 answer = _retrying(http, ledger, "assign", "POST", f"{url}/assign", body)
                 if answer.status != 200:
                     ledger.unexpected.append(f"assign {answer.status}: {answer.body}")
@@ -118,20 +145,30 @@ def _storm(cluster, day: str, drivers: list[str], caps, seed: int, calls: int = 
             while assigning.is_set():
                 with feed_lock:
                     mine = [pair for pair in feed if hash(pair) % UPDATERS == worker]
-                movable = [pair for pair in mine if NEXT_STATUSES[status.get(pair, Status.ASSIGNED)]]
+                movable = [
+                    pair for pair in mine if NEXT_STATUSES[status.get(pair, Status.ASSIGNED)]
+                ]
                 if not movable:
                     time.sleep(0.01)  # nothing to move yet: poll the feed again
                     continue
                 pair = rng.choice(movable)
                 nxt = rng.choice(NEXT_STATUSES[status.get(pair, Status.ASSIGNED)])
-                answer = _retrying(http, ledger, "update", "POST", f"{rng.choice(cluster.urls)}/update",
-                                   {"driver_id": pair[0], "package_id": pair[1], "status": nxt.value})
+                answer = _retrying(
+                    http,
+                    ledger,
+                    "update",
+                    "POST",
+                    f"{rng.choice(cluster.urls)}/update",
+                    {"driver_id": pair[0], "package_id": pair[1], "status": nxt.value},
+                )
                 if answer.status == 200 and answer.body["status"] == nxt.value:
                     status[pair] = nxt
                     with ledger.lock:
                         ledger.last_status[pair] = nxt.value
                 else:
-                    ledger.unexpected.append(f"update {pair} -> {nxt.value}: {answer.status} {answer.body}")
+                    ledger.unexpected.append(
+                        f"update {pair} -> {nxt.value}: {answer.status} {answer.body}"
+                    )
                     status[pair] = Status.DELIVERED  # stop touching it
 
     started = time.monotonic()
@@ -143,23 +180,32 @@ def _storm(cluster, day: str, drivers: list[str], caps, seed: int, calls: int = 
         assigning.clear()
         for f in updaters:
             f.result()
-    figure(f"storm on {day}", f"{time.monotonic() - started:.1f}s; answers {dict(sorted(ledger.statuses.items()))}; "
-                                    f"503s: {Counter(ledger.unavailable).most_common(3)}")
+    figure(
+        f"storm on {day}",
+        f"{time.monotonic() - started:.1f}s; answers {dict(sorted(ledger.statuses.items()))}; "
+        f"503s: {Counter(ledger.unavailable).most_common(3)}",
+    )
     return ledger
 
 
-def _check_state(cluster, day: str, drivers: list[str], ledger: Ledger, cap: int,
-                 calls: int = ASSIGN_CALLS) -> dict[str, dict[str, str]]:
+def _check_state(
+    cluster, day: str, drivers: list[str], ledger: Ledger, cap: int, calls: int = ASSIGN_CALLS
+) -> dict[str, dict[str, str]]:
     table = table_assignments(cluster.ddb, day)
     committed = committed_state(cluster.ddb, cluster.s3, day)
     pairs = {(d, p) for d, p, _ in table}
     holders = Counter(p for _, p, _ in table)
     per_driver = Counter(d for d, _, _ in table)
-    figure(f"final table of {day}", f"{len(table)} items, {len(committed.runs)} committed runs, "
-                                    f"{sum(1 for d in drivers if per_driver[d] == cap)} drivers at the cap")
+    figure(
+        f"final table of {day}",
+        f"{len(table)} items, {len(committed.runs)} committed runs, "
+        f"{sum(1 for d in drivers if per_driver[d] == cap)} drivers at the cap",
+    )
 
     assert not ledger.unexpected, ledger.unexpected[:5]
-    assert not [k for k in ledger.statuses if k.split(":")[1].startswith("5") and not k.endswith(":503")]
+    assert not [
+        k for k in ledger.statuses if k.split(":")[1].startswith("5") and not k.endswith(":503")
+    ]
     assert len(ledger.assign_answers) == calls, "every /assign was answered 200 in the end"
 
     doubled = [p for p, n in holders.items() if n > 1]
@@ -179,26 +225,38 @@ def _check_state(cluster, day: str, drivers: list[str], ledger: Ledger, cap: int
             assert len(ps) <= max(call_cap, cap)
         held_here = {p for ps in body["assignments"].values() for p in ps}
         assert not held_here & set(body["unassigned_packages"])
-        assert set(body["unassigned_drivers"]) == {d for d, ps in body["assignments"].items() if not ps}
+        assert set(body["unassigned_drivers"]) == {
+            d for d, ps in body["assignments"].items() if not ps
+        }
 
     for (d, p), status in ledger.last_status.items():
-        assert by_driver[d][p] == status, f"the update of {d}/{p} to {status} was lost: {by_driver[d][p]}"
+        assert by_driver[d][p] == status, (
+            f"the update of {d}/{p} to {status} was lost: {by_driver[d][p]}"
+        )
     return by_driver
 
 
 def _final_reads_equal_table(cluster, day: str, drivers: list[str], cap: int, by_driver) -> None:
     with httpx.Client() as http:
         for url in cluster.urls:
-            final = call(http, "POST", f"{url}/assign", {"day": day, "driver_ids": drivers, "max_per_driver": cap})
+            final = call(
+                http,
+                "POST",
+                f"{url}/assign",
+                {"day": day, "driver_ids": drivers, "max_per_driver": cap},
+            )
             assert final.status == 200, final.body
-            assert {d: set(ps) for d, ps in final.body["assignments"].items()} == \
-                   {d: set(by_driver.get(d, {})) for d in drivers}, f"{url} answers other than the table"
+            assert {d: set(ps) for d, ps in final.body["assignments"].items()} == {
+                d: set(by_driver.get(d, {})) for d in drivers
+            }, f"{url} answers other than the table"
             every = {p for ps in by_driver.values() for p in ps}
             assert not every & set(final.body["unassigned_packages"])
         for i, d in enumerate(drivers):
             read = call(http, "GET", f"{cluster.urls[i % 3]}/drivers/{d}/assignments?day={day}")
             assert read.status == 200, read.body
-            assert {a["package_id"]: a["status"] for a in read.body["assignments"]} == by_driver.get(d, {})
+            assert {
+                a["package_id"]: a["status"] for a in read.body["assignments"]
+            } == by_driver.get(d, {})
 
 
 def test_overlapping_assigns_and_updates_on_three_processes(cluster):
@@ -216,7 +274,9 @@ def test_varying_caps_no_commit_takes_a_driver_over_its_calls_cap(cluster):
     runs in order, no run takes a driver above the cap of the call that committed it."""
     day = "2032-02-02"
     drivers = _import(cluster, day, seed=202)
-    ledger = _storm(cluster, day, drivers, caps=lambda rng: rng.randint(3, PER_DRIVER), seed=202, calls=120)
+    ledger = _storm(
+        cluster, day, drivers, caps=lambda rng: rng.randint(3, PER_DRIVER), seed=202, calls=120
+    )
     by_driver = _check_state(cluster, day, drivers, ledger, cap=PER_DRIVER, calls=120)
     committed = committed_state(cluster.ddb, cluster.s3, day)
     held: Counter[str] = Counter()
@@ -235,12 +295,20 @@ def test_fifty_conflicting_final_updates_exactly_one_wins(cluster):
     day = "2032-02-03"
     drivers = _import(cluster, day, seed=203)
     with httpx.Client() as http:
-        assigned = call(http, "POST", f"{cluster.urls[0]}/assign",
-                        {"day": day, "driver_ids": drivers, "max_per_driver": 2})
+        assigned = call(
+            http,
+            "POST",
+            f"{cluster.urls[0]}/assign",
+            {"day": day, "driver_ids": drivers, "max_per_driver": 2},
+        )
         assert assigned.status == 200
         driver, pid = next((d, ps[0]) for d, ps in assigned.body["assignments"].items() if ps)
-        moved = call(http, "POST", f"{cluster.urls[1]}/update",
-                     {"driver_id": driver, "package_id": pid, "status": "in_progress"})
+        moved = call(
+            http,
+            "POST",
+            f"{cluster.urls[1]}/update",
+            {"driver_id": driver, "package_id": pid, "status": "in_progress"},
+        )
         assert moved.status == 200, moved.body
     version_before = moved.body["version"]
     barrier = threading.Barrier(50)
@@ -249,21 +317,33 @@ def test_fifty_conflicting_final_updates_exactly_one_wins(cluster):
     def one(i: int):
         with httpx.Client() as http:
             barrier.wait()
-            return wanted[i], call(http, "POST", f"{cluster.urls[i % 3]}/update",
-                                   {"driver_id": driver, "package_id": pid, "status": wanted[i]})
+            return wanted[i], call(
+                http,
+                "POST",
+                f"{cluster.urls[i % 3]}/update",
+                {"driver_id": driver, "package_id": pid, "status": wanted[i]},
+            )
 
     with ThreadPoolExecutor(50) as pool:
         results = list(pool.map(one, range(50)))
-    item = cluster.ddb.get_item(TableName="DeliveryAssignments", ConsistentRead=True,
-                                Key={"driver_id": {"S": driver}, "package_id": {"S": pid}})["Item"]
+    item = cluster.ddb.get_item(
+        TableName="DeliveryAssignments",
+        ConsistentRead=True,
+        Key={"driver_id": {"S": driver}, "package_id": {"S": pid}},
+    )["Item"]
     final = item["status"]["S"]
     other = "failed_to_deliver" if final == "delivered" else "delivered"
     tally = Counter((w, a.status) for w, a in results)
     figure("50 conflicting updates", f"final {final}; {dict(tally)}")
     assert final in ("delivered", "failed_to_deliver")
-    assert tally[(final, 200)] == 25, "every request for the final status is a 200 (one write, the rest no-ops)"
+    assert tally[(final, 200)] == 25, (
+        "every request for the final status is a 200 (one write, the rest no-ops)"
+    )
     assert tally[(other, 409)] == 25, "every request for the other status is a 409"
     for w, a in results:
-        assert a.body.get("status", final) == final or a.body["error"]["details"]["current_status"] == final
+        assert (
+            a.body.get("status", final) == final
+            or a.body["error"]["details"]["current_status"] == final
+        )
     assert int(item["version"]["N"]) == version_before + 1, "exactly one write happened"
     assert f"{other}_at" not in item

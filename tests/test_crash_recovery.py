@@ -65,8 +65,14 @@ def check_completed(ddb, s3, day: str, table: str, cap: int, answer: dict) -> in
     items = table_assignments(ddb, day, table=table)
     pairs = [(d, p) for d, p, _ in items]
     assert not committed.pending, f"{day}: runs still pending: {committed.pending}"
-    assert len(committed.pairs) == len(set(committed.pairs)), f"{day}: a package is in two committed runs"
-    assert Counter(p for _, p in committed.pairs).most_common(1)[0][1] == 1 if committed.pairs else True
+    assert len(committed.pairs) == len(set(committed.pairs)), (
+        f"{day}: a package is in two committed runs"
+    )
+    assert (
+        Counter(p for _, p in committed.pairs).most_common(1)[0][1] == 1
+        if committed.pairs
+        else True
+    )
     lost = set(committed.pairs) - set(pairs)
     extra = set(pairs) - set(committed.pairs)
     assert not lost and not extra, f"{day}: {len(lost)} lost, {len(extra)} not committed"
@@ -94,7 +100,9 @@ def test_hundred_in_process_crashes_mid_assign(emulator, monkeypatch):
     local = threading.local()
 
     def clients():
-        if not hasattr(local, "clients"):  # per worker thread: one "crashing" and one "recovering" pair
+        if not hasattr(
+            local, "clients"
+        ):  # per worker thread: one "crashing" and one "recovering" pair
             base = make_settings(emulator.endpoint)
             local.clients = [make_clients(base) for _ in range(3)]
         return local.clients
@@ -105,28 +113,44 @@ def test_hundred_in_process_crashes_mid_assign(emulator, monkeypatch):
         table = f"CrashTrial{i}"
         definition = dict(table_definitions(make_settings(emulator.endpoint))[0], TableName=table)
         ddb.create_table(**definition)
-        settings = make_settings(emulator.endpoint, assignments_table=table, lease_s=0.3, lease_renew_s=0.1)
+        settings = make_settings(
+            emulator.endpoint, assignments_table=table, lease_s=0.3, lease_renew_s=0.1
+        )
         (d1, s1), (d2, s2), (d3, s3_) = clients()
         writer = Service(settings, Store(settings, d1, s1))
-        import_day(writer, day, DRIVERS, PER_DRIVER, seed=3000 + i, max_rules=rng.choice([0, 1]),
-                   with_destination=False)
+        import_day(
+            writer,
+            day,
+            DRIVERS,
+            PER_DRIVER,
+            seed=3000 + i,
+            max_rules=rng.choice([0, 1]),
+            with_destination=False,
+        )
         drivers = [f"driver_{n}" for n in range(1, DRIVERS + 1)]
         crash = Crash([d1, s1], at=rng.randint(1, 8), applied=rng.random() < 0.5)
         try:
             writer.assign(day, drivers, PER_DRIVER)
             what = ["completed"]
-        except Busy as exc:  # it stopped itself: its lease may have run out (like a crash, for the next call)
+        except (
+            Busy
+        ) as exc:  # it stopped itself: its lease may have run out (like a crash, for the next call)
             what = [f"stopped itself: {exc}"]
         except ProcessCrashed as exc:
-            what = [f"crashed {'after' if crash.applied else 'before'} call {crash.at}: {str(exc).split('(')[-1]}"]
+            what = [
+                f"crashed {'after' if crash.applied else 'before'} call {crash.at}: {str(exc).split('(')[-1]}"
+            ]
         finally:
             crash.remove()
         # the next processes: the first of them sometimes dies as well, while rolling the run forward
         answer = None
         for attempt, (d, s) in enumerate([(d2, s2), (d3, s3_)] + [(d3, s3_)] * 8):
             service = Service(settings, Store(settings, d, s))
-            second = Crash([d, s], at=rng.randint(1, 8), applied=rng.random() < 0.5) \
-                if attempt == 0 and rng.random() < 0.3 else None
+            second = (
+                Crash([d, s], at=rng.randint(1, 8), applied=rng.random() < 0.5)
+                if attempt == 0 and rng.random() < 0.3
+                else None
+            )
             try:
                 answer = service.assign(day, drivers, PER_DRIVER).response()
                 break
@@ -148,8 +172,11 @@ def test_hundred_in_process_crashes_mid_assign(emulator, monkeypatch):
     started = time.monotonic()
     with ThreadPoolExecutor(WORKERS) as pool:
         list(pool.map(trial, range(TRIALS)))
-    figure("in-process crash trials", f"{TRIALS} trials in {time.monotonic() - started:.1f}s: "
-                                      f"{dict(sorted((k, v) for k, v in outcomes.items() if v))}")
+    figure(
+        "in-process crash trials",
+        f"{TRIALS} trials in {time.monotonic() - started:.1f}s: "
+        f"{dict(sorted((k, v) for k, v in outcomes.items() if v))}",
+    )
     crashed = outcomes["crashed after"] + outcomes["crashed before"]
     assert crashed >= 80, "most trials really crashed"
     assert outcomes["crashed at BatchWriteItem)"] >= 20, "many crashes hit the middle of the write"
@@ -176,12 +203,20 @@ def test_sigkill_mid_assign_next_call_completes(emulator, real, batches):
     victim = ManagedApi(proxy.endpoint, env)
     day, cap = f"2033-12-{10 + SIGKILL_CASES.index(batches):02d}", 100
     ddb, s3 = emulator.client("dynamodb"), emulator.client("s3")
-    import_day(make_service(emulator.endpoint), day, drivers=40, packages_per_driver=100, seed=4000 + batches,
-               max_rules=0)
+    import_day(
+        make_service(emulator.endpoint),
+        day,
+        drivers=40,
+        packages_per_driver=100,
+        seed=4000 + batches,
+        max_rules=0,
+    )
     body = {"day": day, "driver_ids": [f"driver_{n}" for n in range(1, 41)], "max_per_driver": cap}
     victim.wait_ready()
     held_before = proxy.count("BatchWriteItem:blackhole")
-    proxy.blackhole(when=every("BatchWriteItem", after=batches))  # hold the (k+1)-th batch and all after
+    proxy.blackhole(
+        when=every("BatchWriteItem", after=batches)
+    )  # hold the (k+1)-th batch and all after
     result = {}
 
     def doomed():
@@ -203,7 +238,10 @@ def test_sigkill_mid_assign_next_call_completes(emulator, real, batches):
     started = time.monotonic()
     with httpx.Client() as http:
         answer = call(http, "POST", f"{survivor.url}/assign", body, timeout=60)
-    figure(f"SIGKILL after {batches} batches", f"next /assign on another process: {answer.status} in "
-                                               f"{time.monotonic() - started:.2f}s (lease 2 s)")
+    figure(
+        f"SIGKILL after {batches} batches",
+        f"next /assign on another process: {answer.status} in "
+        f"{time.monotonic() - started:.2f}s (lease 2 s)",
+    )
     assert answer.status == 200, answer.body
     assert check_completed(ddb, s3, day, "DeliveryAssignments", cap, answer.body) == 4000

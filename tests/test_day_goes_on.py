@@ -26,8 +26,11 @@ def new_day() -> str:
 
 
 def assign(client, day, driver_ids, cap, **params):
-    r = client.post("/assign", params=params or None,
-                    json={"day": day, "driver_ids": list(driver_ids), "max_per_driver": cap})
+    r = client.post(
+        "/assign",
+        params=params or None,
+        json={"day": day, "driver_ids": list(driver_ids), "max_per_driver": cap},
+    )
     assert r.status_code == 200, r.text
     return r.json()
 
@@ -38,8 +41,12 @@ def holders(dynamodb, day):
 
 def test_dry_run_answers_exactly_what_assign_then_does_and_writes_nothing(client, dynamodb):
     day = new_day()
-    import_day(client, day, [driver("a"), driver("b", ("MAX_WEIGHT", {"limit_kg": 3}))],
-               [package(f"dry-{day}-{i}", weight_kg=1.0 + i) for i in range(6)])
+    import_day(
+        client,
+        day,
+        [driver("a"), driver("b", ("MAX_WEIGHT", {"limit_kg": 3}))],
+        [package(f"dry-{day}-{i}", weight_kg=1.0 + i) for i in range(6)],
+    )
     preview = assign(client, day, ["a", "b"], 2, dry_run="true")
     assert table_items(dynamodb, day) == []
     assert assign(client, day, ["a", "b"], 2) == preview
@@ -55,7 +62,9 @@ def test_unassign_is_all_or_nothing_and_removes_the_items(client, dynamodb):
     r = client.post("/unassign", json={"day": day, "package_ids": held[:2]})
     assert r.status_code == 409 and held[0] in r.text and "in_progress" in r.text
     assert len(table_items(dynamodb, day)) == 4  # nothing changed
-    r = client.post("/unassign", json={"day": day, "package_ids": held[1:3], "reason": "truck full"})
+    r = client.post(
+        "/unassign", json={"day": day, "package_ids": held[1:3], "reason": "truck full"}
+    )
     assert r.status_code == 200, r.text
     assert set(holders(dynamodb, day)) == {held[0], held[3]}
     assert client.post("/unassign", json={"day": day, "package_ids": ["nope"]}).status_code == 404
@@ -67,8 +76,12 @@ def test_reassign_checks_rules_cap_and_availability(client, dynamodb):
     day = new_day()
     heavy = f"re-{day}-heavy"
     light = [f"re-{day}-{i}" for i in range(3)]
-    import_day(client, day, [driver("a"), driver("b", ("MAX_WEIGHT", {"limit_kg": 5})), driver("c")],
-               [package(heavy, weight_kg=12.0)] + [package(p, weight_kg=1.0) for p in light])
+    import_day(
+        client,
+        day,
+        [driver("a"), driver("b", ("MAX_WEIGHT", {"limit_kg": 5})), driver("c")],
+        [package(heavy, weight_kg=12.0)] + [package(p, weight_kg=1.0) for p in light],
+    )
     out = assign(client, day, ["a"], 2)
     moved = out["assignments"]["a"][0]
     r = client.post("/reassign", json={"day": day, "package_id": heavy, "driver_id": "b"})
@@ -76,9 +89,15 @@ def test_reassign_checks_rules_cap_and_availability(client, dynamodb):
     r = client.post("/reassign", json={"day": day, "package_id": moved, "driver_id": "c"})
     assert r.status_code == 200, r.text
     assert holders(dynamodb, day)[moved] == "c"
-    r = client.post("/reassign", json={"day": day, "package_id": out["unassigned_packages"][0], "driver_id": "c"})
+    r = client.post(
+        "/reassign",
+        json={"day": day, "package_id": out["unassigned_packages"][0], "driver_id": "c"},
+    )
     assert r.status_code == 200
-    r = client.post("/reassign", json={"day": day, "package_id": out["unassigned_packages"][-1], "driver_id": "c"})
+    r = client.post(
+        "/reassign",
+        json={"day": day, "package_id": out["unassigned_packages"][-1], "driver_id": "c"},
+    )
     assert r.status_code == 409 and "cap" in r.text  # c holds 2 = the day's cap
     eligible = client.get(f"/packages/{heavy}/eligible-drivers", params={"day": day}).json()
     assert "b" not in {d["driver_id"] for d in eligible["drivers"]}
@@ -99,9 +118,15 @@ def optimum(packages, drivers, loads, cap):
 
 def test_off_duty_reassigns_exactly_and_keeps_in_progress(client, dynamodb):
     day = new_day()
-    pkgs = [package(f"off-{day}-{i}", weight_kg=float(1 + i % 8), region=["north", "east"][i % 2])
-            for i in range(24)]
-    rules = {"a": [], "b": [("MAX_WEIGHT", {"limit_kg": 4})], "c": [("REGION_ONLY", {"allowed_regions": ["east"]})]}
+    pkgs = [
+        package(f"off-{day}-{i}", weight_kg=float(1 + i % 8), region=["north", "east"][i % 2])
+        for i in range(24)
+    ]
+    rules = {
+        "a": [],
+        "b": [("MAX_WEIGHT", {"limit_kg": 4})],
+        "c": [("REGION_ONLY", {"allowed_regions": ["east"]})],
+    }
     import_day(client, day, [driver(d, *r) for d, r in rules.items()], pkgs)
     first = assign(client, day, ["a", "b", "c"], 6)
     started = first["assignments"]["a"][0]
@@ -133,8 +158,14 @@ def test_cancel_takes_packages_out_for_good(client, dynamodb):
     import_day(client, day, [driver("a")], [package(p) for p in pids])
     out = assign(client, day, ["a"], 1)
     held = out["assignments"]["a"][0]
-    r = client.post("/cancel", json={"day": day, "package_ids": [held, out["unassigned_packages"][0]],
-                                     "reason": "customer cancelled"})
+    r = client.post(
+        "/cancel",
+        json={
+            "day": day,
+            "package_ids": [held, out["unassigned_packages"][0]],
+            "reason": "customer cancelled",
+        },
+    )
     assert r.status_code == 200, r.text
     again = assign(client, day, ["a"], 1)
     cancelled = {held, out["unassigned_packages"][0]}
@@ -150,8 +181,16 @@ def test_a_failed_package_comes_back_tomorrow_without_touching_yesterday(client,
     pid = f"again-{d1}"
     import_day(client, d1, [driver("reuse_d1")], [package(pid)])
     assign(client, d1, ["reuse_d1"], 1)
-    r = client.post("/update", json={"driver_id": "reuse_d1", "package_id": pid, "status": "failed_to_deliver",
-                                     "reason": "recipient_absent", "note": "<script>alert(1)</script>"})
+    r = client.post(
+        "/update",
+        json={
+            "driver_id": "reuse_d1",
+            "package_id": pid,
+            "status": "failed_to_deliver",
+            "reason": "recipient_absent",
+            "note": "<script>alert(1)</script>",
+        },
+    )
     assert r.status_code == 200, r.text
     yesterday = table_items(dynamodb, d1)
     read_before = client.get("/drivers/reuse_d1/assignments", params={"day": d1}).json()
@@ -163,13 +202,16 @@ def test_a_failed_package_comes_back_tomorrow_without_touching_yesterday(client,
     assert [i for i in table_items(dynamodb, d1) if i["package_id"].startswith(pid)] != []
     kept = {i["package_id"]: i for i in table_items(dynamodb, d1)}
     old = {i["package_id"]: i for i in yesterday}[pid]
-    assert {k: v for k, v in kept[f"{pid}#{d1}"].items() if k not in ("package_id", "attempt_of")} == \
-        {k: v for k, v in old.items() if k != "package_id"}
+    assert {
+        k: v for k, v in kept[f"{pid}#{d1}"].items() if k not in ("package_id", "attempt_of")
+    } == {k: v for k, v in old.items() if k != "package_id"}
     today = client.get(f"/packages/{pid}", params={"day": d2}).json()
     assert today["status"] == "assigned" and today["package"]["attempt"] == 2
     events = [e["event"] for e in today["history"]]
     assert events.count("assigned") == 2 and "status_changed" in events and "carried_over" in events
-    r = client.post("/manifests", json={"day": d1, "drivers": [], "packages": [package(f"del-{d1}")]})
+    r = client.post(
+        "/manifests", json={"day": d1, "drivers": [], "packages": [package(f"del-{d1}")]}
+    )
     assert r.status_code == 201
 
 
@@ -178,7 +220,11 @@ def test_stricter_rules_on_reimport_are_refused_or_release(client, dynamodb):
     pids = [f"strict-{day}-{i}" for i in range(2)]
     import_day(client, day, [driver("a")], [package(p, weight_kg=8.0) for p in pids])
     assign(client, day, ["a"], 2)
-    stricter = {"day": day, "drivers": [driver("a", ("MAX_WEIGHT", {"limit_kg": 5}))], "packages": []}
+    stricter = {
+        "day": day,
+        "drivers": [driver("a", ("MAX_WEIGHT", {"limit_kg": 5}))],
+        "packages": [],
+    }
     r = client.post("/manifests", json=stricter)
     assert r.status_code == 409 and pids[0] in r.text
     assert len(table_items(dynamodb, day)) == 2
@@ -196,7 +242,9 @@ def test_update_racing_unassign_exactly_one_wins(client, dynamodb):
 
     def update(p):
         barrier.wait()
-        return client.post("/update", json={"driver_id": "a", "package_id": p, "status": "in_progress"}).status_code
+        return client.post(
+            "/update", json={"driver_id": "a", "package_id": p, "status": "in_progress"}
+        ).status_code
 
     def unassign(p):
         barrier.wait()
@@ -219,7 +267,10 @@ def test_events_stream_and_resume(api, client):
     day = new_day()
     import_day(client, day, [driver("a")], [package(f"ev-{day}-{i}") for i in range(3)])
     got: list[dict] = []
-    with httpx.Client(base_url=api.url, timeout=30) as c, c.stream("GET", "/events", params={"day": day}) as s:
+    with (
+        httpx.Client(base_url=api.url, timeout=30) as c,
+        c.stream("GET", "/events", params={"day": day}) as s,
+    ):
         lines = s.iter_lines()
         assert next(lines) == ": connected"
         assign(client, day, ["a"], 2)
@@ -228,10 +279,16 @@ def test_events_stream_and_resume(api, client):
                 got.append(json.loads(line[6:]))
                 break
     assert got[0]["type"] == "assignment_run" and got[0]["actor"] == "open"
-    pid = client.get("/drivers/a/assignments", params={"day": day}).json()["assignments"][0]["package_id"]
+    pid = client.get("/drivers/a/assignments", params={"day": day}).json()["assignments"][0][
+        "package_id"
+    ]
     client.post("/update", json={"driver_id": "a", "package_id": pid, "status": "accepted"})
-    with httpx.Client(base_url=api.url, timeout=30) as c, c.stream(
-            "GET", "/events", params={"day": day}, headers={"Last-Event-ID": str(got[0]["seq"])}) as s:
+    with (
+        httpx.Client(base_url=api.url, timeout=30) as c,
+        c.stream(
+            "GET", "/events", params={"day": day}, headers={"Last-Event-ID": str(got[0]["seq"])}
+        ) as s,
+    ):
         for line in s.iter_lines():
             if line.startswith("data: "):
                 event = json.loads(line[6:])
@@ -244,10 +301,17 @@ def test_events_stream_and_resume(api, client):
 @pytest.mark.timeout(900)
 def test_five_thousand_runs_keep_the_day_item_small(client, dynamodb):
     day = new_day()
-    import_day(client, day, [driver(f"d{i}") for i in range(5000)], [package(f"many-{day}-{i}") for i in range(5000)])
+    import_day(
+        client,
+        day,
+        [driver(f"d{i}") for i in range(5000)],
+        [package(f"many-{day}-{i}") for i in range(5000)],
+    )
     for i in range(5000):
         assign(client, day, [f"d{i}"], 1)
-    item = dynamodb.get_item(TableName="DepotDays", Key={"day": {"S": day}}, ConsistentRead=True)["Item"]
+    item = dynamodb.get_item(TableName="DepotDays", Key={"day": {"S": day}}, ConsistentRead=True)[
+        "Item"
+    ]
     assert len(json.dumps(item)) < 20_000
     assert len(holders(dynamodb, day)) == 5000
 
@@ -259,29 +323,46 @@ def test_importing_again_what_an_earlier_day_left_unassigned_carries_it_over(cli
     import_day(client, d1, [driver("a")], [package(p) for p in pids])
     out = assign(client, d1, ["a"], 1)
     left = out["unassigned_packages"]
-    r = client.post("/manifests", json={"day": d2, "drivers": [driver("a")], "packages": [package(p) for p in pids]})
+    r = client.post(
+        "/manifests",
+        json={"day": d2, "drivers": [driver("a")], "packages": [package(p) for p in pids]},
+    )
     assert r.status_code == 409 and out["assignments"]["a"][0] in r.text  # still assigned on d1
-    r = client.post("/manifests", json={"day": d2, "drivers": [driver("a")], "packages": [package(p) for p in left]})
+    r = client.post(
+        "/manifests",
+        json={"day": d2, "drivers": [driver("a")], "packages": [package(p) for p in left]},
+    )
     assert r.status_code == 201, r.text
     assert assign(client, d1, ["a"], 3)["unassigned_packages"] == []  # d1 can no longer assign them
     assert holders(dynamodb, d1) == {out["assignments"]["a"][0]: "a"}
     later = client.get(f"/packages/{left[0]}", params={"day": d2}).json()
     assert later["package"]["attempt"] == 2 and later["package"]["previous_days"] == [d1]
     assert client.get(f"/packages/{left[0]}", params={"day": d1}).json()["status"] == "carried_over"
-    r = client.post("/manifests", json={"day": d1, "drivers": [], "packages": [package(left[0], weight_kg=3.0)]})
+    r = client.post(
+        "/manifests", json={"day": d1, "drivers": [], "packages": [package(left[0], weight_kg=3.0)]}
+    )
     assert r.status_code == 409  # open on d2 now
 
 
 def depot(*args: str, url: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "depot.ops.cli", *args, "--url", url],
-                          check=False, capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "depot.ops.cli", *args, "--url", url],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 def test_the_dispatcher_verbs_on_the_command_line(api, client, dynamodb):
     day = new_day()
     pids = [f"cli-{day}-{i}" for i in range(3)]
-    import_day(client, day, [driver("a"), driver("b", ("MAX_WEIGHT", {"limit_kg": 1}))],
-               [package(p) for p in pids])
+    import_day(
+        client,
+        day,
+        [driver("a"), driver("b", ("MAX_WEIGHT", {"limit_kg": 1}))],
+        [package(p) for p in pids],
+    )
     out = depot("assign", "a,b", "--cap", "3", "--day", day, url=api.url)
     assert out.returncode == 0, out.stderr
     assert json.loads(out.stdout)["loads"] == {"a": 3, "b": 0}

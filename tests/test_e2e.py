@@ -50,13 +50,21 @@ def port_open(port: int) -> bool:
 def test_depot_run_answers_the_briefs_request_and_stops_on_ctrl_c():
     api_port, emulator_port = free_port(), free_port()
     depot = Path(sys.executable).with_name("depot")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DEPOT_") and k != "AWS_ENDPOINT_URL"}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("DEPOT_") and k != "AWS_ENDPOINT_URL"
+    }
     # The embedded default with the app's own bootstrap: a Terraform apply against a fresh emulator
     # takes about a minute and is tested on its own (tests/test_infra.py).
     env.update(DEPOT_PROVISION="bootstrap", PYTHONUNBUFFERED="1")
     proc = subprocess.Popen(
         [str(depot), "run", "--port", str(api_port), "--emulator-port", str(emulator_port)],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, start_new_session=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
+        start_new_session=True,
     )
     output: list[str] = []
     try:
@@ -70,7 +78,9 @@ def test_depot_run_answers_the_briefs_request_and_stops_on_ctrl_c():
         url = f"http://127.0.0.1:{api_port}"
         with httpx.Client(base_url=url, timeout=60) as client:
             _wait_until_serving(client, proc, output)
-            r = client.post("/assign", content=BRIEF_BODY, headers={"Content-Type": "application/json"})
+            r = client.post(
+                "/assign", content=BRIEF_BODY, headers={"Content-Type": "application/json"}
+            )
             assert r.status_code == 200, r.text
             body = r.json()
             assert set(body) == {"assignments", "unassigned_packages", "unassigned_drivers"}
@@ -81,7 +91,9 @@ def test_depot_run_answers_the_briefs_request_and_stops_on_ctrl_c():
             manifest = client.get(f"/manifests/{day}")
             assert manifest.status_code == 200
             manifest = manifest.json()
-            assert len(manifest["drivers"]) == 99 and len(manifest["packages"]) == 990, "the brief's default day"
+            assert len(manifest["drivers"]) == 99 and len(manifest["packages"]) == 990, (
+                "the brief's default day"
+            )
             drivers = {d["driver_id"]: d for d in manifest["drivers"]}
             packages = {p["package_id"]: p for p in manifest["packages"]}
             held = [p for pids in body["assignments"].values() for p in pids]
@@ -89,12 +101,18 @@ def test_depot_run_answers_the_briefs_request_and_stops_on_ctrl_c():
             for d, pids in body["assignments"].items():
                 for pid in pids:
                     assert driver_accepts(drivers[d], packages[pid]), (d, packages[pid], drivers[d])
-            optimum = max_assignable([drivers["driver_1"], drivers["driver_2"]], manifest["packages"], 2)
+            optimum = max_assignable(
+                [drivers["driver_1"], drivers["driver_2"]], manifest["packages"], 2
+            )
             assert len(held) == optimum
             assert set(body["unassigned_packages"]) == set(packages) - set(held)
-            assert body["unassigned_drivers"] == [d for d in ("driver_1", "driver_2") if not body["assignments"][d]]
+            assert body["unassigned_drivers"] == [
+                d for d in ("driver_1", "driver_2") if not body["assignments"][d]
+            ]
 
-            again = client.post("/assign", content=BRIEF_BODY, headers={"Content-Type": "application/json"})
+            again = client.post(
+                "/assign", content=BRIEF_BODY, headers={"Content-Type": "application/json"}
+            )
             assert again.status_code == 200 and again.json() == body
 
         proc.send_signal(signal.SIGINT)

@@ -29,8 +29,13 @@ PARAM_VARIANTS = {
     "EXPRESS_ONLY": [{}],
     "FRAGILE_ONLY": [{}],
     "HAZMAT_ALLOWED": [{"allowed_classes": s} for s in subsets([1, 2, 3, 4])],
-    "TEMP_CONTROL": [{"min_c": a, "max_c": b} for a, b in ((2, 8), (-5, 25), (0, 0), (2.5, 7.5), (8, 8), (-3, 2))],
-    "TIME_WINDOW": [{"start_hour": a, "end_hour": b} for a, b in ((8, 17), (0, 24), (0, 1), (23, 24), (16, 17), (9, 10))],
+    "TEMP_CONTROL": [
+        {"min_c": a, "max_c": b} for a, b in ((2, 8), (-5, 25), (0, 0), (2.5, 7.5), (8, 8), (-3, 2))
+    ],
+    "TIME_WINDOW": [
+        {"start_hour": a, "end_hour": b}
+        for a, b in ((8, 17), (0, 24), (0, 1), (23, 24), (16, 17), (9, 10))
+    ],
     "OVERSIZED": [{"min_volume_m3": v} for v in (0.5, 0.1, 3.0, 0, 1.25)],
 }
 
@@ -112,7 +117,9 @@ def test_vectorised_predicate_agrees_with_the_spec_table(code, packages, columns
 
 
 def one_rule_mask(code: str, params: dict, records: list[dict]) -> list[bool]:
-    (driver,) = parse_drivers([{"driver_id": "d", "rules": [{"rule_id": "r", "code": code, "params": params}]}])
+    (driver,) = parse_drivers(
+        [{"driver_id": "d", "rules": [{"rule_id": "r", "code": code, "params": params}]}]
+    )
     return RuleMasks(PackageColumns.from_records(records)).driver_mask(driver).tolist()
 
 
@@ -121,14 +128,35 @@ def one_rule_mask(code: str, params: dict, records: list[dict]) -> list[bool]:
     [
         ("MAX_WEIGHT", {"limit_kg": 10}, "weight_kg", [9.99, 10.0, 10.01], [True, True, False]),
         ("MAX_DISTANCE", {"max_km": 50}, "distance_km", [49.99, 50.0, 50.01], [True, True, False]),
-        ("TEMP_CONTROL", {"min_c": 2, "max_c": 8}, "temperature_c", [1.99, 2.0, 5.0, 8.0, 8.01],
-         [False, True, True, True, False]),
-        ("TIME_WINDOW", {"start_hour": 8, "end_hour": 17}, "delivery_hour", [7, 8, 16, 17, 23],
-         [False, True, True, False, False]),
+        (
+            "TEMP_CONTROL",
+            {"min_c": 2, "max_c": 8},
+            "temperature_c",
+            [1.99, 2.0, 5.0, 8.0, 8.01],
+            [False, True, True, True, False],
+        ),
+        (
+            "TIME_WINDOW",
+            {"start_hour": 8, "end_hour": 17},
+            "delivery_hour",
+            [7, 8, 16, 17, 23],
+            [False, True, True, False, False],
+        ),
         ("OVERSIZED", {"min_volume_m3": 0.5}, "volume_m3", [0.49, 0.5, 0.51], [False, True, True]),
-        ("HAZMAT_ALLOWED", {"allowed_classes": [2]}, "hazmat_class", [None, 1, 2, 3, 4],
-         [True, False, True, False, False]),
-        ("REGION_ONLY", {"allowed_regions": ["north", "east"]}, "region", REGIONS, [True, True, False, False]),
+        (
+            "HAZMAT_ALLOWED",
+            {"allowed_classes": [2]},
+            "hazmat_class",
+            [None, 1, 2, 3, 4],
+            [True, False, True, False, False],
+        ),
+        (
+            "REGION_ONLY",
+            {"allowed_regions": ["north", "east"]},
+            "region",
+            REGIONS,
+            [True, True, False, False],
+        ),
         ("NO_PERISHABLE", {}, "is_perishable", [False, True], [True, False]),
         ("EXPRESS_ONLY", {}, "is_express", [False, True], [False, True]),
         ("FRAGILE_ONLY", {}, "is_fragile", [False, True], [False, True]),
@@ -144,7 +172,10 @@ def test_hazmat_absent_and_null_are_both_allowed():
     with_null = base_package(0, hazmat_class=None)
     without = base_package(1)
     del without["hazmat_class"]
-    assert one_rule_mask("HAZMAT_ALLOWED", {"allowed_classes": [1]}, [with_null, without]) == [True, True]
+    assert one_rule_mask("HAZMAT_ALLOWED", {"allowed_classes": [1]}, [with_null, without]) == [
+        True,
+        True,
+    ]
 
 
 def test_a_driver_with_no_rules_accepts_everything(columns):
@@ -157,24 +188,62 @@ def test_a_driver_with_no_rules_accepts_everything(columns):
 
 def test_attributes_no_rule_mentions_are_ignored():
     """A driver without HAZMAT_ALLOWED may take hazmat packages (SPEC, as the brief says)."""
-    (driver,) = parse_drivers([{"driver_id": "d", "rules": [
-        {"rule_id": "w", "code": "MAX_WEIGHT", "params": {"limit_kg": 10}}]}])
-    records = [base_package(i, hazmat_class=hz, is_perishable=True) for i, hz in enumerate((1, 2, 3, 4))]
+    (driver,) = parse_drivers(
+        [
+            {
+                "driver_id": "d",
+                "rules": [{"rule_id": "w", "code": "MAX_WEIGHT", "params": {"limit_kg": 10}}],
+            }
+        ]
+    )
+    records = [
+        base_package(i, hazmat_class=hz, is_perishable=True) for i, hz in enumerate((1, 2, 3, 4))
+    ]
     assert RuleMasks(PackageColumns.from_records(records)).driver_mask(driver).all()
 
 
 def test_two_rules_with_the_same_code_must_both_hold():
-    drivers = parse_drivers([
-        {"driver_id": "regions", "rules": [
-            {"rule_id": "a", "code": "REGION_ONLY", "params": {"allowed_regions": ["north", "east"]}},
-            {"rule_id": "b", "code": "REGION_ONLY", "params": {"allowed_regions": ["east", "south"]}}]},
-        {"driver_id": "weights", "rules": [
-            {"rule_id": "c", "code": "MAX_WEIGHT", "params": {"limit_kg": 10}},
-            {"rule_id": "d", "code": "MAX_WEIGHT", "params": {"limit_kg": 5}}]},
-        {"driver_id": "windows", "rules": [
-            {"rule_id": "e", "code": "TIME_WINDOW", "params": {"start_hour": 8, "end_hour": 17}},
-            {"rule_id": "f", "code": "TIME_WINDOW", "params": {"start_hour": 12, "end_hour": 20}}]},
-    ])
+    drivers = parse_drivers(
+        [
+            {
+                "driver_id": "regions",
+                "rules": [
+                    {
+                        "rule_id": "a",
+                        "code": "REGION_ONLY",
+                        "params": {"allowed_regions": ["north", "east"]},
+                    },
+                    {
+                        "rule_id": "b",
+                        "code": "REGION_ONLY",
+                        "params": {"allowed_regions": ["east", "south"]},
+                    },
+                ],
+            },
+            {
+                "driver_id": "weights",
+                "rules": [
+                    {"rule_id": "c", "code": "MAX_WEIGHT", "params": {"limit_kg": 10}},
+                    {"rule_id": "d", "code": "MAX_WEIGHT", "params": {"limit_kg": 5}},
+                ],
+            },
+            {
+                "driver_id": "windows",
+                "rules": [
+                    {
+                        "rule_id": "e",
+                        "code": "TIME_WINDOW",
+                        "params": {"start_hour": 8, "end_hour": 17},
+                    },
+                    {
+                        "rule_id": "f",
+                        "code": "TIME_WINDOW",
+                        "params": {"start_hour": 12, "end_hour": 20},
+                    },
+                ],
+            },
+        ]
+    )
     records = [
         base_package(0, region="north", weight_kg=4.0, delivery_hour=9),
         base_package(1, region="east", weight_kg=5.0, delivery_hour=12),
@@ -182,18 +251,28 @@ def test_two_rules_with_the_same_code_must_both_hold():
         base_package(3, region="east", weight_kg=10.0, delivery_hour=17),
     ]
     m = eligibility_matrix(drivers, PackageColumns.from_records(records)).tolist()
-    assert m[0] == [False, True, False, True]   # only east is in both region lists
-    assert m[1] == [True, True, False, False]   # the tighter limit, 5 kg, decides
-    assert m[2] == [False, True, True, False]   # 12 <= h < 17
+    assert m[0] == [False, True, False, True]  # only east is in both region lists
+    assert m[1] == [True, True, False, False]  # the tighter limit, 5 kg, decides
+    assert m[2] == [False, True, True, False]  # 12 <= h < 17
 
 
 def test_rule_masks_are_cached_per_distinct_rule(columns):
     """Two drivers sharing a rule (with different rule ids) evaluate it once, with the same result."""
-    drivers = parse_drivers([
-        {"driver_id": "a", "rules": [{"rule_id": "x1", "code": "MAX_WEIGHT", "params": {"limit_kg": 10}}]},
-        {"driver_id": "b", "rules": [{"rule_id": "x2", "code": "MAX_WEIGHT", "params": {"limit_kg": 10.0}},
-                                     {"rule_id": "x3", "code": "EXPRESS_ONLY"}]},
-    ])
+    drivers = parse_drivers(
+        [
+            {
+                "driver_id": "a",
+                "rules": [{"rule_id": "x1", "code": "MAX_WEIGHT", "params": {"limit_kg": 10}}],
+            },
+            {
+                "driver_id": "b",
+                "rules": [
+                    {"rule_id": "x2", "code": "MAX_WEIGHT", "params": {"limit_kg": 10.0}},
+                    {"rule_id": "x3", "code": "EXPRESS_ONLY"},
+                ],
+            },
+        ]
+    )
     masks = RuleMasks(columns)
     a, b = masks.driver_mask(drivers[0]), masks.driver_mask(drivers[1])
     assert len(masks._cache) == 2
@@ -204,10 +283,14 @@ def test_rule_masks_are_cached_per_distinct_rule(columns):
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(seed=st.integers(0, 2**32 - 1), max_rules=st.integers(0, 10))
 def test_eligibility_matrix_agrees_with_the_oracle_on_generated_days(seed, max_rules):
-    day = generate_day(seed=seed, drivers=12, packages_per_driver=15, min_rules=0, max_rules=max_rules)
+    day = generate_day(
+        seed=seed, drivers=12, packages_per_driver=15, min_rules=0, max_rules=max_rules
+    )
     drivers = parse_drivers(day["drivers"])
     packages = day["packages"] + boundary_packages()
     got = eligibility_matrix(drivers, PackageColumns.from_records(packages))
-    expected = np.array([[driver_accepts(raw, p) for p in packages] for raw in day["drivers"]], dtype=bool)
+    expected = np.array(
+        [[driver_accepts(raw, p) for p in packages] for raw in day["drivers"]], dtype=bool
+    )
     assert got.dtype == np.bool_
     assert (got == expected).all()

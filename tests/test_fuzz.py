@@ -41,8 +41,12 @@ EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "25"))
 FUZZ_DRIVERS = [f"driver_{i}" for i in range(1, 6)]
 LIFECYCLE_DAY = "2042-03-04"
 LIFECYCLE_DRIVERS = [f"lc_{i}" for i in range(1, 4)]
-QUIET = [HealthCheck.too_slow, HealthCheck.filter_too_much, HealthCheck.data_too_large,
-         HealthCheck.function_scoped_fixture]
+QUIET = [
+    HealthCheck.too_slow,
+    HealthCheck.filter_too_much,
+    HealthCheck.data_too_large,
+    HealthCheck.function_scoped_fixture,
+]
 
 
 @pytest.fixture(scope="module")
@@ -50,25 +54,50 @@ def fuzz_env():
     """An emulator and an open API of the module's own, with today's day and a lifecycle day."""
     with start_emulator() as emu:
         provision(emu.endpoint)
-        with start_api(emu.endpoint, DEPOT_ENV="dev") as api, httpx.Client(base_url=api.url, timeout=60) as c:
-            today = generate_day(seed=11, drivers=len(FUZZ_DRIVERS), packages_per_driver=6, max_rules=1)
+        with (
+            start_api(emu.endpoint, DEPOT_ENV="dev") as api,
+            httpx.Client(base_url=api.url, timeout=60) as c,
+        ):
+            today = generate_day(
+                seed=11, drivers=len(FUZZ_DRIVERS), packages_per_driver=6, max_rules=1
+            )
             assert c.post("/manifests", json=today).status_code == 201
-            lifecycle = generate_day(seed=12, drivers=len(LIFECYCLE_DRIVERS), packages_per_driver=8, max_rules=0)
+            lifecycle = generate_day(
+                seed=12, drivers=len(LIFECYCLE_DRIVERS), packages_per_driver=8, max_rules=0
+            )
             for driver, new_id in zip(lifecycle["drivers"], LIFECYCLE_DRIVERS, strict=True):
                 driver["driver_id"] = new_id
             assert c.post("/manifests", json={"day": LIFECYCLE_DAY, **lifecycle}).status_code == 201
-            assigned = c.post("/assign", json={"day": LIFECYCLE_DAY, "driver_ids": LIFECYCLE_DRIVERS,
-                                               "max_per_driver": 8})
+            assigned = c.post(
+                "/assign",
+                json={"day": LIFECYCLE_DAY, "driver_ids": LIFECYCLE_DRIVERS, "max_per_driver": 8},
+            )
             assert assigned.status_code == 200, assigned.text
             yield emu, api, assigned.json()["assignments"]
 
 
-OPERATIONS = ["POST /assign", "POST /update", "POST /manifests", "GET /manifests/{day}",
-              "GET /drivers/{driver_id}/assignments", "GET /packages/{package_id}", "GET /metrics", "GET /health",
-              "GET /ready", "POST /unassign", "POST /reassign", "POST /cancel", "POST /drivers/{driver_id}/availability",
-              "POST /days/{day}/carry-over", "GET /days/{day}/summary", "GET /days/{day}/drivers",
-              "GET /days/{day}/unassigned", "GET /days/{day}/map", "GET /packages/{package_id}/eligible-drivers",
-              "GET /whoami"]
+OPERATIONS = [
+    "POST /assign",
+    "POST /update",
+    "POST /manifests",
+    "GET /manifests/{day}",
+    "GET /drivers/{driver_id}/assignments",
+    "GET /packages/{package_id}",
+    "GET /metrics",
+    "GET /health",
+    "GET /ready",
+    "POST /unassign",
+    "POST /reassign",
+    "POST /cancel",
+    "POST /drivers/{driver_id}/availability",
+    "POST /days/{day}/carry-over",
+    "GET /days/{day}/summary",
+    "GET /days/{day}/drivers",
+    "GET /days/{day}/unassigned",
+    "GET /days/{day}/map",
+    "GET /packages/{package_id}/eligible-drivers",
+    "GET /whoami",
+]
 STREAMS = {"GET /events"}  # an endless stream: tests/test_day_goes_on.py reads and resumes it
 
 
@@ -86,17 +115,27 @@ def api_schema(fuzz_env):
 NO_INPUT = {"GET /metrics", "GET /health", "GET /ready", "GET /whoami"}  # nothing to make negative
 
 
-@pytest.mark.parametrize("label,mode", [(label, mode) for label in OPERATIONS
-                                        for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE)
-                                        if not (label in NO_INPUT and mode is GenerationMode.NEGATIVE)])
+@pytest.mark.parametrize(
+    "label,mode",
+    [
+        (label, mode)
+        for label in OPERATIONS
+        for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE)
+        if not (label in NO_INPUT and mode is GenerationMode.NEGATIVE)
+    ],
+)
 def test_every_operation_survives_fuzzing(api_schema, label, mode):
     operations = {op.label: op for op in (r.ok() for r in api_schema.get_all_operations())}
     assert set(operations) == set(OPERATIONS) | STREAMS, "a new operation: add it to OPERATIONS"
     operation = operations[label]
 
     @given(case=operation.as_strategy(generation_mode=mode))
-    @settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=QUIET,
-              phases=[Phase.explicit, Phase.generate])
+    @settings(
+        max_examples=EXAMPLES,
+        deadline=None,
+        suppress_health_check=QUIET,
+        phases=[Phase.explicit, Phase.generate],
+    )
     def fuzz(case):
         case.call_and_validate(checks=[not_a_server_error, response_schema_conformance])
 
@@ -107,16 +146,25 @@ def _linked_schema(raw: dict, base_url: str):
     """The app's schema with /assign narrowed to the day's drivers and links /assign -> /update."""
     raw = copy.deepcopy(raw)
     assign = raw["components"]["schemas"]["AssignRequest"]
-    assign["properties"]["driver_ids"] = {"type": "array", "items": {"type": "string", "enum": FUZZ_DRIVERS},
-                                          "minItems": 1, "maxItems": len(FUZZ_DRIVERS), "uniqueItems": True}
+    assign["properties"]["driver_ids"] = {
+        "type": "array",
+        "items": {"type": "string", "enum": FUZZ_DRIVERS},
+        "minItems": 1,
+        "maxItems": len(FUZZ_DRIVERS),
+        "uniqueItems": True,
+    }
     assign["properties"].pop("day")  # today, the day the fixture imported
     update_id = raw["paths"]["/update"]["post"]["operationId"]
     raw["paths"]["/assign"]["post"]["responses"]["200"]["links"] = {
         f"Update{i}_{driver}": {
             "operationId": update_id,
-            "requestBody": {"driver_id": driver, "package_id": f"$response.body#/assignments/{driver}/{i}"},
+            "requestBody": {
+                "driver_id": driver,
+                "package_id": f"$response.body#/assignments/{driver}/{i}",
+            },
         }
-        for driver in FUZZ_DRIVERS for i in range(2)
+        for driver in FUZZ_DRIVERS
+        for i in range(2)
     }
     linked = schemathesis.openapi.from_dict(raw)
     linked.config.update(base_url=base_url)
@@ -130,11 +178,21 @@ def test_stateful_assign_then_update(fuzz_env):
 
     class Checked(machine):
         def validate_response(self, response, case, additional_checks=None, **kwargs):
-            case.validate_response(response, checks=[not_a_server_error, response_schema_conformance],
-                                   transport_kwargs=kwargs or None)
+            case.validate_response(
+                response,
+                checks=[not_a_server_error, response_schema_conformance],
+                transport_kwargs=kwargs or None,
+            )
 
-    Checked.run(settings=settings(max_examples=max(5, EXAMPLES // 2), stateful_step_count=6, deadline=None,
-                                  suppress_health_check=QUIET, phases=[Phase.generate]))
+    Checked.run(
+        settings=settings(
+            max_examples=max(5, EXAMPLES // 2),
+            stateful_step_count=6,
+            deadline=None,
+            suppress_health_check=QUIET,
+            phases=[Phase.generate],
+        )
+    )
 
 
 # --- the /update lifecycle as a state machine -----------------------------------------------------
@@ -146,8 +204,12 @@ FINAL = {s.value for s, nexts in NEXT_STATUSES.items() if not nexts}
 def table_statuses(dynamodb, drivers) -> dict[tuple[str, str], str]:
     out = {}
     for driver in drivers:
-        kwargs = {"TableName": "DeliveryAssignments", "KeyConditionExpression": "driver_id = :d",
-                  "ExpressionAttributeValues": {":d": {"S": driver}}, "ConsistentRead": True}
+        kwargs = {
+            "TableName": "DeliveryAssignments",
+            "KeyConditionExpression": "driver_id = :d",
+            "ExpressionAttributeValues": {":d": {"S": driver}},
+            "ConsistentRead": True,
+        }
         while True:
             page = dynamodb.query(**kwargs)
             for item in page["Items"]:
@@ -177,8 +239,9 @@ def test_update_lifecycle_state_machine(fuzz_env):
         def update(self, key, status):
             driver_id, package_id = key
             current = self.model[key]
-            response = client.post("/update", json={"driver_id": driver_id, "package_id": package_id,
-                                                    "status": status})
+            response = client.post(
+                "/update", json={"driver_id": driver_id, "package_id": package_id, "status": status}
+            )
             if status == current or status in [s.value for s in NEXT_STATUSES[Status(current)]]:
                 assert response.status_code == 200, response.text
                 assert response.json()["status"] == status
@@ -194,8 +257,10 @@ def test_update_lifecycle_state_machine(fuzz_env):
         def update_someone_elses_or_missing(self, key, status):
             driver_id, package_id = key
             other = next(d for d in LIFECYCLE_DRIVERS if d != driver_id)
-            for body in ({"driver_id": other, "package_id": package_id, "status": status},
-                         {"driver_id": driver_id, "package_id": str(uuid.uuid4()), "status": status}):
+            for body in (
+                {"driver_id": other, "package_id": package_id, "status": status},
+                {"driver_id": driver_id, "package_id": str(uuid.uuid4()), "status": status},
+            ):
                 response = client.post("/update", json=body)
                 assert response.status_code == 404, response.text
 
@@ -220,8 +285,15 @@ def test_update_lifecycle_state_machine(fuzz_env):
                 ever_final.update({k: v for k, v in self.model.items() if v in FINAL})
 
     try:
-        run_state_machine_as_test(Lifecycle, settings=settings(
-            max_examples=EXAMPLES, stateful_step_count=20, deadline=None, suppress_health_check=QUIET))
+        run_state_machine_as_test(
+            Lifecycle,
+            settings=settings(
+                max_examples=EXAMPLES,
+                stateful_step_count=20,
+                deadline=None,
+                suppress_health_check=QUIET,
+            ),
+        )
     finally:
         client.close()
     final = table_statuses(dynamodb, LIFECYCLE_DRIVERS)
@@ -233,7 +305,9 @@ def test_after_the_fuzz_the_briefs_request_and_todays_assign_still_answer(fuzz_e
     request and an /assign of every driver of the day still answer 200 (issue 10)."""
     _, api, _ = fuzz_env
     with httpx.Client(base_url=api.url, timeout=60) as c:
-        brief = c.post("/assign", json={"driver_ids": ["driver_1", "driver_2"], "max_per_driver": 2})
+        brief = c.post(
+            "/assign", json={"driver_ids": ["driver_1", "driver_2"], "max_per_driver": 2}
+        )
         assert brief.status_code == 200, brief.text
         assert set(brief.json()) == {"assignments", "unassigned_packages", "unassigned_drivers"}
         everyone = c.post("/assign", json={"driver_ids": FUZZ_DRIVERS, "max_per_driver": 6})

@@ -29,8 +29,12 @@ def api(emulator):
 
 
 def urllib_post(url: str, data, headers: dict[str, str] | None = None) -> tuple[int, bytes]:
-    request = urllib.request.Request(url, data=data, method="POST",
-                                     headers={"Content-Type": "application/json", **(headers or {})})
+    request = urllib.request.Request(
+        url,
+        data=data,
+        method="POST",
+        headers={"Content-Type": "application/json", **(headers or {})},
+    )
     try:
         with urllib.request.urlopen(request, timeout=120) as response:
             return response.status, response.read()
@@ -60,8 +64,11 @@ def test_urllib_reads_the_413_of_an_oversized_update(api):
 
 
 def access_records(api, request_id: str) -> list[dict]:
-    return [r for r in map(_json, api.output().splitlines())
-            if r and r.get("event") == "request" and r.get("request_id") == request_id]
+    return [
+        r
+        for r in map(_json, api.output().splitlines())
+        if r and r.get("event") == "request" and r.get("request_id") == request_id
+    ]
 
 
 def _json(line: str):
@@ -83,16 +90,27 @@ def wait_for(condition, timeout: float = 30):
 
 def test_an_upload_cut_off_mid_body_does_not_claim_its_idempotency_key(api):
     day = "2032-01-02"
-    payload = json.dumps({"day": day, **generate_day(seed=3, drivers=3, packages_per_driver=2)}).encode()
+    payload = json.dumps(
+        {"day": day, **generate_day(seed=3, drivers=3, packages_per_driver=2)}
+    ).encode()
     key, request_id = f"cut-{uuid.uuid4().hex}", f"cut{uuid.uuid4().hex}"
     with socket.create_connection(("127.0.0.1", api.port), timeout=10) as sock:
-        sock.sendall((f"POST /manifests HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-                      f"Content-Length: {len(payload)}\r\nIdempotency-Key: {key}\r\n"
-                      f"X-Request-ID: {request_id}\r\n\r\n").encode() + payload[: len(payload) // 2])
+        sock.sendall(
+            (
+                f"POST /manifests HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                f"Content-Length: {len(payload)}\r\nIdempotency-Key: {key}\r\n"
+                f"X-Request-ID: {request_id}\r\n\r\n"
+            ).encode()
+            + payload[: len(payload) // 2]
+        )
     (record,) = wait_for(lambda: access_records(api, request_id))  # the server saw the client go
     assert record["status"] == 499
-    retry = httpx.post(f"{api.url}/manifests", content=payload, timeout=30,
-                       headers={"Idempotency-Key": key, "Content-Type": "application/json"})
+    retry = httpx.post(
+        f"{api.url}/manifests",
+        content=payload,
+        timeout=30,
+        headers={"Idempotency-Key": key, "Content-Type": "application/json"},
+    )
     assert retry.status_code == 201, retry.text
     assert "idempotent-replayed" not in retry.headers
 
@@ -100,8 +118,12 @@ def test_an_upload_cut_off_mid_body_does_not_claim_its_idempotency_key(api):
 def test_open_mode_rate_limit_keys_on_the_address_not_on_made_up_tokens(emulator):
     provision(emulator.endpoint)
     with start_api(emulator.endpoint, DEPOT_RATE_LIMIT_PER_MINUTE="3") as api:
-        answers = [httpx.get(f"{api.url}/manifests/2032-02-02",
-                             headers={"Authorization": f"Bearer made-up-{n}"}).status_code for n in range(5)]
+        answers = [
+            httpx.get(
+                f"{api.url}/manifests/2032-02-02", headers={"Authorization": f"Bearer made-up-{n}"}
+            ).status_code
+            for n in range(5)
+        ]
     assert 429 in answers, answers
     assert answers.index(429) == 3
 
@@ -110,8 +132,11 @@ def test_the_method_label_is_bounded(api):
     for method in ("PROPFIND", "MKCOL", "PURGE", "LINK"):  # methods the HTTP parser lets through
         httpx.request(method, f"{api.url}/health")
     text = httpx.get(f"{api.url}/metrics").text
-    methods = {line.split('method="', 1)[1].split('"', 1)[0]
-               for line in text.splitlines() if line.startswith("depot_request_duration_seconds_count")}
+    methods = {
+        line.split('method="', 1)[1].split('"', 1)[0]
+        for line in text.splitlines()
+        if line.startswith("depot_request_duration_seconds_count")
+    }
     assert "other" in methods
     assert methods <= {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "other"}, methods
 

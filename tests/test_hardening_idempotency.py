@@ -67,8 +67,12 @@ def test_a_refreshed_token_replays_and_another_principal_has_its_own_scope(setti
     new = mint_token(SECRET, "dispatcher")
     assert old != new
     with TestClient(app) as client:
-        first = client.post("/manifests", json=payload, headers={**bearer(old), "Idempotency-Key": key})
-        again = client.post("/manifests", json=payload, headers={**bearer(new), "Idempotency-Key": key})
+        first = client.post(
+            "/manifests", json=payload, headers={**bearer(old), "Idempotency-Key": key}
+        )
+        again = client.post(
+            "/manifests", json=payload, headers={**bearer(new), "Idempotency-Key": key}
+        )
     assert first.status_code == 201
     assert again.status_code == 201 and again.headers.get("idempotent-replayed") == "true"
     assert again.content == first.content
@@ -79,8 +83,11 @@ def test_keys_are_scoped_by_principal_not_by_token(settings):
     from depot.http.idempotency import _scoped_key
 
     def scope(principal, token: str) -> dict:
-        return {"path": "/assign", "headers": [(b"authorization", f"Bearer {token}".encode())],
-                "state": {"principal": principal}}
+        return {
+            "path": "/assign",
+            "headers": [(b"authorization", f"Bearer {token}".encode())],
+            "state": {"principal": principal},
+        }
 
     dispatcher = Principal(role="dispatcher", subject="dispatcher", token_id="a")
     refreshed = Principal(role="dispatcher", subject="dispatcher", token_id="b")
@@ -97,11 +104,17 @@ def hand_made(**claims) -> str:
     return jwt.encode({**base, **claims}, SECRET, algorithm=ALGORITHM)
 
 
-@pytest.mark.parametrize("claims", [
-    {"exp": int(time.time()) + 100 * 365 * 86400},
-    {"iat": int(time.time()) - 10, "exp": int(time.time()) + MAX_TTL_S + 60},
-    {"iat": int(time.time()) - 40 * 86400, "exp": int(time.time()) + 3600},  # signed for 40 days
-])
+@pytest.mark.parametrize(
+    "claims",
+    [
+        {"exp": int(time.time()) + 100 * 365 * 86400},
+        {"iat": int(time.time()) - 10, "exp": int(time.time()) + MAX_TTL_S + 60},
+        {
+            "iat": int(time.time()) - 40 * 86400,
+            "exp": int(time.time()) + 3600,
+        },  # signed for 40 days
+    ],
+)
 def test_a_token_living_longer_than_the_policy_maximum_is_refused(claims):
     with pytest.raises(AuthError) as info:
         verify_token(hand_made(**claims), [SECRET])
@@ -111,4 +124,7 @@ def test_a_token_living_longer_than_the_policy_maximum_is_refused(claims):
 def test_a_token_of_the_maximum_lifetime_verifies():
     now = int(time.time())
     assert verify_token(hand_made(iat=now, exp=now + MAX_TTL_S), [SECRET]).role == "dispatcher"
-    assert verify_token(mint_token(SECRET, "driver", "driver_3", ttl_s=MAX_TTL_S), [SECRET]).driver_id == "driver_3"
+    assert (
+        verify_token(mint_token(SECRET, "driver", "driver_3", ttl_s=MAX_TTL_S), [SECRET]).driver_id
+        == "driver_3"
+    )

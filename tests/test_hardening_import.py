@@ -38,7 +38,9 @@ BAD_PACKAGES = [
 
 
 def body(packages=(), drivers=()) -> bytes:
-    return json.dumps({"day": "2031-03-04", "drivers": list(drivers), "packages": list(packages)}).encode()
+    return json.dumps(
+        {"day": "2031-03-04", "drivers": list(drivers), "packages": list(packages)}
+    ).encode()
 
 
 @pytest.mark.parametrize(("override", "field"), BAD_PACKAGES)
@@ -54,8 +56,16 @@ def test_a_package_field_that_cannot_be_stored_as_sent_is_refused_by_both_reader
 
 @pytest.mark.parametrize("value", [1e-130, -1e-130, 0.0, -0.0, 0])
 def test_zero_and_the_smallest_storable_magnitude_are_accepted(value):
-    raw = body([package(package_id="p-edge", temperature_c=value, distance_km=abs(value),
-                        destination={"lat": value, "lon": value})])
+    raw = body(
+        [
+            package(
+                package_id="p-edge",
+                temperature_c=value,
+                distance_km=abs(value),
+                destination={"lat": value, "lon": value},
+            )
+        ]
+    )
     fast, checked = _decode_fast(raw), _decode_checked(raw)
     assert fast is not None
     assert fast.records() == checked.records()
@@ -91,15 +101,25 @@ def test_the_api_refuses_an_unstorable_number_with_422_naming_package_and_field(
     provision(emulator.endpoint)
     with start_api(emulator.endpoint) as api:
         day = "2031-05-06"
-        bad = {"day": day, "drivers": [{"driver_id": "driver_1", "rules": []}],
-               "packages": [package(package_id="p-tiny", volume_m3=2.4e-267)]}
-        answer = httpx.post(f"{api.url}/manifests", content=json.dumps(bad), timeout=30,
-                            headers={"content-type": "application/json"})
+        bad = {
+            "day": day,
+            "drivers": [{"driver_id": "driver_1", "rules": []}],
+            "packages": [package(package_id="p-tiny", volume_m3=2.4e-267)],
+        }
+        answer = httpx.post(
+            f"{api.url}/manifests",
+            content=json.dumps(bad),
+            timeout=30,
+            headers={"content-type": "application/json"},
+        )
         assert answer.status_code == 422, answer.text
         assert "p-tiny" in answer.text and "volume_m3" in answer.text
         # Nothing of it was stored: the same day still imports and assigns.
         good = {**bad, "packages": [package(package_id="p-fine")]}
         assert httpx.post(f"{api.url}/manifests", json=good, timeout=30).status_code == 201
-        run = httpx.post(f"{api.url}/assign", json={"day": day, "driver_ids": ["driver_1"],
-                                                    "max_per_driver": 5}, timeout=30)
+        run = httpx.post(
+            f"{api.url}/assign",
+            json={"day": day, "driver_ids": ["driver_1"], "max_per_driver": 5},
+            timeout=30,
+        )
         assert run.status_code == 200, run.text

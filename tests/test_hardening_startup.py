@@ -18,8 +18,23 @@ from support.processes import free_port, stop_process, wait_for_line
 
 def serve(env: dict[str, str], host: str = "127.0.0.1") -> subprocess.CompletedProcess:
     """``depot serve`` that is expected to refuse: it must exit by itself, non-zero."""
-    return subprocess.run([sys.executable, "-m", "depot.ops.cli", "serve", "--host", host, "--port",
-                           str(free_port())], env=env, capture_output=True, text=True, timeout=60, check=False)
+    return subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "depot.ops.cli",
+            "serve",
+            "--host",
+            host,
+            "--port",
+            str(free_port()),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
 
 
 def test_open_mode_against_aws_refuses_to_start(emulator):
@@ -32,15 +47,22 @@ def test_open_mode_against_aws_refuses_to_start(emulator):
 def test_open_mode_on_all_interfaces_refuses_to_start_even_against_an_emulator(emulator):
     proc = serve(api_env(emulator.endpoint, DEPOT_ENV="dev"), host="0.0.0.0")
     assert proc.returncode != 0
-    assert "0.0.0.0" in proc.stdout + proc.stderr and "DEPOT_ALLOW_OPEN_MODE" in proc.stdout + proc.stderr
+    assert (
+        "0.0.0.0" in proc.stdout + proc.stderr
+        and "DEPOT_ALLOW_OPEN_MODE" in proc.stdout + proc.stderr
+    )
 
 
 def test_open_mode_on_all_interfaces_starts_when_explicitly_allowed(emulator):
     provision(emulator.endpoint)
     port = free_port()
     env = api_env(emulator.endpoint, DEPOT_ENV="dev", DEPOT_ALLOW_OPEN_MODE="true")
-    proc = subprocess.Popen([sys.executable, "-m", "depot.ops.cli", "serve", "--host", "0.0.0.0", "--port",
-                             str(port)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "depot.ops.cli", "serve", "--host", "0.0.0.0", "--port", str(port)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        env=env,
+    )
     try:
         wait_for_line(proc, "Depot API on")
         assert httpx.get(f"http://127.0.0.1:{port}/health", timeout=10).status_code == 200

@@ -46,12 +46,31 @@ def accepted(value) -> bool:
 NUMBERS = (
     st.floats()
     | st.integers(min_value=-(10**140), max_value=10**140)
-    | st.integers(-(10**40), 10**40).map(lambda i: i * 10 ** 80)
+    | st.integers(-(10**40), 10**40).map(lambda i: i * 10**80)
     | st.decimals(allow_nan=True, allow_infinity=True)
-    | st.builds(lambda d, e: Decimal(d).scaleb(e), st.integers(-(10**40), 10**40), st.integers(-180, 140))
-    | st.sampled_from([1e-130, 9.9e-131, 2.4e-267, 5e-324, 1e126, 9.999999999999999e125, 0.0, -0.0,
-                       Decimal("1E-130"), Decimal("1E+126"), Decimal("9.9E+125"), Decimal("0E-200"),
-                       10**38 - 1, 10**38 + 1, 10**125, 10**126])
+    | st.builds(
+        lambda d, e: Decimal(d).scaleb(e), st.integers(-(10**40), 10**40), st.integers(-180, 140)
+    )
+    | st.sampled_from(
+        [
+            1e-130,
+            9.9e-131,
+            2.4e-267,
+            5e-324,
+            1e126,
+            9.999999999999999e125,
+            0.0,
+            -0.0,
+            Decimal("1E-130"),
+            Decimal("1E+126"),
+            Decimal("9.9E+125"),
+            Decimal("0E-200"),
+            10**38 - 1,
+            10**38 + 1,
+            10**125,
+            10**126,
+        ]
+    )
 )
 
 
@@ -61,11 +80,25 @@ def test_numbers_are_refused_exactly_when_dynamodb_refuses_them(number):
     assert accepted(number) == dynamodb_accepts(number), number
 
 
-@pytest.mark.parametrize("number", [2.4e-267, 1e126, float("nan"), float("inf"), 10**38 + 1,
-                                    Decimal("1.234567890123456789012345678901234567891")])
+@pytest.mark.parametrize(
+    "number",
+    [
+        2.4e-267,
+        1e126,
+        float("nan"),
+        float("inf"),
+        10**38 + 1,
+        Decimal("1.234567890123456789012345678901234567891"),
+    ],
+)
 def test_an_unstorable_number_names_the_attribute(number):
     with pytest.raises(UnstorableItem) as info:
-        check_item({"day": "2030-01-01", "record": {"packages": [{"volume_m3": 1.0}, {"volume_m3": number}]}})
+        check_item(
+            {
+                "day": "2030-01-01",
+                "record": {"packages": [{"volume_m3": 1.0}, {"volume_m3": number}]},
+            }
+        )
     assert info.value.details["attribute"] == "record.packages[1].volume_m3"
     assert "volume_m3" in str(info.value)
 
@@ -81,8 +114,12 @@ def reference_size(value) -> int:
     if isinstance(value, (int, float, Decimal)):
         if value == 0:
             return 1
-        digits = Decimal(repr(value) if isinstance(value, float) else str(value)).normalize(
-            DYNAMODB_CONTEXT).as_tuple().digits
+        digits = (
+            Decimal(repr(value) if isinstance(value, float) else str(value))
+            .normalize(DYNAMODB_CONTEXT)
+            .as_tuple()
+            .digits
+        )
         return math.ceil(len(digits) / 2) + 1
     if isinstance(value, dict):
         return 3 + sum(1 + len(k.encode()) + reference_size(v) for k, v in value.items())
@@ -90,10 +127,16 @@ def reference_size(value) -> int:
 
 
 VALUES = st.recursive(
-    st.none() | st.booleans() | st.text(max_size=20) | st.binary(max_size=20)
-    | st.integers(-(10**30), 10**30) | st.floats(allow_nan=False, allow_infinity=False, min_value=1e-100,
-                                                   max_value=1e100),
-    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(min_size=1, max_size=8), inner, max_size=4),
+    st.none()
+    | st.booleans()
+    | st.text(max_size=20)
+    | st.binary(max_size=20)
+    | st.integers(-(10**30), 10**30)
+    | st.floats(allow_nan=False, allow_infinity=False, min_value=1e-100, max_value=1e100),
+    lambda inner: (
+        st.lists(inner, max_size=4)
+        | st.dictionaries(st.text(min_size=1, max_size=8), inner, max_size=4)
+    ),
     max_leaves=20,
 )
 
@@ -123,14 +166,17 @@ def test_nesting_deeper_than_32_is_refused(depth):
     assert accepted(value) == (depth <= 31)  # the item itself is the 32nd level
 
 
-@pytest.mark.parametrize(("item", "reason"), [
-    ({"driver_id": "", "package_id": "p"}, "empty"),
-    ({"driver_id": "d"}, "missing"),
-    ({"driver_id": "d" * 2049, "package_id": "p"}, "2,049 bytes"),
-    ({"driver_id": "d", "package_id": "p" * 1025}, "1,025 bytes"),
-    ({"driver_id": "é" * 1025, "package_id": "p"}, "2,050 bytes"),
-    ({"driver_id": ["d"], "package_id": "p"}, "must be a string"),
-])
+@pytest.mark.parametrize(
+    ("item", "reason"),
+    [
+        ({"driver_id": "", "package_id": "p"}, "empty"),
+        ({"driver_id": "d"}, "missing"),
+        ({"driver_id": "d" * 2049, "package_id": "p"}, "2,049 bytes"),
+        ({"driver_id": "d", "package_id": "p" * 1025}, "1,025 bytes"),
+        ({"driver_id": "é" * 1025, "package_id": "p"}, "2,050 bytes"),
+        ({"driver_id": ["d"], "package_id": "p"}, "must be a string"),
+    ],
+)
 def test_keys_are_checked(item, reason):
     with pytest.raises(UnstorableItem) as info:
         check_item(item, partition_key="driver_id", sort_key="package_id")
@@ -161,9 +207,12 @@ def test_the_emulator_agrees_on_numbers(emulator, number):
     dynamodb = emulator.client("dynamodb")
     table = "HardeningLimits"
     try:
-        dynamodb.create_table(TableName=table, BillingMode="PAY_PER_REQUEST",
-                              KeySchema=[{"AttributeName": "k", "KeyType": "HASH"}],
-                              AttributeDefinitions=[{"AttributeName": "k", "AttributeType": "S"}])
+        dynamodb.create_table(
+            TableName=table,
+            BillingMode="PAY_PER_REQUEST",
+            KeySchema=[{"AttributeName": "k", "KeyType": "HASH"}],
+            AttributeDefinitions=[{"AttributeName": "k", "AttributeType": "S"}],
+        )
     except ClientError as exc:
         if exc.response["Error"]["Code"] != "ResourceInUseException":
             raise

@@ -23,11 +23,18 @@ from support.faults import (
 
 
 def refusal(request) -> AWSResponse:
-    body = json.dumps({"__type": "com.amazon.coral.validate#ValidationException",
-                       "message": "Number underflow. Attempting to store a number with magnitude smaller "
-                                  "than supported range (injected)"}).encode()
-    headers = {"x-amzn-RequestId": "injected", "Content-Type": "application/x-amz-json-1.0",
-               "Content-Length": str(len(body))}
+    body = json.dumps(
+        {
+            "__type": "com.amazon.coral.validate#ValidationException",
+            "message": "Number underflow. Attempting to store a number with magnitude smaller "
+            "than supported range (injected)",
+        }
+    ).encode()
+    headers = {
+        "x-amzn-RequestId": "injected",
+        "Content-Type": "application/x-amz-json-1.0",
+        "Content-Length": str(len(body)),
+    }
     return AWSResponse(request.url, 400, headers, _Raw(body))
 
 

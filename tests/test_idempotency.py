@@ -31,7 +31,9 @@ def two_processes(settings):
 
 def day_version(settings: Settings, day: str) -> int:
     dynamodb, _ = make_clients(settings)
-    item = dynamodb.get_item(TableName=settings.days_table, Key={"day": {"S": day}}, ConsistentRead=True)
+    item = dynamodb.get_item(
+        TableName=settings.days_table, Key={"day": {"S": day}}, ConsistentRead=True
+    )
     return int(item["Item"]["version"]["N"])
 
 
@@ -66,7 +68,9 @@ def test_same_key_with_another_body_is_422_and_writes_nothing(two_processes, set
     body = {"day": day, "driver_ids": ["driver_1"], "max_per_driver": 2}
     assert a.post("/assign", json=body, headers={"Idempotency-Key": "k-2"}).status_code == 200
     version = day_version(settings, day)
-    other = a.post("/assign", json={**body, "max_per_driver": 3}, headers={"Idempotency-Key": "k-2"})
+    other = a.post(
+        "/assign", json={**body, "max_per_driver": 3}, headers={"Idempotency-Key": "k-2"}
+    )
     assert other.status_code == 422
     assert other.json()["error"]["code"] == "idempotency_key_reused"
     assert day_version(settings, day) == version
@@ -101,8 +105,10 @@ def test_replay_while_the_first_is_running_is_409(settings):
         body = {"day": day, "driver_ids": ["driver_1"], "max_per_driver": 1}
         results: dict[str, object] = {}
         first = threading.Thread(
-            target=lambda: results.setdefault("first", client.post("/assign", json=body,
-                                                                   headers={"Idempotency-Key": "slow"})))
+            target=lambda: results.setdefault(
+                "first", client.post("/assign", json=body, headers={"Idempotency-Key": "slow"})
+            )
+        )
         first.start()
         assert entered.wait(30)
         during = client.post("/assign", json=body, headers={"Idempotency-Key": "slow"})
@@ -148,5 +154,7 @@ def test_records_expire_after_a_day(settings, two_processes):
     record = next(i for i in items if i["idempotency_key"]["S"].endswith("|ttl-check"))
     expires = int(record["expires_at"]["N"])
     assert 24 * 3600 - 120 <= expires - time.time() <= 24 * 3600
-    ttl = dynamodb.describe_time_to_live(TableName=settings.idempotency_table)["TimeToLiveDescription"]
+    ttl = dynamodb.describe_time_to_live(TableName=settings.idempotency_table)[
+        "TimeToLiveDescription"
+    ]
     assert ttl == {"TimeToLiveStatus": "ENABLED", "AttributeName": "expires_at"}

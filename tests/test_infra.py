@@ -54,8 +54,13 @@ def settings_for(endpoint: str) -> Settings:
 
 def make(*targets: str, env: dict[str, str]) -> subprocess.CompletedProcess:
     return subprocess.run(
-        ["make", "--no-print-directory", *targets], cwd=REPO, env=env, capture_output=True,
-        text=True, timeout=600, check=False,
+        ["make", "--no-print-directory", *targets],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
     )
 
 
@@ -94,8 +99,12 @@ def applied(tmp_path_factory) -> Applied:
             bootstrap(b.client("dynamodb"), b.client("s3"), settings_for(b.endpoint))
 
         with ThreadPoolExecutor(max_workers=4) as pool:
-            for f in [pool.submit(dev), pool.submit(via_make, "test"), pool.submit(via_make, "prod"),
-                      pool.submit(boot)]:
+            for f in [
+                pool.submit(dev),
+                pool.submit(via_make, "test"),
+                pool.submit(via_make, "prod"),
+                pool.submit(boot),
+            ]:
                 f.result()
 
         envs = {"dev": tf_env(a.endpoint, "dev", dev_dir)}
@@ -119,6 +128,7 @@ def applied(tmp_path_factory) -> Applied:
 
 # -- reading an account back, normalised ------------------------------------------------------
 
+
 def table_shape(dynamodb, name: str) -> dict:
     t = dynamodb.describe_table(TableName=name)["Table"]
     ttl = dynamodb.describe_time_to_live(TableName=name)["TimeToLiveDescription"]
@@ -127,11 +137,19 @@ def table_shape(dynamodb, name: str) -> dict:
         "AttributeDefinitions": sorted(t["AttributeDefinitions"], key=lambda a: a["AttributeName"]),
         "BillingMode": t.get("BillingModeSummary", {}).get("BillingMode"),
         "GlobalSecondaryIndexes": [
-            {"IndexName": i["IndexName"], "KeySchema": i["KeySchema"], "Projection": i["Projection"]}
+            {
+                "IndexName": i["IndexName"],
+                "KeySchema": i["KeySchema"],
+                "Projection": i["Projection"],
+            }
             for i in t.get("GlobalSecondaryIndexes", [])
         ],
         "LocalSecondaryIndexes": [
-            {"IndexName": i["IndexName"], "KeySchema": i["KeySchema"], "Projection": i["Projection"]}
+            {
+                "IndexName": i["IndexName"],
+                "KeySchema": i["KeySchema"],
+                "Projection": i["Projection"],
+            }
             for i in t.get("LocalSecondaryIndexes", [])
         ],
         "TTL": (ttl.get("TimeToLiveStatus"), ttl.get("AttributeName")),
@@ -148,14 +166,19 @@ def bucket_shape(s3, bucket: str) -> dict:
         "Versioning": s3.get_bucket_versioning(Bucket=bucket).get("Status"),
         "Encryption": [
             r["ApplyServerSideEncryptionByDefault"]
-            for r in s3.get_bucket_encryption(Bucket=bucket)["ServerSideEncryptionConfiguration"]["Rules"]
+            for r in s3.get_bucket_encryption(Bucket=bucket)["ServerSideEncryptionConfiguration"][
+                "Rules"
+            ]
         ],
-        "PublicAccessBlock": s3.get_public_access_block(Bucket=bucket)["PublicAccessBlockConfiguration"],
+        "PublicAccessBlock": s3.get_public_access_block(Bucket=bucket)[
+            "PublicAccessBlockConfiguration"
+        ],
         "Lifecycle": lifecycle,
     }
 
 
 # -- the tests ----------------------------------------------------------------------------------
+
 
 @needs_terraform
 def test_provision_takes_the_terraform_path_and_reports_the_apps_names(applied: Applied) -> None:
@@ -236,19 +259,45 @@ def test_old_state_is_dropped_for_a_fresh_emulator(applied: Applied) -> None:
 
 @needs_terraform
 def test_format_validate_and_checkov(applied: Applied) -> None:
-    fmt = subprocess.run([TERRAFORM, "-chdir=infra", "fmt", "-check", "-recursive"], cwd=REPO,
-                         capture_output=True, text=True, check=False)
+    fmt = subprocess.run(
+        [TERRAFORM, "-chdir=infra", "fmt", "-check", "-recursive"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert fmt.returncode == 0, fmt.stdout
     env = tf_env(applied.a.endpoint, "test", applied.base / "test")
-    validate = subprocess.run([TERRAFORM, "-chdir=infra", "validate", "-no-color"], cwd=REPO, env=env,
-                              capture_output=True, text=True, check=False)
+    validate = subprocess.run(
+        [TERRAFORM, "-chdir=infra", "validate", "-no-color"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert validate.returncode == 0, validate.stdout + validate.stderr
     checkov = REPO / ".venv-lint" / "bin" / "checkov"
     if not checkov.exists():
         pytest.skip("checkov not installed: `make lint-tools`")
-    scan = subprocess.run([str(checkov), "--compact", "--skip-download", "-d", "infra",
-                           "--framework", "terraform", "-o", "json"], cwd=REPO, capture_output=True,
-                          text=True, check=False, timeout=300)
+    scan = subprocess.run(
+        [
+            str(checkov),
+            "--compact",
+            "--skip-download",
+            "-d",
+            "infra",
+            "--framework",
+            "terraform",
+            "-o",
+            "json",
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=300,
+    )
     report = json.loads(scan.stdout)
     summary = report["summary"]
     assert summary["failed"] == 0, json.dumps(report["results"]["failed_checks"], indent=1)[:3000]
@@ -277,8 +326,13 @@ def test_cli_config_prefers_the_mirror_named_by_tf_plugin_mirror(tmp_path) -> No
     (mirror / "registry.terraform.io" / "hashicorp" / "aws").mkdir(parents=True)
     out = tmp_path / "cli.tfrc"
     env = dict(os.environ, TF_PLUGIN_MIRROR=str(mirror))
-    proc = subprocess.run([str(REPO / "scripts" / "terraform-cli-config.sh"), str(out)], env=env,
-                          capture_output=True, text=True, check=True)
+    proc = subprocess.run(
+        [str(REPO / "scripts" / "terraform-cli-config.sh"), str(out)],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     assert proc.stdout.strip() == f"export TF_CLI_CONFIG_FILE='{out}'"
     text = out.read_text()
     assert f'path    = "{mirror}"' in text and "filesystem_mirror" in text
@@ -289,7 +343,12 @@ def test_cli_config_ignores_a_mirror_without_the_aws_provider(tmp_path) -> None:
     empty.mkdir()
     out = tmp_path / "cli.tfrc"
     env = dict(os.environ, TF_PLUGIN_MIRROR=str(empty))
-    subprocess.run([str(REPO / "scripts" / "terraform-cli-config.sh"), str(out)], env=env,
-                   capture_output=True, text=True, check=True)
+    subprocess.run(
+        [str(REPO / "scripts" / "terraform-cli-config.sh"), str(out)],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     if out.exists():
         assert str(empty) not in out.read_text()

@@ -15,8 +15,16 @@ from depot.core.models import InvalidManifest
 from depot.ops.generator import generate_day
 from support.factories import package
 
-VALID = package(package_id="p-1", destination={
-    "street": "1 High St", "city": "Leeds", "postcode": "LS1 1AA", "lat": 53.8, "lon": -1.5})
+VALID = package(
+    package_id="p-1",
+    destination={
+        "street": "1 High St",
+        "city": "Leeds",
+        "postcode": "LS1 1AA",
+        "lat": 53.8,
+        "lon": -1.5,
+    },
+)
 
 # Values at and around every bound the models set, and values of every other JSON type.
 BOUNDS = [0, 23, 24, 20, 90, 100, 128, 180, 200, 1_000, 20_000]
@@ -26,26 +34,39 @@ EDGE_NUMBERS = st.sampled_from(
     + [5e-324, -0.0, 1e308, 10**25, -(10**25), 2**63, 1, 2, 3, 4, 5, 1.0, 4.0, True, "12.5"]
     + [1e-130, -1e-130, 9.9e-131, 2.4e-267, -1e-200, 1000, 1000.01, 20_000, 20_000.5]
 )
+
+
 def near_length(limit: int):
-    return st.sampled_from([limit - 1, limit, limit + 1]).map(lambda n: "é" * n) | st.text(max_size=8)
+    return st.sampled_from([limit - 1, limit, limit + 1]).map(lambda n: "é" * n) | st.text(
+        max_size=8
+    )
 
 
 IDENTIFIERS = st.builds(
     lambda body, odd, tail: body + odd + tail,
-    st.from_regex(r"\A[A-Za-z0-9_.:\-]{0,130}\Z") | st.sampled_from(["a" * 127, "a" * 128, "a" * 129]),
+    st.from_regex(r"\A[A-Za-z0-9_.:\-]{0,130}\Z")
+    | st.sampled_from(["a" * 127, "a" * 128, "a" * 129]),
     st.sampled_from(["", "\n", "\n", " ", "é", "/", "\x00"]),
     st.sampled_from(["", "x"]),
 ) | st.text(max_size=20)
 ANY_JSON = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False) | st.text(max_size=5),
-    lambda children: st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=5), children, max_size=3),
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=5),
+    lambda children: (
+        st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=5), children, max_size=3)
+    ),
     max_leaves=5,
 )
 FIELD_VALUES = {
     "package_id": IDENTIFIERS,
     "region": st.sampled_from(["north", "east", "south", "west", "North", "", "up"]),
     "hazmat_class": st.sampled_from([None, 0, 1, 2, 3, 4, 5, 1.0, True, "1"]),
-    "street": near_length(200), "city": near_length(100), "postcode": near_length(20),
+    "street": near_length(200),
+    "city": near_length(100),
+    "postcode": near_length(20),
 }
 
 
@@ -63,7 +84,9 @@ def one_change(draw) -> dict:
     """A valid package with one field (or one destination field) replaced or dropped."""
     package = copy.deepcopy(VALID)
     field = draw(st.sampled_from(FIELDS))
-    target, name = (package["destination"], field.split(".")[1]) if "." in field else (package, field)
+    target, name = (
+        (package["destination"], field.split(".")[1]) if "." in field else (package, field)
+    )
     if draw(st.integers(0, 5)) == 0:
         del target[name]
     else:
@@ -76,14 +99,18 @@ def near_miss_packages(draw) -> dict:
     """A valid package with some fields replaced, dropped or added."""
     package = json.loads(json.dumps(VALID))
     changes = draw(st.sampled_from([1, 1, 1, 2, 3]))  # one change at a time finds the edges
-    for field in draw(st.lists(st.sampled_from(sorted(VALID)), min_size=changes, max_size=changes, unique=True)):
+    for field in draw(
+        st.lists(st.sampled_from(sorted(VALID)), min_size=changes, max_size=changes, unique=True)
+    ):
         action = draw(st.sampled_from(["replace", "replace", "drop"]))
         if action == "drop":
             del package[field]
         else:
             package[field] = draw(value_for(field))
     if isinstance(package.get("destination"), dict):
-        for field in draw(st.lists(st.sampled_from(sorted(VALID["destination"])), max_size=2, unique=True)):
+        for field in draw(
+            st.lists(st.sampled_from(sorted(VALID["destination"])), max_size=2, unique=True)
+        ):
             package["destination"][field] = draw(value_for(field))
         if draw(st.booleans()) and draw(st.booleans()):
             package["destination"]["country"] = "UK"
@@ -152,9 +179,13 @@ def test_a_repeated_key_counts_as_its_last_value(first, last):
         assert parse_manifest(raw).records()[0]["weight_kg"] == last
 
 
-@pytest.mark.parametrize("bad_id", ["p-1\n", "p\nq", "p 1", "", "a" * 129, "é", "p/1", "p\x00", "p-1 "])
+@pytest.mark.parametrize(
+    "bad_id", ["p-1\n", "p\nq", "p 1", "", "a" * 129, "é", "p/1", "p\x00", "p-1 "]
+)
 def test_an_id_outside_the_pattern_is_refused_by_both(bad_id):
-    raw = json.dumps({"packages": [{**VALID, "package_id": "ok-1"}, {**VALID, "package_id": bad_id}]}).encode()
+    raw = json.dumps(
+        {"packages": [{**VALID, "package_id": "ok-1"}, {**VALID, "package_id": bad_id}]}
+    ).encode()
     assert _decode_fast(raw) is None
     with pytest.raises(InvalidManifest, match="package_id"):
         parse_manifest(raw)
@@ -185,8 +216,14 @@ def test_a_refused_body_names_what_is_wrong(raw, field, words):
 
 def test_records_keep_a_null_hazmat_class_and_drop_a_missing_destination():
     no_destination = {k: v for k, v in VALID.items() if k not in ("destination", "hazmat_class")}
-    raw = json.dumps({"packages": [no_destination, {**VALID, "package_id": "p-2",
-                                                    "destination": {"city": "York", "lat": None}}]}).encode()
+    raw = json.dumps(
+        {
+            "packages": [
+                no_destination,
+                {**VALID, "package_id": "p-2", "destination": {"city": "York", "lat": None}},
+            ]
+        }
+    ).encode()
     first, second = parse_manifest(raw).records()
     assert first["hazmat_class"] is None and "destination" not in first
     assert second["destination"] == {"city": "York"}
@@ -203,7 +240,9 @@ def test_a_first_import_is_stored_as_received_and_every_process_reads_it_the_sam
     dynamodb, s3 = make_clients(settings)
     bootstrap(dynamodb, s3, settings)
     day = "2033-03-03"
-    raw = json.dumps({"day": day, **generate_day(seed=5, drivers=20, packages_per_driver=30)}).encode()
+    raw = json.dumps(
+        {"day": day, **generate_day(seed=5, drivers=20, packages_per_driver=30)}
+    ).encode()
 
     importer = make_service(emulator.endpoint)
     result = importer.import_body(raw)

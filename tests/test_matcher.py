@@ -22,8 +22,11 @@ from support.fleets import (
 )
 from support.oracle import best_objective, best_priority, max_assignable
 
-PROPERTY_SETTINGS = settings(max_examples=200, deadline=None,
-                             suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+PROPERTY_SETTINGS = settings(
+    max_examples=200,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
 
 
 # --- a generated day, with some packages already held ----------------------------------------------
@@ -43,10 +46,14 @@ def test_medium_days_reach_the_optimum_with_priority(case):
     result = case.run()
     pairs = check_valid(case, result)
     taken = [i for _, i in pairs]
-    got = (len(taken),
-           sum(case.packages[i]["is_express"] for i in taken),
-           sum(case.packages[i]["is_perishable"] for i in taken))
-    assert got == best_priority(case.raw_drivers, case.packages, case.cap, case.held_counts, case.holder)
+    got = (
+        len(taken),
+        sum(case.packages[i]["is_express"] for i in taken),
+        sum(case.packages[i]["is_perishable"] for i in taken),
+    )
+    assert got == best_priority(
+        case.raw_drivers, case.packages, case.cap, case.held_counts, case.holder
+    )
 
 
 @settings(PROPERTY_SETTINGS, max_examples=60)
@@ -56,8 +63,9 @@ def test_medium_days_reach_the_full_objective(case):
     against a min-cost flow on the full graph with each driver's convex cost per package."""
     result = case.run()
     check_valid(case, result)
-    assert objective(case, result) == best_objective(case.raw_drivers, case.packages, case.cap,
-                                                     case.held_counts, case.holder)
+    assert objective(case, result) == best_objective(
+        case.raw_drivers, case.packages, case.cap, case.held_counts, case.holder
+    )
 
 
 @PROPERTY_SETTINGS
@@ -65,8 +73,9 @@ def test_medium_days_reach_the_full_objective(case):
 def test_small_days_reach_the_full_objective(case):
     result = case.run()
     check_valid(case, result)
-    assert objective(case, result) == best_objective(case.raw_drivers, case.packages, case.cap,
-                                                     case.held_counts, case.holder)
+    assert objective(case, result) == best_objective(
+        case.raw_drivers, case.packages, case.cap, case.held_counts, case.holder
+    )
 
 
 @PROPERTY_SETTINGS
@@ -83,10 +92,14 @@ def test_matcher_is_deterministic(case):
 def test_among_maximum_answers_express_then_perishable_come_first(case):
     result = case.run()
     taken = [i for idx in result.assignments.values() for i in idx]
-    got = (len(taken),
-           sum(case.packages[i]["is_express"] for i in taken),
-           sum(case.packages[i]["is_perishable"] for i in taken))
-    assert got == best_priority(case.raw_drivers, case.packages, case.cap, case.held_counts, case.holder)
+    got = (
+        len(taken),
+        sum(case.packages[i]["is_express"] for i in taken),
+        sum(case.packages[i]["is_perishable"] for i in taken),
+    )
+    assert got == best_priority(
+        case.raw_drivers, case.packages, case.cap, case.held_counts, case.holder
+    )
 
 
 @PROPERTY_SETTINGS
@@ -106,6 +119,7 @@ def test_interchangeable_drivers_get_even_loads(case):
 
 # --- personalised and adversarial fleets ------------------------------------------------------------
 
+
 @PROPERTY_SETTINGS
 @given(case=fleet_cases("personalised") | fleet_cases("adversarial"))
 def test_personalised_and_adversarial_fleets_reach_the_maximum_flow(case):
@@ -120,34 +134,54 @@ def test_personalised_and_adversarial_fleets_reach_the_optimum_with_priority(cas
     result = case.run()
     pairs = check_valid(case, result)
     taken = [i for _, i in pairs]
-    got = (len(taken),
-           sum(case.packages[i]["is_express"] for i in taken),
-           sum(case.packages[i]["is_perishable"] for i in taken))
-    assert got == best_priority(case.raw_drivers, case.packages, case.cap, case.held_counts, case.holder)
+    got = (
+        len(taken),
+        sum(case.packages[i]["is_express"] for i in taken),
+        sum(case.packages[i]["is_perishable"] for i in taken),
+    )
+    assert got == best_priority(
+        case.raw_drivers, case.packages, case.cap, case.held_counts, case.holder
+    )
     assert case.run().assignments == result.assignments  # deterministic
 
 
 @settings(PROPERTY_SETTINGS, max_examples=100)
-@given(case=fleet_cases("personalised", medium=True) | fleet_cases("adversarial", medium=True)
-       | fleet_cases("personalised") | fleet_cases("adversarial"))
+@given(
+    case=fleet_cases("personalised", medium=True)
+    | fleet_cases("adversarial", medium=True)
+    | fleet_cases("personalised")
+    | fleet_cases("adversarial")
+)
 def test_personalised_and_adversarial_fleets_reach_the_full_objective(case):
     result = case.run()
     check_valid(case, result)
-    assert objective(case, result) == best_objective(case.raw_drivers, case.packages, case.cap,
-                                                     case.held_counts, case.holder)
+    assert objective(case, result) == best_objective(
+        case.raw_drivers, case.packages, case.cap, case.held_counts, case.holder
+    )
 
 
 @PROPERTY_SETTINGS
-@given(rules=personalised_driver_rules(), n=st.integers(2, 6), seed=st.integers(0, 2**16),
-       cap=st.integers(1, 6))
+@given(
+    rules=personalised_driver_rules(),
+    n=st.integers(2, 6),
+    seed=st.integers(0, 2**16),
+    cap=st.integers(1, 6),
+)
 def test_drivers_with_equal_rules_written_differently_share_the_load_evenly(rules, n, seed, cap):
     """Equal boxes are one type however the rules are written (duplicated, reordered): loads of
     such drivers differ by at most one."""
     raw = []
     for i in range(n):
         mine = list(rules) if i % 2 == 0 else list(reversed(rules)) + [rules[0]]
-        raw.append({"driver_id": f"d{i}", "rules": [{"rule_id": f"d{i}-{k}", **r} for k, r in enumerate(mine)]})
-    packages = generate_day(seed=seed, drivers=n, packages_per_driver=6, with_destination=False)["packages"]
+        raw.append(
+            {
+                "driver_id": f"d{i}",
+                "rules": [{"rule_id": f"d{i}-{k}", **r} for k, r in enumerate(mine)],
+            }
+        )
+    packages = generate_day(seed=seed, drivers=n, packages_per_driver=6, with_destination=False)[
+        "packages"
+    ]
     case = Case(raw, packages, cap, {})
     result = case.run()
     check_valid(case, result)
@@ -162,8 +196,14 @@ def test_drivers_with_equal_rules_written_differently_share_the_load_evenly(rule
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_greedy_first_fit_falls_short_where_the_matcher_reaches_the_optimum(seed):
     """The brief's generator with 2-4 rules per driver, 99 drivers x 990 packages, cap 10."""
-    day = generate_day(seed=seed, drivers=99, packages_per_driver=10, min_rules=2, max_rules=4,
-                       with_destination=False)
+    day = generate_day(
+        seed=seed,
+        drivers=99,
+        packages_per_driver=10,
+        min_rules=2,
+        max_rules=4,
+        with_destination=False,
+    )
     drivers, columns = parse_drivers(day["drivers"]), PackageColumns.from_records(day["packages"])
     optimum = max_assignable(day["drivers"], day["packages"], 10)
     result = match(columns, drivers, 10)
@@ -180,12 +220,16 @@ def test_greedy_first_fit_falls_short_where_the_matcher_reaches_the_optimum(seed
 
 
 def test_priority_on_the_full_brief_day():
-    day = generate_day(seed=5, drivers=99, packages_per_driver=10, min_rules=2, max_rules=4,
-                       with_destination=False)
+    day = generate_day(
+        seed=5, drivers=99, packages_per_driver=10, min_rules=2, max_rules=4, with_destination=False
+    )
     result = match(PackageColumns.from_records(day["packages"]), parse_drivers(day["drivers"]), 10)
     taken = [i for idx in result.assignments.values() for i in idx]
-    got = (len(taken), sum(day["packages"][i]["is_express"] for i in taken),
-           sum(day["packages"][i]["is_perishable"] for i in taken))
+    got = (
+        len(taken),
+        sum(day["packages"][i]["is_express"] for i in taken),
+        sum(day["packages"][i]["is_perishable"] for i in taken),
+    )
     assert got == best_priority(day["drivers"], day["packages"], 10)
 
 
@@ -193,16 +237,31 @@ def test_priority_on_the_full_brief_day():
 
 
 def pkg(i: int, express=False, perishable=False, **kw) -> dict:
-    p = {"package_id": f"p{i}", "weight_kg": 1.0, "is_perishable": perishable, "region": "north",
-         "distance_km": 5.0, "is_express": express, "is_fragile": False, "hazmat_class": None,
-         "temperature_c": 5.0, "delivery_hour": 10, "volume_m3": 1.0}
+    p = {
+        "package_id": f"p{i}",
+        "weight_kg": 1.0,
+        "is_perishable": perishable,
+        "region": "north",
+        "distance_km": 5.0,
+        "is_express": express,
+        "is_fragile": False,
+        "hazmat_class": None,
+        "temperature_c": 5.0,
+        "delivery_hour": 10,
+        "volume_m3": 1.0,
+    }
     p.update(kw)
     return p
 
 
 def free_driver(driver_id: str, *rules) -> dict:
-    return {"driver_id": driver_id, "rules": [
-        {"rule_id": f"{driver_id}-{k}", "code": code, "params": params} for k, (code, params) in enumerate(rules)]}
+    return {
+        "driver_id": driver_id,
+        "rules": [
+            {"rule_id": f"{driver_id}-{k}", "code": code, "params": params}
+            for k, (code, params) in enumerate(rules)
+        ],
+    }
 
 
 def run_small(raw_drivers, packages, cap, held_counts=None, held=None):
@@ -210,12 +269,22 @@ def run_small(raw_drivers, packages, cap, held_counts=None, held=None):
     if held is not None:
         held_mask = np.zeros(len(packages), dtype=bool)
         held_mask[list(held)] = True
-    return match(PackageColumns.from_records(packages), parse_drivers(raw_drivers), cap,
-                 held_counts=held_counts, held=held_mask)
+    return match(
+        PackageColumns.from_records(packages),
+        parse_drivers(raw_drivers),
+        cap,
+        held_counts=held_counts,
+        held=held_mask,
+    )
 
 
 def test_express_is_preferred_then_perishable():
-    packages = [pkg(0), pkg(1, perishable=True), pkg(2, express=True), pkg(3, express=True, perishable=True)]
+    packages = [
+        pkg(0),
+        pkg(1, perishable=True),
+        pkg(2, express=True),
+        pkg(3, express=True, perishable=True),
+    ]
     assert run_small([free_driver("a")], packages, 1).assignments == {"a": [3]}
     assert run_small([free_driver("a")], packages, 2).assignments == {"a": [2, 3]}
     assert run_small([free_driver("a")], packages, 3).assignments == {"a": [1, 2, 3]}
@@ -241,10 +310,18 @@ def test_spare_capacity_is_spread_evenly():
 def test_existing_holdings_count_towards_the_cap_and_the_balance():
     packages = [pkg(i) for i in range(12)]
     held = {0, 1, 2, 3}  # held by "a"
-    result = run_small([free_driver("a"), free_driver("b"), free_driver("c")], packages, 5,
-                       held_counts={"a": 4}, held=held)
-    loads = {"a": 4 + len(result.assignments["a"]), "b": len(result.assignments["b"]),
-             "c": len(result.assignments["c"])}
+    result = run_small(
+        [free_driver("a"), free_driver("b"), free_driver("c")],
+        packages,
+        5,
+        held_counts={"a": 4},
+        held=held,
+    )
+    loads = {
+        "a": 4 + len(result.assignments["a"]),
+        "b": len(result.assignments["b"]),
+        "c": len(result.assignments["c"]),
+    }
     assert result.assigned == 8
     assert loads["a"] <= 5 and max(loads.values()) - min(loads.values()) <= 1, loads
     assert not set(held) & {i for v in result.assignments.values() for i in v}
@@ -275,8 +352,13 @@ def test_nothing_to_assign(drivers, packages, cap, held):
 
 
 def test_the_answer_does_not_depend_on_rule_ids_or_rule_order():
-    packages = generate_day(seed=9, drivers=4, packages_per_driver=8, with_destination=False)["packages"]
-    rules = [("MAX_WEIGHT", {"limit_kg": 10}), ("REGION_ONLY", {"allowed_regions": ["north", "east"]})]
+    packages = generate_day(seed=9, drivers=4, packages_per_driver=8, with_destination=False)[
+        "packages"
+    ]
+    rules = [
+        ("MAX_WEIGHT", {"limit_kg": 10}),
+        ("REGION_ONLY", {"allowed_regions": ["north", "east"]}),
+    ]
     a = run_small([free_driver("x", *rules), free_driver("y")], packages, 4)
     b = run_small([free_driver("x", *reversed(rules)), free_driver("y")], packages, 4)
     assert a.assignments == b.assignments
@@ -285,12 +367,28 @@ def test_the_answer_does_not_depend_on_rule_ids_or_rule_order():
 def test_rules_that_accept_the_same_packages_make_one_type():
     """Types are acceptance boxes, not rule lists: a looser second limit, a repeated rule or a
     window cut by a second window that changes nothing leave one type (old code: three)."""
-    packages = generate_day(seed=3, drivers=3, packages_per_driver=10, with_destination=False)["packages"]
-    drivers = [free_driver("a", ("MAX_WEIGHT", {"limit_kg": 10}), ("TIME_WINDOW", {"start_hour": 8, "end_hour": 17})),
-               free_driver("b", ("MAX_WEIGHT", {"limit_kg": 10}), ("MAX_WEIGHT", {"limit_kg": 15}),
-                           ("TIME_WINDOW", {"start_hour": 8, "end_hour": 17})),
-               free_driver("c", ("TIME_WINDOW", {"start_hour": 8, "end_hour": 20}), ("MAX_WEIGHT", {"limit_kg": 10}),
-                           ("TIME_WINDOW", {"start_hour": 0, "end_hour": 17}))]
+    packages = generate_day(seed=3, drivers=3, packages_per_driver=10, with_destination=False)[
+        "packages"
+    ]
+    drivers = [
+        free_driver(
+            "a",
+            ("MAX_WEIGHT", {"limit_kg": 10}),
+            ("TIME_WINDOW", {"start_hour": 8, "end_hour": 17}),
+        ),
+        free_driver(
+            "b",
+            ("MAX_WEIGHT", {"limit_kg": 10}),
+            ("MAX_WEIGHT", {"limit_kg": 15}),
+            ("TIME_WINDOW", {"start_hour": 8, "end_hour": 17}),
+        ),
+        free_driver(
+            "c",
+            ("TIME_WINDOW", {"start_hour": 8, "end_hour": 20}),
+            ("MAX_WEIGHT", {"limit_kg": 10}),
+            ("TIME_WINDOW", {"start_hour": 0, "end_hour": 17}),
+        ),
+    ]
     result = run_small(drivers, packages, 2)
     assert result.eligible_types == 1
     assert sorted(len(v) for v in result.assignments.values()) == [2, 2, 2]
@@ -301,8 +399,11 @@ def test_balance_is_exact_across_blocks_and_holdings():
     'c' share 6 light ones, 'b' already holds 4. Least sum of squares: solo 8, b 4 + 1, c 5."""
     heavy = [pkg(i, weight_kg=30.0) for i in range(8)]
     light = [pkg(8 + i, weight_kg=1.0) for i in range(6)]
-    drivers = [free_driver("solo"), free_driver("b", ("MAX_WEIGHT", {"limit_kg": 5})),
-               free_driver("c", ("MAX_WEIGHT", {"limit_kg": 5}))]
+    drivers = [
+        free_driver("solo"),
+        free_driver("b", ("MAX_WEIGHT", {"limit_kg": 5})),
+        free_driver("c", ("MAX_WEIGHT", {"limit_kg": 5})),
+    ]
     result = run_small(drivers, heavy + light + [pkg(99)], 10, held_counts={"b": 4}, held={14})
     loads = {d: len(v) for d, v in result.assignments.items()}
     assert result.assigned == 14

@@ -55,10 +55,13 @@ def test_each_code_is_accepted_with_the_generators_params(code):
 
 
 def test_all_ten_codes_on_one_driver():
-    raw = {"driver_id": "driver_1", "rules": [
-        {"rule_id": f"r{i}", "code": code, "params": params}
-        for i, (code, params) in enumerate(sorted(GENERATOR_RULES.items()))
-    ]}
+    raw = {
+        "driver_id": "driver_1",
+        "rules": [
+            {"rule_id": f"r{i}", "code": code, "params": params}
+            for i, (code, params) in enumerate(sorted(GENERATOR_RULES.items()))
+        ],
+    }
     (driver,) = parse_drivers([raw])
     assert [r.code.value for r in driver.rules] == sorted(GENERATOR_RULES)
 
@@ -75,13 +78,26 @@ def test_a_driver_may_have_zero_rules():
 
 
 def test_params_may_be_omitted_for_codes_without_params():
-    (driver,) = parse_drivers([{"driver_id": "d", "rules": [{"rule_id": "r", "code": "EXPRESS_ONLY"}]}])
+    (driver,) = parse_drivers(
+        [{"driver_id": "d", "rules": [{"rule_id": "r", "code": "EXPRESS_ONLY"}]}]
+    )
     assert driver.rules[0].params == {}
 
 
 def test_a_valid_package_round_trips():
-    (p,) = parse_packages([package(destination={"street": "1 High St", "city": "Leeds",
-                                                 "postcode": "LS1 1AA", "lat": 53.8, "lon": -1.55})])
+    (p,) = parse_packages(
+        [
+            package(
+                destination={
+                    "street": "1 High St",
+                    "city": "Leeds",
+                    "postcode": "LS1 1AA",
+                    "lat": 53.8,
+                    "lon": -1.55,
+                }
+            )
+        ]
+    )
     assert p.package_id == "0b6f7c1e-3d2a-4f5b-9c8d-7e6f5a4b3c2d"
     assert p.weight_kg == 4.25 and p.region == "north" and p.hazmat_class is None
     assert p.destination.city == "Leeds"
@@ -143,10 +159,13 @@ def test_unknown_field_on_a_driver_is_refused_naming_the_driver():
 
 
 def test_the_bad_rule_is_named_among_good_ones():
-    raw = {"id": "driver_9", "rules": [
-        {"rule_id": "good", "code": "EXPRESS_ONLY", "params": {}},
-        {"rule_id": "bad", "code": "MAX_WEIGHT", "params": {"limit_kg": "heavy"}},
-    ]}
+    raw = {
+        "id": "driver_9",
+        "rules": [
+            {"rule_id": "good", "code": "EXPRESS_ONLY", "params": {}},
+            {"rule_id": "bad", "code": "MAX_WEIGHT", "params": {"limit_kg": "heavy"}},
+        ],
+    }
     (problem,) = refused([raw])
     assert problem["driver_id"] == "driver_9" and problem["rule_id"] == "bad"
     assert problem["code"] == "MAX_WEIGHT"
@@ -186,8 +205,13 @@ def test_refusing_leaves_the_callers_data_unchanged():
 def test_duplicate_package_ids_are_refused_naming_the_package():
     pid = "11111111-2222-4333-8444-555555555555"
     with pytest.raises(InvalidManifest) as info:
-        parse_packages([package(package_id=pid), package(package_id=pid, weight_kg=1.0),
-                        package(package_id="other")])
+        parse_packages(
+            [
+                package(package_id=pid),
+                package(package_id=pid, weight_kg=1.0),
+                package(package_id="other"),
+            ]
+        )
     assert [p["package_id"] for p in info.value.problems] == [pid]
     assert pid in info.value.problems[0]["message"]
 
@@ -221,7 +245,9 @@ def test_a_bad_package_field_is_refused_naming_the_package(override, field):
     assert any(field in p["message"] and "bad-one" in p["message"] for p in problems)
 
 
-@pytest.mark.parametrize("missing", ["weight_kg", "region", "is_express", "delivery_hour", "package_id"])
+@pytest.mark.parametrize(
+    "missing", ["weight_kg", "region", "is_express", "delivery_hour", "package_id"]
+)
 def test_a_missing_package_field_is_refused(missing):
     bad = package(package_id="p-missing")
     del bad[missing]

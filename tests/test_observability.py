@@ -30,8 +30,12 @@ def json_lines(text: str) -> list[dict]:
 def test_every_request_log_line_is_json_with_the_request_id(api):
     day = "2026-05-01"
     payload = {"day": day, **generate_day(seed=21, drivers=5, packages_per_driver=4)}
-    created = httpx.post(f"{api.url}/manifests", json=payload, headers={"X-Request-ID": "trace-abc-123"})
-    assigned = httpx.post(f"{api.url}/assign", json={"day": day, "driver_ids": ["driver_1"], "max_per_driver": 2})
+    created = httpx.post(
+        f"{api.url}/manifests", json=payload, headers={"X-Request-ID": "trace-abc-123"}
+    )
+    assigned = httpx.post(
+        f"{api.url}/assign", json={"day": day, "driver_ids": ["driver_1"], "max_per_driver": 2}
+    )
     assert created.status_code == 201 and assigned.status_code == 200
     assert created.headers["x-request-id"] == "trace-abc-123"
     generated_id = assigned.headers["x-request-id"]
@@ -40,7 +44,9 @@ def test_every_request_log_line_is_json_with_the_request_id(api):
     records = json_lines(api.output())
     access = [r for r in records if r.get("event") == "request"]
     by_id = {r["request_id"]: r for r in access}
-    assert by_id["trace-abc-123"]["route"] == "/manifests" and by_id["trace-abc-123"]["status"] == 201
+    assert (
+        by_id["trace-abc-123"]["route"] == "/manifests" and by_id["trace-abc-123"]["status"] == 201
+    )
     assert by_id[generated_id]["route"] == "/assign" and by_id[generated_id]["status"] == 200
     assert all(r.get("request_id") for r in access)
     assert all({"timestamp", "level"} <= set(r) for r in records)
@@ -50,13 +56,26 @@ def test_metrics_expose_latency_runs_storage_and_log_buffer(api):
     day = "2026-05-02"
     payload = {"day": day, **generate_day(seed=22, drivers=5, packages_per_driver=4)}
     assert httpx.post(f"{api.url}/manifests", json=payload).status_code == 201
-    assert httpx.post(f"{api.url}/assign", json={"day": day, "driver_ids": ["driver_2"],
-                                                 "max_per_driver": 3}).status_code == 200
-    assert httpx.post(f"{api.url}/update", json={"driver_id": "driver_2", "package_id": "missing",
-                                                 "status": "accepted"}).status_code == 404
+    assert (
+        httpx.post(
+            f"{api.url}/assign", json={"day": day, "driver_ids": ["driver_2"], "max_per_driver": 3}
+        ).status_code
+        == 200
+    )
+    assert (
+        httpx.post(
+            f"{api.url}/update",
+            json={"driver_id": "driver_2", "package_id": "missing", "status": "accepted"},
+        ).status_code
+        == 404
+    )
     text = httpx.get(f"{api.url}/metrics").text
-    assert 'depot_request_duration_seconds_count{method="POST",route="/assign",status="200"}' in text
-    assert 'depot_request_duration_seconds_count{method="POST",route="/update",status="404"}' in text
+    assert (
+        'depot_request_duration_seconds_count{method="POST",route="/assign",status="200"}' in text
+    )
+    assert (
+        'depot_request_duration_seconds_count{method="POST",route="/update",status="404"}' in text
+    )
     assert "depot_assignment_run_packages_count" in text
     assert 'depot_assignment_run_seconds_count{phase="match"}' in text
     assert 'depot_aws_calls_total{operation="UpdateItem",outcome="ok",service="dynamodb"}' in text

@@ -52,7 +52,9 @@ def test_key_is_date_partitioned_in_utc():
 def test_ten_thousand_events_arrive_complete_with_a_fifth_of_puts_failing(settings):
     client = make_log_client(settings)
     counts = fail_puts(client, rate=0.2)
-    log = EventLog(client, settings.log_bucket, "failing", flush_interval_s=0.05, flush_max_events=500)
+    log = EventLog(
+        client, settings.log_bucket, "failing", flush_interval_s=0.05, flush_max_events=500
+    )
     log.start()
     ids = {log.emit("test_event", n=n) for n in range(10_000)}
     log.close(timeout_s=120)
@@ -63,16 +65,23 @@ def test_ten_thousand_events_arrive_complete_with_a_fifth_of_puts_failing(settin
     assert set(stored_ids) == ids
     assert len(stored_ids) == len(ids), "an event was stored twice"
     assert log.dropped == 0
-    print(f"\n10,000 events, {counts['failed']} of {counts['sent']} PUT attempts failed, 0 lost, 0 duplicated")
+    print(
+        f"\n10,000 events, {counts['failed']} of {counts['sent']} PUT attempts failed, 0 lost, 0 duplicated"
+    )
 
 
 def test_a_full_buffer_drops_the_oldest_and_counts_it(settings):
     client = make_log_client(settings)
-    log = EventLog(client, settings.log_bucket, "bounded", buffer_max_events=10, flush_max_events=1000)
+    log = EventLog(
+        client, settings.log_bucket, "bounded", buffer_max_events=10, flush_max_events=1000
+    )
     first = [log.emit("e", n=n) for n in range(15)]
     assert log.dropped == 5
     log.close()
-    stored = {e["event_id"] for e in read_events(make_clients(settings)[1], settings.log_bucket, "logs/bounded/")}
+    stored = {
+        e["event_id"]
+        for e in read_events(make_clients(settings)[1], settings.log_bucket, "logs/bounded/")
+    }
     assert stored == set(first[5:])
 
 
@@ -83,9 +92,16 @@ def test_objects_are_never_overwritten(settings):
         log.emit("e")
         assert log.flush()
     s3 = make_clients(settings)[1]
-    keys = [o["Key"] for o in s3.list_objects_v2(Bucket=settings.log_bucket, Prefix="logs/nooverwrite/")["Contents"]]
+    keys = [
+        o["Key"]
+        for o in s3.list_objects_v2(Bucket=settings.log_bucket, Prefix="logs/nooverwrite/")[
+            "Contents"
+        ]
+    ]
     assert len(keys) == len(set(keys)) == 3
-    versions = s3.list_object_versions(Bucket=settings.log_bucket, Prefix="logs/nooverwrite/")["Versions"]
+    versions = s3.list_object_versions(Bucket=settings.log_bucket, Prefix="logs/nooverwrite/")[
+        "Versions"
+    ]
     assert len(versions) == 3
 
 
@@ -122,15 +138,23 @@ def test_api_keeps_answering_while_the_log_bucket_hangs_then_catches_up(settings
     day = "2026-03-03"
     payload = generate_day(seed=11, drivers=20, packages_per_driver=5)
     with TestClient(app) as client:
-        hanging = EventLog(make_log_client(settings.model_copy(update={"aws_endpoint_url": blackhole})),
-                           settings.log_bucket, "hanging", flush_interval_s=0.05)
+        hanging = EventLog(
+            make_log_client(settings.model_copy(update={"aws_endpoint_url": blackhole})),
+            settings.log_bucket,
+            "hanging",
+            flush_interval_s=0.05,
+        )
         hanging.start()
         app.state.service.events = hanging
         assert client.post("/manifests", json={"day": day, **payload}).status_code == 201
         for i in range(1, 21):
-            response = client.post("/assign", json={"day": day, "driver_ids": [f"driver_{i}"], "max_per_driver": 3})
+            response = client.post(
+                "/assign", json={"day": day, "driver_ids": [f"driver_{i}"], "max_per_driver": 3}
+            )
             assert response.status_code == 200
-        assert hanging.shipped == 0 and hanging.unshipped() == 21, "events should wait while S3 hangs"
+        assert hanging.shipped == 0 and hanging.unshipped() == 21, (
+            "events should wait while S3 hangs"
+        )
         hanging.s3 = make_log_client(settings)  # S3 is back
         hanging.close(timeout_s=30)
         assert hanging.unshipped() == 0 and hanging.dropped == 0
@@ -154,7 +178,9 @@ class RefillingS3:
 
 def test_a_failed_batch_does_not_overfill_a_buffer_that_filled_up_meanwhile():
     holder: list = []
-    log = EventLog(RefillingS3(holder, refill=5), "bucket", "unit", flush_max_events=5, buffer_max_events=10)
+    log = EventLog(
+        RefillingS3(holder, refill=5), "bucket", "unit", flush_max_events=5, buffer_max_events=10
+    )
     holder.append(log)
     for n in range(10):
         log.emit("before", n=n)
@@ -165,7 +191,9 @@ def test_a_failed_batch_does_not_overfill_a_buffer_that_filled_up_meanwhile():
 
 def test_a_failed_batch_keeps_what_fits():
     holder: list = []
-    log = EventLog(RefillingS3(holder, refill=3), "bucket", "unit", flush_max_events=5, buffer_max_events=10)
+    log = EventLog(
+        RefillingS3(holder, refill=3), "bucket", "unit", flush_max_events=5, buffer_max_events=10
+    )
     holder.append(log)
     for n in range(10):
         log.emit("before", n=n)
@@ -187,7 +215,9 @@ def test_every_event_names_its_actor():
     structlog.contextvars.bind_contextvars(actor="driver:driver_7", request_id="r-1")
     try:
         log.emit("from_request")
-        assert log.buffer[-1]["actor"] == "driver:driver_7" and log.buffer[-1]["request_id"] == "r-1"
+        assert (
+            log.buffer[-1]["actor"] == "driver:driver_7" and log.buffer[-1]["request_id"] == "r-1"
+        )
     finally:
         structlog.contextvars.clear_contextvars()
 
@@ -197,7 +227,9 @@ def test_events_of_requests_carry_the_principal_as_actor(settings):
     day = "2026-03-04"
     payload = generate_day(seed=12, drivers=2, packages_per_driver=2)
     with TestClient(app) as client:
-        app.state.service.events = unshipped = EventLog(None, settings.log_bucket, "actor")  # not started
+        app.state.service.events = unshipped = EventLog(
+            None, settings.log_bucket, "actor"
+        )  # not started
         assert client.post("/manifests", json={"day": day, **payload}).status_code == 201
         events = list(unshipped.buffer)
     imported = [e for e in events if e["type"] == "manifest_imported" and e.get("day") == day]

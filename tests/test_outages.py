@@ -43,8 +43,13 @@ RECOVERY_S = 2.0  # calls succeed again within this once it is back
 def emulated():
     """An emulator of this module's own and a fault proxy in front of it."""
     with ManagedEmulator() as emulator, FaultProxy(emulator.port) as proxy:
-        yield SimpleNamespace(emulator=emulator, proxy=proxy, direct=make_service(emulator.endpoint),
-                              ddb=emulator.client("dynamodb"), s3=emulator.client("s3"))
+        yield SimpleNamespace(
+            emulator=emulator,
+            proxy=proxy,
+            direct=make_service(emulator.endpoint),
+            ddb=emulator.client("dynamodb"),
+            s3=emulator.client("s3"),
+        )
 
 
 @pytest.fixture
@@ -60,11 +65,17 @@ def stack(emulated):
         api.kill()
 
 
-def _during_outage(api_url: str, day: str, driver_ids: list[str], held: tuple[str, str]) -> dict[str, object]:
+def _during_outage(
+    api_url: str, day: str, driver_ids: list[str], held: tuple[str, str]
+) -> dict[str, object]:
     """Fire one call of each kind at once; return their answers."""
     calls = {
         "assign": ("POST", "/assign", {"day": day, "driver_ids": driver_ids, "max_per_driver": 3}),
-        "update": ("POST", "/update", {"driver_id": held[0], "package_id": held[1], "status": "accepted"}),
+        "update": (
+            "POST",
+            "/update",
+            {"driver_id": held[0], "package_id": held[1], "status": "accepted"},
+        ),
         "driver_assignments": ("GET", f"/drivers/{held[0]}/assignments?day={day}", None),
         "manifest": ("GET", f"/manifests/{day}", None),
         "package": ("GET", f"/packages/{held[1]}?day={day}", None),
@@ -82,7 +93,9 @@ def _during_outage(api_url: str, day: str, driver_ids: list[str], held: tuple[st
 
 
 def _assert_unavailable(answers, what: str) -> None:
-    figure(f"{what}: seconds to answer per call", {k: round(a.elapsed, 2) for k, a in answers.items()})
+    figure(
+        f"{what}: seconds to answer per call", {k: round(a.elapsed, 2) for k, a in answers.items()}
+    )
     for name, answer in answers.items():
         assert answer.status == 503, f"{name} answered {answer.status} during {what}: {answer.body}"
         assert answer.elapsed < DEADLINE_S, f"{name} took {answer.elapsed:.1f}s during {what}"
@@ -95,16 +108,31 @@ def _prepare(stack, day: str, seed: int) -> tuple[list[str], tuple[str, str]]:
     import_day(stack.direct, day, drivers=10, packages_per_driver=10, seed=seed, max_rules=0)
     drivers = [f"driver_{i}" for i in range(1, 11)]
     with httpx.Client() as http:
-        warm = call(http, "POST", f"{stack.api.url}/assign", {"day": day, "driver_ids": drivers[:2], "max_per_driver": 3})
+        warm = call(
+            http,
+            "POST",
+            f"{stack.api.url}/assign",
+            {"day": day, "driver_ids": drivers[:2], "max_per_driver": 3},
+        )
     assert warm.status == 200, warm.body
     return drivers, ("driver_1", warm.body["assignments"]["driver_1"][0])
 
 
 def _recovered(stack, day: str, drivers: list[str], back_at: float, what: str) -> None:
     with httpx.Client() as http:
-        first = call(http, "POST", f"{stack.api.url}/assign", {"day": day, "driver_ids": drivers, "max_per_driver": 3})
-    figure(f"{what}: first /assign after recovery", f"{first.status} in {time.monotonic() - back_at:.2f}s")
-    assert first.status == 200, f"the first call after recovery answered {first.status}: {first.body}"
+        first = call(
+            http,
+            "POST",
+            f"{stack.api.url}/assign",
+            {"day": day, "driver_ids": drivers, "max_per_driver": 3},
+        )
+    figure(
+        f"{what}: first /assign after recovery",
+        f"{first.status} in {time.monotonic() - back_at:.2f}s",
+    )
+    assert first.status == 200, (
+        f"the first call after recovery answered {first.status}: {first.body}"
+    )
     assert time.monotonic() - back_at < RECOVERY_S
     assert all(len(p) == 3 for p in first.body["assignments"].values())
 
@@ -141,9 +169,12 @@ def _assert_table_is_committed_state(stack, day: str, cap: int) -> list[tuple[st
     table = table_assignments(stack.ddb, day)
     pairs = [(d, p) for d, p, _ in table]
     assert not committed.pending, f"runs still pending: {committed.pending}"
-    assert Counter(p for _, p in committed.pairs).most_common(1)[0][1] == 1, "a package is in two runs"
+    assert Counter(p for _, p in committed.pairs).most_common(1)[0][1] == 1, (
+        "a package is in two runs"
+    )
     assert set(pairs) == set(committed.pairs), (
-        f"lost {len(set(committed.pairs) - set(pairs))}, extra {len(set(pairs) - set(committed.pairs))}")
+        f"lost {len(set(committed.pairs) - set(pairs))}, extra {len(set(pairs) - set(committed.pairs))}"
+    )
     held = Counter(p for _, p in pairs)
     assert not [p for p, n in held.items() if n > 1], "a package is held by two drivers"
     assert max(Counter(d for d, _ in pairs).values()) <= cap
@@ -185,10 +216,14 @@ def test_emulator_paused_in_the_middle_of_a_large_assign(stack):
             attempts.append(call(http, "POST", f"{stack.api.url}/assign", body, timeout=120))
             if attempts[-1].status != 503:
                 break
-            time.sleep(int(attempts[-1].headers.get("retry-after", "1")))  # what a client is told to do
+            time.sleep(
+                int(attempts[-1].headers.get("retry-after", "1"))
+            )  # what a client is told to do
     final = attempts[-1]
-    figure("pause mid-assign: retry after resume", f"{[a.status for a in attempts]} in "
-                                                    f"{time.monotonic() - back_at:.2f}s")
+    figure(
+        "pause mid-assign: retry after resume",
+        f"{[a.status for a in attempts]} in {time.monotonic() - back_at:.2f}s",
+    )
     assert final.status == 200, final.body
     table = _assert_table_is_committed_state(stack, day, cap)
     assert len(table) == 4000
@@ -227,16 +262,28 @@ def test_connection_reset_after_the_write_loses_and_duplicates_nothing(stack):
     with httpx.Client() as http:
         stack.proxy.reset(when=_on("BatchWriteItem"))
         resets_before = stack.proxy.count("reset")
-        assigned = call(http, "POST", f"{stack.api.url}/assign", {"day": day, "driver_ids": drivers, "max_per_driver": cap})
+        assigned = call(
+            http,
+            "POST",
+            f"{stack.api.url}/assign",
+            {"day": day, "driver_ids": drivers, "max_per_driver": cap},
+        )
         batch_resets = stack.proxy.count("reset") - resets_before
         assert assigned.status == 200, assigned.body
         stack.proxy.reset(when=_on("UpdateItem", table="DeliveryAssignments"))
         pid = assigned.body["assignments"]["driver_1"][0]
-        updated = call(http, "POST", f"{stack.api.url}/update",
-                       {"driver_id": "driver_1", "package_id": pid, "status": "in_progress"})
+        updated = call(
+            http,
+            "POST",
+            f"{stack.api.url}/update",
+            {"driver_id": "driver_1", "package_id": pid, "status": "in_progress"},
+        )
         stack.proxy.passthrough()
-    figure("reset after forwarding", f"{batch_resets} BatchWriteItem answers reset; /assign in "
-                                      f"{assigned.elapsed:.2f}s, /update in {updated.elapsed:.2f}s")
+    figure(
+        "reset after forwarding",
+        f"{batch_resets} BatchWriteItem answers reset; /assign in "
+        f"{assigned.elapsed:.2f}s, /update in {updated.elapsed:.2f}s",
+    )
     assert batch_resets >= 5
     assert assigned.status == 200, assigned.body
     table = _assert_table_is_committed_state(stack, day, cap)
@@ -253,19 +300,39 @@ def test_commit_answer_lost_is_rolled_forward(stack):
     import_day(stack.direct, day, drivers=10, packages_per_driver=10, seed=105, max_rules=0)
     stack.proxy.reset(when=_on("UpdateItem", table="DepotDays", expression="list_append", nth=1000))
     with httpx.Client() as http:
-        answer = call(http, "POST", f"{stack.api.url}/assign",
-                      {"day": day, "driver_ids": [f"driver_{i}" for i in range(1, 11)], "max_per_driver": cap})
+        answer = call(
+            http,
+            "POST",
+            f"{stack.api.url}/assign",
+            {
+                "day": day,
+                "driver_ids": [f"driver_{i}" for i in range(1, 11)],
+                "max_per_driver": cap,
+            },
+        )
     stack.proxy.passthrough()
     figure("lost commit answer: /assign", f"{answer.status} in {answer.elapsed:.2f}s")
     assert answer.status in (200, 503), answer.body
-    if answer.status == 503:  # the caller gave up waiting for its own lease: the next call completes
+    if (
+        answer.status == 503
+    ):  # the caller gave up waiting for its own lease: the next call completes
         with httpx.Client() as http:
-            answer = call(http, "POST", f"{stack.api.url}/assign",
-                          {"day": day, "driver_ids": [f"driver_{i}" for i in range(1, 11)], "max_per_driver": cap})
+            answer = call(
+                http,
+                "POST",
+                f"{stack.api.url}/assign",
+                {
+                    "day": day,
+                    "driver_ids": [f"driver_{i}" for i in range(1, 11)],
+                    "max_per_driver": cap,
+                },
+            )
     assert answer.status == 200, answer.body
     table = _assert_table_is_committed_state(stack, day, cap)
     assert len(committed_state(stack.ddb, stack.s3, day).runs) == 1
-    assert {(d, p) for d, ps in answer.body["assignments"].items() for p in ps} == {(d, p) for d, p, _ in table}
+    assert {(d, p) for d, ps in answer.body["assignments"].items() for p in ps} == {
+        (d, p) for d, p, _ in table
+    }
 
 
 def test_killed_and_restarted_emulator():
@@ -284,7 +351,10 @@ def test_killed_and_restarted_emulator():
             back_at = time.monotonic()
             with httpx.Client() as http:
                 manifest = call(http, "GET", f"{api.url}/manifests/{day}")
-                figure("emulator restarted: first call", f"{manifest.status} in {time.monotonic() - back_at:.2f}s")
+                figure(
+                    "emulator restarted: first call",
+                    f"{manifest.status} in {time.monotonic() - back_at:.2f}s",
+                )
                 assert manifest.status == 404, manifest.body  # the emulator's state is gone
                 assert time.monotonic() - back_at < RECOVERY_S
                 from depot.ops.generator import generate_day
@@ -292,8 +362,12 @@ def test_killed_and_restarted_emulator():
                 payload = generate_day(seed=106, drivers=4, packages_per_driver=5, max_rules=0)
                 imported = call(http, "POST", f"{api.url}/manifests", {"day": day, **payload})
                 assert imported.status == 201, imported.body
-                assigned = call(http, "POST", f"{api.url}/assign",
-                                {"day": day, "driver_ids": ["driver_1", "driver_2"], "max_per_driver": 2})
+                assigned = call(
+                    http,
+                    "POST",
+                    f"{api.url}/assign",
+                    {"day": day, "driver_ids": ["driver_1", "driver_2"], "max_per_driver": 2},
+                )
                 assert assigned.status == 200, assigned.body
                 assert all(len(v) == 2 for v in assigned.body["assignments"].values())
         finally:
@@ -319,12 +393,26 @@ def test_thirty_percent_throttled_still_99_percent_of_api_calls_succeed(emulated
         with httpx.Client(base_url=url) as http:
             for _ in range(ROUNDS):
                 drivers = rng.sample([f"driver_{i}" for i in range(1, 41)], 3)
-                a = call(http, "POST", "/assign", {"day": day, "driver_ids": drivers, "max_per_driver": 4})
+                a = call(
+                    http,
+                    "POST",
+                    "/assign",
+                    {"day": day, "driver_ids": drivers, "max_per_driver": 4},
+                )
                 results = [("assign", a.status)]
-                mine = [(d, p) for d, ps in a.body.get("assignments", {}).items() for p in ps] if a.status == 200 else []
+                mine = (
+                    [(d, p) for d, ps in a.body.get("assignments", {}).items() for p in ps]
+                    if a.status == 200
+                    else []
+                )
                 if mine:
                     d, p = rng.choice(mine)
-                    u = call(http, "POST", "/update", {"driver_id": d, "package_id": p, "status": "accepted"})
+                    u = call(
+                        http,
+                        "POST",
+                        "/update",
+                        {"driver_id": d, "package_id": p, "status": "accepted"},
+                    )
                     results.append(("update", u.status))
                 r = call(http, "GET", f"/drivers/{drivers[0]}/assignments?day={day}")
                 results.append(("read", r.status))
@@ -341,10 +429,13 @@ def test_thirty_percent_throttled_still_99_percent_of_api_calls_succeed(emulated
     throttle.remove()
     total = outcomes["ok"] + outcomes["failed"]
     rate = outcomes["ok"] / total
-    figure("30% throttled", f"{outcomes['ok']}/{total} API calls succeeded ({rate:.2%}); "
-                            f"{throttle.throttled}/{throttle.sent} DynamoDB requests throttled; "
-                            f"{throttle.gave_up} calls gave up ({throttle.quota_reached} on botocore's retry quota); "
-                            f"{time.monotonic() - started:.1f}s; {dict(outcomes)}; failures: {failures[:5]}")
+    figure(
+        "30% throttled",
+        f"{outcomes['ok']}/{total} API calls succeeded ({rate:.2%}); "
+        f"{throttle.throttled}/{throttle.sent} DynamoDB requests throttled; "
+        f"{throttle.gave_up} calls gave up ({throttle.quota_reached} on botocore's retry quota); "
+        f"{time.monotonic() - started:.1f}s; {dict(outcomes)}; failures: {failures[:5]}",
+    )
     assert throttle.throttled / throttle.sent > 0.25
     assert not [k for k in outcomes if k.endswith(":500")]
     assert rate >= 0.99
@@ -355,21 +446,35 @@ def test_half_of_every_batch_unprocessed_loses_none_of_10000_items(emulated):
     service = make_service(emulated.emulator.endpoint, batch_write_workers=32)
     hook = HalfUnprocessed(service.store.dynamodb)
     day = "2031-01-08"
-    records = [{"driver_id": f"unprocessed_{i % 97}", "package_id": str(uuid.uuid4()), "status": "assigned",
-                "day": day, "version": 1, "weight_kg": round(random.uniform(0.5, 20), 2), "seq": i}
-               for i in range(10_000)]
+    records = [
+        {
+            "driver_id": f"unprocessed_{i % 97}",
+            "package_id": str(uuid.uuid4()),
+            "status": "assigned",
+            "day": day,
+            "version": 1,
+            "weight_kg": round(random.uniform(0.5, 20), 2),
+            "seq": i,
+        }
+        for i in range(10_000)
+    ]
     started = time.monotonic()
     service.store.write_items(records)
     elapsed = time.monotonic() - started
     hook.remove()
-    figure("half unprocessed", f"10,000 items in {elapsed:.1f}s, {hook.calls} BatchWriteItem calls, "
-                               f"{hook.withheld} items returned unprocessed")
+    figure(
+        "half unprocessed",
+        f"10,000 items in {elapsed:.1f}s, {hook.calls} BatchWriteItem calls, "
+        f"{hook.withheld} items returned unprocessed",
+    )
     checker = make_service(emulated.emulator.endpoint)
     found = checker.store.get_items([(r["driver_id"], r["package_id"]) for r in records])
     by_key = {(i["driver_id"], i["package_id"]): i for i in found}
     assert len(by_key) == 10_000, f"{10_000 - len(by_key)} items lost"
     assert all(by_key[(r["driver_id"], r["package_id"])] == r for r in records)
-    assert hook.withheld == 400 * (12 + 6 + 3 + 1), "every batch came back half unprocessed, round after round"
+    assert hook.withheld == 400 * (12 + 6 + 3 + 1), (
+        "every batch came back half unprocessed, round after round"
+    )
 
 
 def test_stale_batch_write_landing_after_a_takeover_does_not_undo_a_status_update(stack):
@@ -383,15 +488,27 @@ def test_stale_batch_write_landing_after_a_takeover_does_not_undo_a_status_updat
     stack.proxy.delay(3000, when=lambda r: r.target == "BatchWriteItem")
     forwarded_before = stack.proxy.count("BatchWriteItem:forwarded")
     with httpx.Client() as http:
-        first = call(http, "POST", f"{stack.api.url}/assign", {"day": day, "driver_ids": ["driver_1"], "max_per_driver": 10})
+        first = call(
+            http,
+            "POST",
+            f"{stack.api.url}/assign",
+            {"day": day, "driver_ids": ["driver_1"], "max_per_driver": 10},
+        )
     assert first.status == 503, first.body
     taker = make_service(stack.emulator.endpoint)
     taken = taker.assign(day, ["driver_1"], 10).response()
     package = taken["assignments"]["driver_1"][0]
     accepted = taker.update_status("driver_1", package, Status.ACCEPTED)
     assert accepted["status"] == "accepted"
-    stack.proxy.wait_for("BatchWriteItem:forwarded", forwarded_before + 3, timeout=15)  # the 3 late attempts
-    item = stack.ddb.get_item(TableName="DeliveryAssignments", ConsistentRead=True,
-                              Key={"driver_id": {"S": "driver_1"}, "package_id": {"S": package}})["Item"]
+    stack.proxy.wait_for(
+        "BatchWriteItem:forwarded", forwarded_before + 3, timeout=15
+    )  # the 3 late attempts
+    item = stack.ddb.get_item(
+        TableName="DeliveryAssignments",
+        ConsistentRead=True,
+        Key={"driver_id": {"S": "driver_1"}, "package_id": {"S": package}},
+    )["Item"]
     figure("stale batch after takeover", f"status after the late write: {item['status']['S']}")
-    assert item["status"]["S"] == "accepted", "a late BatchWriteItem undid the driver's status update"
+    assert item["status"]["S"] == "accepted", (
+        "a late BatchWriteItem undid the driver's status update"
+    )

@@ -22,8 +22,13 @@ from support.oracle import driver_accepts as accepts
 DAY = "2034-05-05"
 DRIVERS, PER_DRIVER, CAP = 20, 8, 6
 EXPECTED = {
-    "assign": {200, 503}, "unassign": {200, 409}, "reassign": {200, 409, 422}, "cancel": {200, 409},
-    "update": {200, 404, 409}, "off_duty": {200}, "on_duty": {200},  # off duty recomputes, never 409
+    "assign": {200, 503},
+    "unassign": {200, 409},
+    "reassign": {200, 409, 422},
+    "cancel": {200, 409},
+    "update": {200, 404, 409},
+    "off_duty": {200},
+    "on_duty": {200},  # off duty recomputes, never 409
 }
 
 
@@ -35,13 +40,22 @@ def two():
 
 def test_a_storm_of_plan_changes_and_updates_on_two_processes(two):
     emulator, urls = two
-    payload = generate_day(seed=44, drivers=DRIVERS, packages_per_driver=PER_DRIVER, min_rules=0, max_rules=2)
+    payload = generate_day(
+        seed=44, drivers=DRIVERS, packages_per_driver=PER_DRIVER, min_rules=0, max_rules=2
+    )
     driver_ids = [d["driver_id"] for d in payload["drivers"]]
     package_ids = [p["package_id"] for p in payload["packages"]]
     with httpx.Client() as http:
         assert call(http, "POST", f"{urls[0]}/manifests", {"day": DAY, **payload}).status == 201
-        assert call(http, "POST", f"{urls[1]}/assign",
-                    {"day": DAY, "driver_ids": driver_ids, "max_per_driver": CAP}).status == 200
+        assert (
+            call(
+                http,
+                "POST",
+                f"{urls[1]}/assign",
+                {"day": DAY, "driver_ids": driver_ids, "max_per_driver": CAP},
+            ).status
+            == 200
+        )
     answers: Counter[str] = Counter()
     wrong: list[str] = []
     lock = threading.Lock()
@@ -51,27 +65,66 @@ def test_a_storm_of_plan_changes_and_updates_on_two_processes(two):
         with httpx.Client() as http:
             for _ in range(25):
                 url = rng.choice(urls)
-                kind = rng.choice(["assign", "unassign", "reassign", "update", "update", "update", "cancel",
-                                   "off_duty", "on_duty"])
+                kind = rng.choice(
+                    [
+                        "assign",
+                        "unassign",
+                        "reassign",
+                        "update",
+                        "update",
+                        "update",
+                        "cancel",
+                        "off_duty",
+                        "on_duty",
+                    ]
+                )
                 p, d = rng.choice(package_ids), rng.choice(driver_ids)
                 if kind == "assign":
-                    a = call(http, "POST", f"{url}/assign", {"day": DAY, "driver_ids": driver_ids,
-                                                             "max_per_driver": CAP})
+                    a = call(
+                        http,
+                        "POST",
+                        f"{url}/assign",
+                        {"day": DAY, "driver_ids": driver_ids, "max_per_driver": CAP},
+                    )
                 elif kind == "unassign":
                     a = call(http, "POST", f"{url}/unassign", {"day": DAY, "package_ids": [p]})
                 elif kind == "reassign":
-                    a = call(http, "POST", f"{url}/reassign", {"day": DAY, "package_id": p, "driver_id": d})
+                    a = call(
+                        http,
+                        "POST",
+                        f"{url}/reassign",
+                        {"day": DAY, "package_id": p, "driver_id": d},
+                    )
                 elif kind == "cancel":
-                    a = call(http, "POST", f"{url}/cancel", {"day": DAY, "package_ids": [p], "reason": "storm"})
+                    a = call(
+                        http,
+                        "POST",
+                        f"{url}/cancel",
+                        {"day": DAY, "package_ids": [p], "reason": "storm"},
+                    )
                 elif kind in ("off_duty", "on_duty"):
-                    a = call(http, "POST", f"{url}/drivers/{d}/availability", {"day": DAY, "status": kind})
+                    a = call(
+                        http,
+                        "POST",
+                        f"{url}/drivers/{d}/availability",
+                        {"day": DAY, "status": kind},
+                    )
                 else:
-                    held = call(http, "GET", f"{url}/drivers/{d}/assignments?day={DAY}").body.get("assignments", [])
+                    held = call(http, "GET", f"{url}/drivers/{d}/assignments?day={DAY}").body.get(
+                        "assignments", []
+                    )
                     if not held:
                         continue
                     p = rng.choice(held)["package_id"]
-                    status = rng.choice(["accepted", "in_progress", "delivered", "failed_to_deliver"])
-                    a = call(http, "POST", f"{url}/update", {"driver_id": d, "package_id": p, "status": status})
+                    status = rng.choice(
+                        ["accepted", "in_progress", "delivered", "failed_to_deliver"]
+                    )
+                    a = call(
+                        http,
+                        "POST",
+                        f"{url}/update",
+                        {"driver_id": d, "package_id": p, "status": status},
+                    )
                 with lock:
                     answers[f"{kind}:{a.status}"] += 1
                     if a.status not in EXPECTED[kind]:

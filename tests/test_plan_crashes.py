@@ -73,12 +73,21 @@ def test_crashes_in_the_middle_of_plan_changes(emulator):
         rng = random.Random(i)
         day = (date(2036, 1, 1) + timedelta(days=i)).isoformat()
         table = f"PlanCrash{i}"
-        ddb.create_table(**dict(table_definitions(make_settings(emulator.endpoint))[0], TableName=table))
-        settings = make_settings(emulator.endpoint, assignments_table=table, lease_s=0.3, lease_renew_s=0.1,
-                                 claim_ttl_s=0.6)
+        ddb.create_table(
+            **dict(table_definitions(make_settings(emulator.endpoint))[0], TableName=table)
+        )
+        settings = make_settings(
+            emulator.endpoint,
+            assignments_table=table,
+            lease_s=0.3,
+            lease_renew_s=0.1,
+            claim_ttl_s=0.6,
+        )
         d1, s1 = make_clients(settings)
         writer = Service(settings, Store(settings, d1, s1))
-        import_day(writer, day, DRIVERS, PER_DRIVER, seed=5000 + i, max_rules=0, with_destination=False)
+        import_day(
+            writer, day, DRIVERS, PER_DRIVER, seed=5000 + i, max_rules=0, with_destination=False
+        )
         writer.assign(day, drivers, PER_DRIVER)
         op = OPERATIONS[i % len(OPERATIONS)]
         crash = Crash([d1, s1], at=rng.randint(1, 12), applied=rng.random() < 0.5)
@@ -94,8 +103,13 @@ def test_crashes_in_the_middle_of_plan_changes(emulator):
 
         # the next process: for it every claim is old (claim_ttl_s=0: as if the TTL had passed,
         # without waiting for it), which is what it would be once the dead writer's TTL ran out
-        later = make_settings(emulator.endpoint, assignments_table=table, lease_s=0.3, lease_renew_s=0.1,
-                              claim_ttl_s=0.0)
+        later = make_settings(
+            emulator.endpoint,
+            assignments_table=table,
+            lease_s=0.3,
+            lease_renew_s=0.1,
+            claim_ttl_s=0.0,
+        )
         d2, s2 = make_clients(later)
         fresh = Service(later, Store(later, d2, s2))
         for _ in range(20):

@@ -16,11 +16,32 @@ import pytest
 from depot.core.models import parse_drivers, parse_packages
 from depot.ops.generator import generate_day
 
-CODES = {"MAX_WEIGHT", "NO_PERISHABLE", "REGION_ONLY", "MAX_DISTANCE", "EXPRESS_ONLY", "FRAGILE_ONLY",
-         "HAZMAT_ALLOWED", "TEMP_CONTROL", "TIME_WINDOW", "OVERSIZED"}
+CODES = {
+    "MAX_WEIGHT",
+    "NO_PERISHABLE",
+    "REGION_ONLY",
+    "MAX_DISTANCE",
+    "EXPRESS_ONLY",
+    "FRAGILE_ONLY",
+    "HAZMAT_ALLOWED",
+    "TEMP_CONTROL",
+    "TIME_WINDOW",
+    "OVERSIZED",
+}
 REGIONS = {"north", "east", "south", "west"}
-PACKAGE_FIELDS = {"package_id", "weight_kg", "is_perishable", "region", "distance_km", "is_express",
-                  "is_fragile", "hazmat_class", "temperature_c", "delivery_hour", "volume_m3"}
+PACKAGE_FIELDS = {
+    "package_id",
+    "weight_kg",
+    "is_perishable",
+    "region",
+    "distance_km",
+    "is_express",
+    "is_fragile",
+    "hazmat_class",
+    "temperature_c",
+    "delivery_hour",
+    "volume_m3",
+}
 
 
 @pytest.fixture(scope="module")
@@ -59,7 +80,9 @@ def test_same_seed_gives_the_same_day():
 def test_different_seeds_give_different_days():
     a, b = generate_day(seed=1), generate_day(seed=2)
     assert a["drivers"] != b["drivers"]
-    assert {p["package_id"] for p in a["packages"]}.isdisjoint({p["package_id"] for p in b["packages"]})
+    assert {p["package_id"] for p in a["packages"]}.isdisjoint(
+        {p["package_id"] for p in b["packages"]}
+    )
 
 
 def test_the_global_random_state_is_neither_used_nor_touched():
@@ -107,10 +130,14 @@ def test_default_day_passes_validation(default_day):
 
 @pytest.mark.parametrize(("lo", "hi"), [(0, 0), (2, 4), (3, 3), (10, 10)])
 def test_rule_counts_follow_min_and_max(lo, hi):
-    day = generate_day(seed=lo * 10 + hi, drivers=60, packages_per_driver=1, min_rules=lo, max_rules=hi)
+    day = generate_day(
+        seed=lo * 10 + hi, drivers=60, packages_per_driver=1, min_rules=lo, max_rules=hi
+    )
     counts = {len(d["rules"]) for d in day["drivers"]}
     assert counts <= set(range(lo, hi + 1))
-    assert counts == set(range(lo, hi + 1)), "every k in [min_rules, max_rules] should occur in 60 drivers"
+    assert counts == set(range(lo, hi + 1)), (
+        "every k in [min_rules, max_rules] should occur in 60 drivers"
+    )
 
 
 @pytest.mark.parametrize(("lo", "hi"), [(3, 2), (-1, 2), (0, 11)])
@@ -220,8 +247,12 @@ def test_package_distributions(big_day):
     for flag in ("is_perishable", "is_express", "is_fragile"):  # 50/50
         share = sum(p[flag] for p in packages) / n
         assert 0.45 <= share <= 0.55, (flag, share)
-    for field, lo, hi in (("weight_kg", 0.5, 20), ("distance_km", 1, 100),
-                          ("temperature_c", -5, 25), ("volume_m3", 0.1, 3.0)):
+    for field, lo, hi in (
+        ("weight_kg", 0.5, 20),
+        ("distance_km", 1, 100),
+        ("temperature_c", -5, 25),
+        ("volume_m3", 0.1, 3.0),
+    ):
         values = [p[field] for p in packages]
         mean = sum(values) / n
         span = hi - lo
@@ -255,9 +286,26 @@ def run_generate(tmp_path: Path, name: str) -> Path:
     out = tmp_path / name
     depot = Path(sys.executable).with_name("depot")
     proc = subprocess.run(
-        [str(depot), "generate", "--seed", "1", "--drivers", "5", "--packages-per-driver", "3",
-         "--min-rules", "2", "--max-rules", "4", "-o", str(out)],
-        check=False, capture_output=True, text=True, timeout=120,
+        [
+            str(depot),
+            "generate",
+            "--seed",
+            "1",
+            "--drivers",
+            "5",
+            "--packages-per-driver",
+            "3",
+            "--min-rules",
+            "2",
+            "--max-rules",
+            "4",
+            "-o",
+            str(out),
+        ],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert proc.returncode == 0, proc.stderr + proc.stdout
     return out
@@ -271,7 +319,9 @@ def test_cli_generate_writes_a_valid_day(tmp_path):
     assert all(2 <= len(d["rules"]) <= 4 for d in drivers)
     assert len(packages) == 15
     assert len(parse_drivers(drivers)) == 5 and len(parse_packages(packages)) == 15
-    assert payload == generate_day(seed=1, drivers=5, packages_per_driver=3, min_rules=2, max_rules=4)
+    assert payload == generate_day(
+        seed=1, drivers=5, packages_per_driver=3, min_rules=2, max_rules=4
+    )
     again = run_generate(tmp_path, "again.json")
     assert again.read_bytes() == out.read_bytes()
 
@@ -279,8 +329,20 @@ def test_cli_generate_writes_a_valid_day(tmp_path):
 def test_cli_generate_refuses_min_above_max(tmp_path):
     depot = Path(sys.executable).with_name("depot")
     proc = subprocess.run(
-        [str(depot), "generate", "--min-rules", "3", "--max-rules", "1", "-o", str(tmp_path / "x.json")],
-        check=False, capture_output=True, text=True, timeout=120,
+        [
+            str(depot),
+            "generate",
+            "--min-rules",
+            "3",
+            "--max-rules",
+            "1",
+            "-o",
+            str(tmp_path / "x.json"),
+        ],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert proc.returncode != 0
     assert not (tmp_path / "x.json").exists()

@@ -40,15 +40,21 @@ def test_serve_against_an_emulator_needs_no_aws_credentials(emulator):
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "DEPOT_"))}
     env["AWS_ENDPOINT_URL"] = emulator.endpoint
     port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "depot.ops.cli", "serve", "--port", str(port)],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "depot.ops.cli", "serve", "--port", str(port)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        env=env,
+    )
     try:
         wait_for_line(proc, "Depot API on")
         url = f"http://127.0.0.1:{port}"
         day = "2026-07-01"
         payload = {"day": day, **generate_day(seed=31, drivers=3, packages_per_driver=2)}
         assert httpx.post(f"{url}/manifests", json=payload).status_code == 201
-        answer = httpx.post(f"{url}/assign", json={"day": day, "driver_ids": ["driver_1"], "max_per_driver": 1})
+        answer = httpx.post(
+            f"{url}/assign", json={"day": day, "driver_ids": ["driver_1"], "max_per_driver": 1}
+        )
         assert answer.status_code == 200
         assert len(answer.json()["assignments"]["driver_1"]) == 1
     finally:
@@ -58,7 +64,9 @@ def test_serve_against_an_emulator_needs_no_aws_credentials(emulator):
 
 def test_an_unprovisioned_account_answers_503_naming_the_cause():
     with start_emulator() as emu, start_api(emu.endpoint) as api:
-        answer = httpx.post(f"{api.url}/assign", json={"driver_ids": ["driver_1"], "max_per_driver": 1})
+        answer = httpx.post(
+            f"{api.url}/assign", json={"driver_ids": ["driver_1"], "max_per_driver": 1}
+        )
         assert answer.status_code == 503
         assert answer.headers["retry-after"]
         assert "not provisioned" in answer.json()["error"]["message"]

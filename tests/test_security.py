@@ -74,11 +74,20 @@ def day(api, tokens):
     from depot.ops.generator import generate_day
 
     day = f"2041-{random.randint(1, 12):02d}-{random.randint(1, 28):02d}"
-    payload = {"day": day, **generate_day(seed=7, drivers=6, packages_per_driver=6, min_rules=0, max_rules=0)}
+    payload = {
+        "day": day,
+        **generate_day(seed=7, drivers=6, packages_per_driver=6, min_rules=0, max_rules=0),
+    }
     with httpx.Client(base_url=api.url, headers=bearer(tokens["dispatcher"]), timeout=60) as client:
         assert client.post("/manifests", json=payload).status_code == 201
-        response = client.post("/assign", json={"day": day, "driver_ids": [f"driver_{i}" for i in range(1, 7)],
-                                                "max_per_driver": 5})
+        response = client.post(
+            "/assign",
+            json={
+                "day": day,
+                "driver_ids": [f"driver_{i}" for i in range(1, 7)],
+                "max_per_driver": 5,
+            },
+        )
         assert response.status_code == 200, response.text
     assignments = response.json()["assignments"]
     assert all(len(assignments[d]) >= 3 for d in ("driver_1", "driver_2"))
@@ -92,8 +101,11 @@ def client(api):
 
 
 def day_version(emulator, day: str) -> str | None:
-    item = emulator.client("dynamodb").get_item(TableName="DepotDays", Key={"day": {"S": day}},
-                                                ConsistentRead=True).get("Item")
+    item = (
+        emulator.client("dynamodb")
+        .get_item(TableName="DepotDays", Key={"day": {"S": day}}, ConsistentRead=True)
+        .get("Item")
+    )
     return json.dumps(item, sort_keys=True, default=str) if item else None
 
 
@@ -108,9 +120,18 @@ def test_open_paths_need_no_token(client):
     assert client.get("/ready").status_code in (200, 503)
 
 
-@pytest.mark.parametrize("method,path", [("POST", "/assign"), ("POST", "/update"), ("POST", "/manifests"),
-                                         ("GET", "/manifests/2041-01-01"), ("GET", "/packages/p1"),
-                                         ("GET", "/drivers/driver_1/assignments"), ("GET", "/nowhere")])
+@pytest.mark.parametrize(
+    "method,path",
+    [
+        ("POST", "/assign"),
+        ("POST", "/update"),
+        ("POST", "/manifests"),
+        ("GET", "/manifests/2041-01-01"),
+        ("GET", "/packages/p1"),
+        ("GET", "/drivers/driver_1/assignments"),
+        ("GET", "/nowhere"),
+    ],
+)
 def test_no_token_is_401_with_challenge(client, method, path):
     response = client.request(method, path, json={"driver_ids": ["driver_1"], "max_per_driver": 1})
     assert_error(response, 401, "unauthorized")
@@ -120,29 +141,53 @@ def test_no_token_is_401_with_challenge(client, method, path):
 def _none_token(claims: dict) -> str:
     def b64(obj) -> str:
         return base64.urlsafe_b64encode(json.dumps(obj).encode()).rstrip(b"=").decode()
+
     return f"{b64({'alg': 'none', 'typ': 'JWT'})}.{b64(claims)}."
 
 
 def _claims(**over) -> dict:
     now = int(time.time())
-    return {"iss": "depot", "sub": "dispatcher", "role": "dispatcher", "iat": now, "exp": now + 600, **over}
+    return {
+        "iss": "depot",
+        "sub": "dispatcher",
+        "role": "dispatcher",
+        "iat": now,
+        "exp": now + 600,
+        **over,
+    }
 
 
-@pytest.mark.parametrize("name,token", [
-    ("forged: wrong secret", lambda: mint_token("another-secret-" + "x" * 40, "dispatcher")),
-    ("alg none", lambda: _none_token(_claims())),
-    ("alg none, empty", lambda: _none_token(_claims()) + "x"),
-    ("HS512 with the right secret", lambda: jwt.encode(_claims(), SECRET, algorithm="HS512")),
-    ("no exp", lambda: jwt.encode({k: v for k, v in _claims().items() if k != "exp"}, SECRET, algorithm="HS256")),
-    ("unknown role", lambda: jwt.encode(_claims(role="admin"), SECRET, algorithm="HS256")),
-    ("driver without driver_id", lambda: jwt.encode(_claims(role="driver"), SECRET, algorithm="HS256")),
-    ("driver with a bad id", lambda: jwt.encode(_claims(role="driver", driver_id="../x"), SECRET, algorithm="HS256")),
-    ("wrong issuer", lambda: jwt.encode(_claims(iss="evil"), SECRET, algorithm="HS256")),
-    ("garbage", lambda: "not.a.jwt"),
-    ("huge", lambda: "a" * 5000),
-])
+@pytest.mark.parametrize(
+    "name,token",
+    [
+        ("forged: wrong secret", lambda: mint_token("another-secret-" + "x" * 40, "dispatcher")),
+        ("alg none", lambda: _none_token(_claims())),
+        ("alg none, empty", lambda: _none_token(_claims()) + "x"),
+        ("HS512 with the right secret", lambda: jwt.encode(_claims(), SECRET, algorithm="HS512")),
+        (
+            "no exp",
+            lambda: jwt.encode(
+                {k: v for k, v in _claims().items() if k != "exp"}, SECRET, algorithm="HS256"
+            ),
+        ),
+        ("unknown role", lambda: jwt.encode(_claims(role="admin"), SECRET, algorithm="HS256")),
+        (
+            "driver without driver_id",
+            lambda: jwt.encode(_claims(role="driver"), SECRET, algorithm="HS256"),
+        ),
+        (
+            "driver with a bad id",
+            lambda: jwt.encode(_claims(role="driver", driver_id="../x"), SECRET, algorithm="HS256"),
+        ),
+        ("wrong issuer", lambda: jwt.encode(_claims(iss="evil"), SECRET, algorithm="HS256")),
+        ("garbage", lambda: "not.a.jwt"),
+        ("huge", lambda: "a" * 5000),
+    ],
+)
 def test_invalid_tokens_are_401(client, name, token):
-    response = client.post("/assign", headers=bearer(token()), json={"driver_ids": ["driver_1"], "max_per_driver": 1})
+    response = client.post(
+        "/assign", headers=bearer(token()), json={"driver_ids": ["driver_1"], "max_per_driver": 1}
+    )
     assert_error(response, 401)
     assert response.headers["WWW-Authenticate"].startswith("Bearer")
     assert SECRET not in response.text
@@ -156,7 +201,9 @@ def test_expired_token_is_401(client):
 
 
 def test_wrong_scheme_is_401(client, tokens):
-    response = client.get("/manifests/2041-01-01", headers={"Authorization": f"Basic {tokens['dispatcher']}"})
+    response = client.get(
+        "/manifests/2041-01-01", headers={"Authorization": f"Basic {tokens['dispatcher']}"}
+    )
     assert_error(response, 401)
 
 
@@ -166,18 +213,32 @@ def test_wrong_scheme_is_401(client, tokens):
 def test_driver_cannot_assign_or_import(client, tokens, day, emulator):
     before = day_version(emulator, day["day"])
     driver = bearer(tokens["driver_1"])
-    assert_error(client.post("/assign", headers=driver,
-                             json={"day": day["day"], "driver_ids": ["driver_1"], "max_per_driver": 50}), 403,
-                 "forbidden")
-    assert_error(client.post("/manifests", headers=driver, json={"day": day["day"], "drivers": [], "packages": []}),
-                 403, "forbidden")
+    assert_error(
+        client.post(
+            "/assign",
+            headers=driver,
+            json={"day": day["day"], "driver_ids": ["driver_1"], "max_per_driver": 50},
+        ),
+        403,
+        "forbidden",
+    )
+    assert_error(
+        client.post(
+            "/manifests", headers=driver, json={"day": day["day"], "drivers": [], "packages": []}
+        ),
+        403,
+        "forbidden",
+    )
     assert_error(client.get(f"/manifests/{day['day']}", headers=driver), 403, "forbidden")
     assert day_version(emulator, day["day"]) == before
 
 
 def _update(client, token, driver_id, package_id, status="accepted"):
-    return client.post("/update", headers=bearer(token),
-                       json={"driver_id": driver_id, "package_id": package_id, "status": status})
+    return client.post(
+        "/update",
+        headers=bearer(token),
+        json={"driver_id": driver_id, "package_id": package_id, "status": status},
+    )
 
 
 def test_driver_updating_another_drivers_package_is_404_like_a_missing_one(client, tokens, day):
@@ -192,10 +253,14 @@ def test_driver_updating_another_drivers_package_is_404_like_a_missing_one(clien
     assert dict(foreign.headers).keys() == dict(absent.headers).keys()
     # Claiming its own id does not help either: no such (driver_1, package) item.
     same_as_missing = _update(client, tokens["driver_1"], "driver_1", theirs)
-    assert same_as_missing.text.replace(theirs, missing) == _update(client, tokens["driver_1"], "driver_1",
-                                                                    missing).text
+    assert (
+        same_as_missing.text.replace(theirs, missing)
+        == _update(client, tokens["driver_1"], "driver_1", missing).text
+    )
     # And the package did not move.
-    read = client.get(f"/packages/{theirs}", headers=bearer(tokens["dispatcher"]), params={"day": day["day"]})
+    read = client.get(
+        f"/packages/{theirs}", headers=bearer(tokens["dispatcher"]), params={"day": day["day"]}
+    )
     assert read.json()["status"] == "assigned" and read.json()["driver_id"] == "driver_2"
 
 
@@ -217,14 +282,23 @@ def test_driver_reads_only_its_own(client, tokens, day):
     d = day["day"]
     driver = bearer(tokens["driver_1"])
     own = client.get("/drivers/driver_1/assignments", headers=driver, params={"day": d})
-    assert own.status_code == 200 and len(own.json()["assignments"]) == len(day["assignments"]["driver_1"])
+    assert own.status_code == 200 and len(own.json()["assignments"]) == len(
+        day["assignments"]["driver_1"]
+    )
     other = client.get("/drivers/driver_2/assignments", headers=driver, params={"day": d})
     nobody = client.get("/drivers/driver_999/assignments", headers=driver, params={"day": d})
     assert_error(other, 404)
     assert other.text.replace("driver_2", "driver_999") == nobody.text
 
-    mine, theirs, missing = day["assignments"]["driver_1"][1], day["assignments"]["driver_2"][2], str(uuid.uuid4())
-    assert client.get(f"/packages/{mine}", headers=driver, params={"day": d}).json()["driver_id"] == "driver_1"
+    mine, theirs, missing = (
+        day["assignments"]["driver_1"][1],
+        day["assignments"]["driver_2"][2],
+        str(uuid.uuid4()),
+    )
+    assert (
+        client.get(f"/packages/{mine}", headers=driver, params={"day": d}).json()["driver_id"]
+        == "driver_1"
+    )
     foreign = client.get(f"/packages/{theirs}", headers=driver, params={"day": d})
     absent = client.get(f"/packages/{missing}", headers=driver, params={"day": d})
     assert_error(foreign, 404)
@@ -238,9 +312,17 @@ def test_driver_reads_only_its_own(client, tokens, day):
 
 def test_100001_driver_ids_is_413(client, tokens, day, emulator):
     before = day_version(emulator, day["day"])
-    body = {"day": day["day"], "driver_ids": [f"driver_{i}" for i in range(100_001)], "max_per_driver": 1}
+    body = {
+        "day": day["day"],
+        "driver_ids": [f"driver_{i}" for i in range(100_001)],
+        "max_per_driver": 1,
+    }
     assert len(json.dumps(body)) > MiB
-    assert_error(client.post("/assign", headers=bearer(tokens["dispatcher"]), json=body), 413, "payload_too_large")
+    assert_error(
+        client.post("/assign", headers=bearer(tokens["dispatcher"]), json=body),
+        413,
+        "payload_too_large",
+    )
     assert day_version(emulator, day["day"]) == before
 
 
@@ -250,46 +332,86 @@ def test_driver_ids_over_10000_or_repeated_are_422(client, tokens, day, emulator
     many = {"day": day["day"], "driver_ids": [f"d{i}" for i in range(10_001)], "max_per_driver": 1}
     assert len(json.dumps(many)) < MiB
     assert_error(client.post("/assign", headers=dispatcher, json=many), 422)
-    repeated = {"day": day["day"], "driver_ids": ["driver_1", "driver_2", "driver_1"], "max_per_driver": 1}
-    assert "unique" in assert_error(client.post("/assign", headers=dispatcher, json=repeated), 422)["error"]["message"]
+    repeated = {
+        "day": day["day"],
+        "driver_ids": ["driver_1", "driver_2", "driver_1"],
+        "max_per_driver": 1,
+    }
+    assert (
+        "unique"
+        in assert_error(client.post("/assign", headers=dispatcher, json=repeated), 422)["error"][
+            "message"
+        ]
+    )
     assert day_version(emulator, day["day"]) == before
 
 
 @pytest.mark.parametrize("cap", [-1, 1001, "3", 2.5, None, True])
 def test_bad_caps_are_422(client, tokens, day, cap):
     body = {"day": day["day"], "driver_ids": ["driver_1"], "max_per_driver": cap}
-    assert_error(client.post("/assign", headers=bearer(tokens["dispatcher"]), json=body), 422, "invalid_request")
+    assert_error(
+        client.post("/assign", headers=bearer(tokens["dispatcher"]), json=body),
+        422,
+        "invalid_request",
+    )
 
 
-@pytest.mark.parametrize("driver_id", ["", "a" * 129, "driver/1", "driver 1", "drïver", "x\u0000", "<script>"])
+@pytest.mark.parametrize(
+    "driver_id", ["", "a" * 129, "driver/1", "driver 1", "drïver", "x\u0000", "<script>"]
+)
 def test_bad_ids_are_422(client, tokens, day, driver_id):
     dispatcher = bearer(tokens["dispatcher"])
-    assert_error(client.post("/assign", headers=dispatcher,
-                             json={"day": day["day"], "driver_ids": [driver_id], "max_per_driver": 1}), 422)
-    assert_error(client.post("/update", headers=dispatcher,
-                             json={"driver_id": driver_id, "package_id": "p", "status": "accepted"}), 422)
+    assert_error(
+        client.post(
+            "/assign",
+            headers=dispatcher,
+            json={"day": day["day"], "driver_ids": [driver_id], "max_per_driver": 1},
+        ),
+        422,
+    )
+    assert_error(
+        client.post(
+            "/update",
+            headers=dispatcher,
+            json={"driver_id": driver_id, "package_id": "p", "status": "accepted"},
+        ),
+        422,
+    )
 
 
 def test_unknown_fields_are_422(client, tokens, day):
     dispatcher = bearer(tokens["dispatcher"])
     assign = {"day": day["day"], "driver_ids": ["driver_1"], "max_per_driver": 1, "admin": True}
     assert_error(client.post("/assign", headers=dispatcher, json=assign), 422)
-    update = {"driver_id": "driver_1", "package_id": day["assignments"]["driver_1"][2], "status": "accepted",
-              "force": True}
+    update = {
+        "driver_id": "driver_1",
+        "package_id": day["assignments"]["driver_1"][2],
+        "status": "accepted",
+        "force": True,
+    }
     assert_error(client.post("/update", headers=dispatcher, json=update), 422)
     manifest = {"day": day["day"], "drivers": [], "packages": [], "purge": True}
     assert_error(client.post("/manifests", headers=dispatcher, json=manifest), 422)
-    driver_extra = {"day": day["day"], "drivers": [{"driver_id": "driver_1", "rules": [], "admin": True}]}
+    driver_extra = {
+        "day": day["day"],
+        "drivers": [{"driver_id": "driver_1", "rules": [], "admin": True}],
+    }
     assert_error(client.post("/manifests", headers=dispatcher, json=driver_extra), 422)
 
 
 def test_unknown_status_is_422_and_deep_json_is_not_500(client, tokens, day):
     dispatcher = bearer(tokens["dispatcher"])
-    bad = {"driver_id": "driver_1", "package_id": day["assignments"]["driver_1"][2], "status": "stolen"}
+    bad = {
+        "driver_id": "driver_1",
+        "package_id": day["assignments"]["driver_1"][2],
+        "status": "stolen",
+    }
     assert_error(client.post("/update", headers=dispatcher, json=bad), 422)
     deep = b"[" * 200_000 + b"]" * 200_000
     for path in ("/manifests", "/assign"):
-        response = client.post(path, headers={**dispatcher, "Content-Type": "application/json"}, content=deep)
+        response = client.post(
+            path, headers={**dispatcher, "Content-Type": "application/json"}, content=deep
+        )
         assert 400 <= response.status_code < 500, (path, response.status_code, response.text[:200])
 
 
@@ -321,12 +443,16 @@ class RssSampler:
         return self.peak - self.baseline
 
 
-def stream_chunked(api, path: str, token: str, total: int, chunk: int = 256 * 1024) -> tuple[int, bytes]:
+def stream_chunked(
+    api, path: str, token: str, total: int, chunk: int = 256 * 1024
+) -> tuple[int, bytes]:
     """Send ``total`` bytes as chunked transfer encoding, reading as we go; stop at the first
     response. Returns (bytes of body sent, the response head)."""
     sock = socket.create_connection(("127.0.0.1", api.port), timeout=30)
-    head = (f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {token}\r\n"
-            "Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n").encode()
+    head = (
+        f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {token}\r\n"
+        "Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
+    ).encode()
     sock.sendall(head)
     sock.setblocking(False)
     piece = f"{chunk:x}\r\n".encode() + b" " * chunk + b"\r\n"
@@ -347,7 +473,7 @@ def stream_chunked(api, path: str, token: str, total: int, chunk: int = 256 * 10
                 response += data
             elif writable:
                 try:
-                    pending = pending[sock.send(pending):]
+                    pending = pending[sock.send(pending) :]
                 except (BrokenPipeError, ConnectionResetError):
                     pending, finished = memoryview(b""), True
     finally:
@@ -380,8 +506,12 @@ def test_60_mib_chunked_elsewhere_is_413_with_little_memory(api, tokens):
 def test_declared_60_mib_is_413_at_once(api, tokens):
     """A declared Content-Length over the cap is answered before a single body byte is sent."""
     with socket.create_connection(("127.0.0.1", api.port), timeout=10) as sock:
-        sock.sendall((f"POST /manifests HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {tokens['dispatcher']}"
-                      f"\r\nContent-Type: application/json\r\nContent-Length: {60 * MiB}\r\n\r\n").encode())
+        sock.sendall(
+            (
+                f"POST /manifests HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {tokens['dispatcher']}"
+                f"\r\nContent-Type: application/json\r\nContent-Length: {60 * MiB}\r\n\r\n"
+            ).encode()
+        )
         response = b""
         while b"}}" not in response:
             data = sock.recv(65536)
@@ -402,15 +532,21 @@ def test_the_api_is_alive_after_the_abuse(client):
 
 @pytest.fixture(scope="module")
 def limited_api(emulator):
-    with start_api(emulator.endpoint, DEPOT_AUTH_SECRET=SECRET, DEPOT_AUTH_PREVIOUS_SECRETS=OLD_SECRET,
-                   DEPOT_RATE_LIMIT_PER_MINUTE="5") as proc:
+    with start_api(
+        emulator.endpoint,
+        DEPOT_AUTH_SECRET=SECRET,
+        DEPOT_AUTH_PREVIOUS_SECRETS=OLD_SECRET,
+        DEPOT_RATE_LIMIT_PER_MINUTE="5",
+    ) as proc:
         yield proc
 
 
 def test_rate_limit_429_with_retry_after(limited_api):
     token, other = mint_token(SECRET, "dispatcher"), mint_token(SECRET, "dispatcher")
     with httpx.Client(base_url=limited_api.url, timeout=30) as c:
-        statuses = [c.get("/manifests/2041-01-01", headers=bearer(token)).status_code for _ in range(5)]
+        statuses = [
+            c.get("/manifests/2041-01-01", headers=bearer(token)).status_code for _ in range(5)
+        ]
         assert 429 not in statuses
         response = c.get("/manifests/2041-01-01", headers=bearer(token))
         assert_error(response, 429, "rate_limited")
@@ -423,29 +559,53 @@ def test_previous_secret_still_verifies_during_rotation(limited_api):
     with httpx.Client(base_url=limited_api.url, timeout=30) as c:
         old = c.get("/manifests/2041-01-01", headers=bearer(mint_token(OLD_SECRET, "dispatcher")))
         assert old.status_code in (200, 404), old.text
-        gone = c.get("/manifests/2041-01-01", headers=bearer(mint_token("retired-" + "y" * 40, "dispatcher")))
+        gone = c.get(
+            "/manifests/2041-01-01", headers=bearer(mint_token("retired-" + "y" * 40, "dispatcher"))
+        )
         assert_error(gone, 401)
 
 
 def test_token_cli_prints_a_usable_token(api, day):
     env = {**os.environ, "DEPOT_AUTH_SECRET": SECRET}
-    out = subprocess.run([DEPOT, "token", "--role", "driver", "--driver-id", "driver_1", "--ttl", "8h"], env=env,
-                         capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [DEPOT, "token", "--role", "driver", "--driver-id", "driver_1", "--ttl", "8h"],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     token = out.stdout.strip().splitlines()[-1]
     claims = jwt.decode(token, SECRET, algorithms=["HS256"])
     assert claims["role"] == "driver" and claims["driver_id"] == "driver_1"
     assert 8 * 3600 - 5 <= claims["exp"] - claims["iat"] <= 8 * 3600
-    response = httpx.get(f"{api.url}/drivers/driver_1/assignments", params={"day": day["day"]}, headers=bearer(token))
+    response = httpx.get(
+        f"{api.url}/drivers/driver_1/assignments", params={"day": day["day"]}, headers=bearer(token)
+    )
     assert response.status_code == 200, response.text
 
-    out = subprocess.run([DEPOT, "token", "--role", "dispatcher"], env=env, capture_output=True, text=True, check=True)
-    response = httpx.get(f"{api.url}/manifests/{day['day']}", headers=bearer(out.stdout.strip().splitlines()[-1]))
+    out = subprocess.run(
+        [DEPOT, "token", "--role", "dispatcher"],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    response = httpx.get(
+        f"{api.url}/manifests/{day['day']}", headers=bearer(out.stdout.strip().splitlines()[-1])
+    )
     assert response.status_code == 200
 
-    refused = subprocess.run([DEPOT, "token", "--role", "driver"], env=env, capture_output=True, text=True, check=False)
+    refused = subprocess.run(
+        [DEPOT, "token", "--role", "driver"], env=env, capture_output=True, text=True, check=False
+    )
     assert refused.returncode != 0 and not refused.stdout.strip()
     unset = {k: v for k, v in env.items() if k != "DEPOT_AUTH_SECRET"}
-    assert subprocess.run([DEPOT, "token", "--role", "dispatcher"], env=unset, capture_output=True, check=False).returncode != 0
+    assert (
+        subprocess.run(
+            [DEPOT, "token", "--role", "dispatcher"], env=unset, capture_output=True, check=False
+        ).returncode
+        != 0
+    )
 
 
 @pytest.mark.parametrize("env", ["prod", "test"])
@@ -453,17 +613,33 @@ def test_refuses_to_start_without_a_secret(emulator, env):
     from support.apiproc import api_env
     from support.processes import free_port
 
-    proc = subprocess.run([sys.executable, "-m", "depot.ops.cli", "serve", "--host", "127.0.0.1", "--port",
-                           str(free_port())], env=api_env(emulator.endpoint, DEPOT_ENV=env), capture_output=True,
-                          text=True, timeout=60, check=False)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "depot.ops.cli",
+            "serve",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(free_port()),
+        ],
+        env=api_env(emulator.endpoint, DEPOT_ENV=env),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert proc.returncode != 0
     assert "DEPOT_AUTH_SECRET" in proc.stdout + proc.stderr
 
 
 def test_open_dev_mode_warns_loudly(emulator):
     with start_api(emulator.endpoint, DEPOT_ENV="dev") as proc:
-        response = httpx.post(f"{proc.url}/assign", json={"driver_ids": ["driver_1"], "max_per_driver": 1,
-                                                          "day": "2041-02-30"})
+        response = httpx.post(
+            f"{proc.url}/assign",
+            json={"driver_ids": ["driver_1"], "max_per_driver": 1, "day": "2041-02-30"},
+        )
         assert response.status_code == 422  # reached validation without a token
         assert "DEPOT_AUTH_SECRET is not set" in proc.output() and "OPEN" in proc.output()
 

@@ -17,15 +17,36 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def depot(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
     env = {**os.environ, "COLUMNS": "120"}
-    return subprocess.run([sys.executable, "-m", "depot.ops.cli", *args], cwd=ROOT, env=env, check=False,
-                          capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "depot.ops.cli", *args],
+        cwd=ROOT,
+        env=env,
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 @pytest.fixture(scope="module")
 def day_file(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("solve") / "day.json"
-    proc = depot("generate", "--output", str(path), "--seed", "11", "--drivers", "12", "--packages-per-driver", "9",
-                 "--min-rules", "1", "--max-rules", "3", "--no-destination")
+    proc = depot(
+        "generate",
+        "--output",
+        str(path),
+        "--seed",
+        "11",
+        "--drivers",
+        "12",
+        "--packages-per-driver",
+        "9",
+        "--min-rules",
+        "1",
+        "--max-rules",
+        "3",
+        "--no-destination",
+    )
     assert proc.returncode == 0, proc.stderr
     return path
 
@@ -46,30 +67,48 @@ def test_json_plan_is_the_optimum_with_loads_and_stage_times(day_file):
 def test_drivers_cap_and_explain(day_file):
     day = json.loads(day_file.read_text())
     chosen = [d["driver_id"] for d in day["drivers"][:3]]
-    proc = depot("solve", str(day_file), "--json", "--explain", "--cap", "4", "--drivers", ",".join(chosen))
+    proc = depot(
+        "solve", str(day_file), "--json", "--explain", "--cap", "4", "--drivers", ",".join(chosen)
+    )
     assert proc.returncode == 0, proc.stderr
     out = json.loads(proc.stdout)
     assert list(out["loads"]) == chosen and max(out["loads"].values()) <= 4
     assert out["assigned"] == max_assignable(day["drivers"][:3], day["packages"], 4)
     assert len(out["reasons"]) == out["unassigned"]
-    assert {r["reason"] for r in out["reasons"].values()} <= {"no_eligible_driver", "eligible_drivers_full"}
+    assert {r["reason"] for r in out["reasons"].values()} <= {
+        "no_eligible_driver",
+        "eligible_drivers_full",
+    }
     assert out["seconds"]["explain"] > 0
 
 
 def test_readable_table(day_file):
     proc = depot("solve", str(day_file), "--explain")
     assert proc.returncode == 0, proc.stderr
-    assert "assigned" in proc.stdout and "driver_12" in proc.stdout and "why packages" in proc.stdout
+    assert (
+        "assigned" in proc.stdout and "driver_12" in proc.stdout and "why packages" in proc.stdout
+    )
     assert "default: 10" in depot("solve", "--help").stdout
 
 
-@pytest.mark.parametrize(("body", "args", "message"), [
-    (None, [], "cannot read"),
-    ("{not json", [], "not a valid day"),
-    ('{"drivers": [{"driver_id": "a", "rules": [{"rule_id": "r", "code": "MAX_WEIGHT", "params": {}}]}]}', [],
-     "limit_kg"),
-    ('{"drivers": [{"driver_id": "a", "rules": []}], "packages": []}', ["--drivers", "a,ghost"], "ghost"),
-], ids=["missing-file", "not-json", "bad-rule", "unknown-driver"])
+@pytest.mark.parametrize(
+    ("body", "args", "message"),
+    [
+        (None, [], "cannot read"),
+        ("{not json", [], "not a valid day"),
+        (
+            '{"drivers": [{"driver_id": "a", "rules": [{"rule_id": "r", "code": "MAX_WEIGHT", "params": {}}]}]}',
+            [],
+            "limit_kg",
+        ),
+        (
+            '{"drivers": [{"driver_id": "a", "rules": []}], "packages": []}',
+            ["--drivers", "a,ghost"],
+            "ghost",
+        ),
+    ],
+    ids=["missing-file", "not-json", "bad-rule", "unknown-driver"],
+)
 def test_bad_input_exits_2_with_a_message(tmp_path, body, args, message):
     path = tmp_path / "day.json"
     if body is not None:

@@ -88,7 +88,9 @@ class Settings(BaseSettings):
         try:
             ZoneInfo(value)
         except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"DEPOT_TIMEZONE={value!r} is not a known IANA time zone (e.g. Europe/London)")
+            raise ValueError(
+                f"DEPOT_TIMEZONE={value!r} is not a known IANA time zone (e.g. Europe/London)"
+            )
         return value
 
     @model_validator(mode="after")

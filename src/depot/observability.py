@@ -18,25 +18,37 @@ ACCESS_LOG = structlog.get_logger("depot.access")
 
 REGISTRY = CollectorRegistry(auto_describe=True)
 REQUEST_LATENCY = Histogram(
-    "depot_request_duration_seconds", "HTTP request latency", ["method", "route", "status"],
-    registry=REGISTRY, buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120),
+    "depot_request_duration_seconds",
+    "HTTP request latency",
+    ["method", "route", "status"],
+    registry=REGISTRY,
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120),
 )
 ASSIGN_RUN_PACKAGES = Histogram(
-    "depot_assignment_run_packages", "packages newly assigned by one /assign run", registry=REGISTRY,
+    "depot_assignment_run_packages",
+    "packages newly assigned by one /assign run",
+    registry=REGISTRY,
     buckets=(0, 1, 10, 100, 1_000, 10_000, 100_000, 1_000_000),
 )
 ASSIGN_RUN_SECONDS = Histogram(
-    "depot_assignment_run_seconds", "duration of one /assign run, by phase", ["phase"], registry=REGISTRY,
+    "depot_assignment_run_seconds",
+    "duration of one /assign run, by phase",
+    ["phase"],
+    registry=REGISTRY,
     buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120),
 )
-AWS_CALLS = Counter("depot_aws_calls_total", "AWS API calls", ["service", "operation", "outcome"],
-                    registry=REGISTRY)
-AWS_RETRIES = Counter("depot_aws_retries_total", "retries botocore made", ["service", "operation"],
-                      registry=REGISTRY)
-LOG_BUFFER_DEPTH = Gauge("depot_oplog_buffer_events", "operational log events waiting for S3",
-                         registry=REGISTRY)
-LOG_DROPPED = Gauge("depot_oplog_dropped_events", "operational log events dropped (buffer full)",
-                    registry=REGISTRY)
+AWS_CALLS = Counter(
+    "depot_aws_calls_total", "AWS API calls", ["service", "operation", "outcome"], registry=REGISTRY
+)
+AWS_RETRIES = Counter(
+    "depot_aws_retries_total", "retries botocore made", ["service", "operation"], registry=REGISTRY
+)
+LOG_BUFFER_DEPTH = Gauge(
+    "depot_oplog_buffer_events", "operational log events waiting for S3", registry=REGISTRY
+)
+LOG_DROPPED = Gauge(
+    "depot_oplog_dropped_events", "operational log events dropped (buffer full)", registry=REGISTRY
+)
 
 
 def configure_logging(level: str = "INFO") -> None:
@@ -55,8 +67,11 @@ def configure_logging(level: str = "INFO") -> None:
     )
     formatter = structlog.stdlib.ProcessorFormatter(
         foreign_pre_chain=processors,
-        processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta,
-                    structlog.processors.format_exc_info, structlog.processors.JSONRenderer()],
+        processors=[
+            structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+            structlog.processors.format_exc_info,
+            structlog.processors.JSONRenderer(),
+        ],
     )
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(formatter)
@@ -91,7 +106,9 @@ def record_aws_calls(client: Any) -> None:
 
     def after_error(exception=None, model=None, **_: Any) -> None:
         if exception is not None:
-            AWS_CALLS.labels(service, model.name if model else "unknown", type(exception).__name__).inc()
+            AWS_CALLS.labels(
+                service, model.name if model else "unknown", type(exception).__name__
+            ).inc()
 
     client.meta.events.register("after-call", after_call)
     client.meta.events.register("after-call-error", after_error)

@@ -37,7 +37,9 @@ def api(emulator):
 def check_response(response: httpx.Response) -> None:
     """Every answer of the API: never a 500, and every error in SPEC's shape."""
     response.read()
-    assert response.status_code != 500, f"{response.request.method} {response.request.url}: {response.text}"
+    assert response.status_code != 500, (
+        f"{response.request.method} {response.request.url}: {response.text}"
+    )
     if response.status_code >= 400:
         body = response.json()
         assert set(body) == {"error"}, body
@@ -48,7 +50,9 @@ def check_response(response: httpx.Response) -> None:
 
 @pytest.fixture(scope="module")
 def client(api):
-    with httpx.Client(base_url=api.url, timeout=60, event_hooks={"response": [check_response]}) as c:
+    with httpx.Client(
+        base_url=api.url, timeout=60, event_hooks={"response": [check_response]}
+    ) as c:
         yield c
 
 
@@ -59,7 +63,11 @@ def dynamodb(emulator):
 
 def plain(value: Any) -> Any:
     if isinstance(value, Decimal):
-        return int(value) if value == value.to_integral_value() and "." not in str(value) else float(value)
+        return (
+            int(value)
+            if value == value.to_integral_value() and "." not in str(value)
+            else float(value)
+        )
     if isinstance(value, dict):
         return {k: plain(v) for k, v in value.items()}
     if isinstance(value, list):
@@ -70,13 +78,21 @@ def plain(value: Any) -> Any:
 def table_items(dynamodb, day: str) -> list[dict[str, Any]]:
     """Every DeliveryAssignments item of ``day``, read straight from the emulator (Scan)."""
     deserialize = TypeDeserializer().deserialize
-    items, kwargs = [], {
-        "TableName": ASSIGNMENTS_TABLE, "ConsistentRead": True, "FilterExpression": "#d = :d",
-        "ExpressionAttributeNames": {"#d": "day"}, "ExpressionAttributeValues": {":d": {"S": day}},
-    }
+    items, kwargs = (
+        [],
+        {
+            "TableName": ASSIGNMENTS_TABLE,
+            "ConsistentRead": True,
+            "FilterExpression": "#d = :d",
+            "ExpressionAttributeNames": {"#d": "day"},
+            "ExpressionAttributeValues": {":d": {"S": day}},
+        },
+    )
     while True:
         page = dynamodb.scan(**kwargs)
-        items.extend({k: plain(deserialize(v)) for k, v in i.items()} for i in page.get("Items", []))
+        items.extend(
+            {k: plain(deserialize(v)) for k, v in i.items()} for i in page.get("Items", [])
+        )
         if "LastEvaluatedKey" not in page:
             return sorted(items, key=lambda i: (i["driver_id"], i["package_id"]))
         kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
@@ -86,17 +102,38 @@ def table_items(dynamodb, day: str) -> list[dict[str, Any]]:
 
 
 def package(pid: str, **kw) -> dict:
-    p = {"package_id": pid, "weight_kg": 2.5, "is_perishable": False, "region": "north", "distance_km": 10.0,
-         "is_express": False, "is_fragile": False, "hazmat_class": None, "temperature_c": 5.0,
-         "delivery_hour": 10, "volume_m3": 1.0,
-         "destination": {"street": "1 High St", "city": "Leeds", "postcode": "LS1 1AA", "lat": 53.8, "lon": -1.5}}
+    p = {
+        "package_id": pid,
+        "weight_kg": 2.5,
+        "is_perishable": False,
+        "region": "north",
+        "distance_km": 10.0,
+        "is_express": False,
+        "is_fragile": False,
+        "hazmat_class": None,
+        "temperature_c": 5.0,
+        "delivery_hour": 10,
+        "volume_m3": 1.0,
+        "destination": {
+            "street": "1 High St",
+            "city": "Leeds",
+            "postcode": "LS1 1AA",
+            "lat": 53.8,
+            "lon": -1.5,
+        },
+    }
     p.update(kw)
     return p
 
 
 def driver(driver_id: str, *rules) -> dict:
-    return {"driver_id": driver_id, "rules": [
-        {"rule_id": f"{driver_id}-r{k}", "code": code, "params": params} for k, (code, params) in enumerate(rules)]}
+    return {
+        "driver_id": driver_id,
+        "rules": [
+            {"rule_id": f"{driver_id}-r{k}", "code": code, "params": params}
+            for k, (code, params) in enumerate(rules)
+        ],
+    }
 
 
 def import_day(client, day: str, drivers, packages) -> dict:
@@ -106,14 +143,22 @@ def import_day(client, day: str, drivers, packages) -> dict:
 
 
 def generated(day: str, seed: int, drivers: int, per_driver: int, min_rules=0, max_rules=2) -> dict:
-    payload = generate_day(seed=seed, drivers=drivers, packages_per_driver=per_driver,
-                           min_rules=min_rules, max_rules=max_rules)
+    payload = generate_day(
+        seed=seed,
+        drivers=drivers,
+        packages_per_driver=per_driver,
+        min_rules=min_rules,
+        max_rules=max_rules,
+    )
     return {"day": day, **payload}
 
 
 def assign(client, day: str, driver_ids, cap: int, **params) -> httpx.Response:
-    return client.post("/assign", params=params or None,
-                       json={"driver_ids": list(driver_ids), "max_per_driver": cap, "day": day})
+    return client.post(
+        "/assign",
+        params=params or None,
+        json={"driver_ids": list(driver_ids), "max_per_driver": cap, "day": day},
+    )
 
 
 def pairs_of(body: dict) -> set[tuple[str, str]]:
@@ -122,6 +167,6 @@ def pairs_of(body: dict) -> set[tuple[str, str]]:
 
 def same_package(stored: dict, sent: dict) -> bool:
     """A stored package equals the imported one (a null hazmat class may be left out)."""
-    return {k: v for k, v in stored.items() if v is not None} == {k: v for k, v in sent.items() if v is not None}
-
-
+    return {k: v for k, v in stored.items() if v is not None} == {
+        k: v for k, v in sent.items() if v is not None
+    }

@@ -45,8 +45,12 @@ def provision(endpoint: str) -> None:
 
 def api_env(endpoint: str, **extra: str | None) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("DEPOT_")}
-    env.update(AWS_ENDPOINT_URL=endpoint, AWS_ACCESS_KEY_ID="test", AWS_SECRET_ACCESS_KEY="test",
-               AWS_DEFAULT_REGION="us-east-1")
+    env.update(
+        AWS_ENDPOINT_URL=endpoint,
+        AWS_ACCESS_KEY_ID="test",
+        AWS_SECRET_ACCESS_KEY="test",
+        AWS_DEFAULT_REGION="us-east-1",
+    )
     env.update({k: v for k, v in extra.items() if v is not None})
     return env
 
@@ -56,8 +60,21 @@ def start_api(endpoint: str, timeout: float = 60, **env: str | None):
     port = free_port()
     log = Path(tempfile.mkstemp(prefix="depot-api-", suffix=".log")[1])
     with log.open("w") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "depot.ops.cli", "serve", "--host", "127.0.0.1", "--port",
-                                 str(port)], stdout=out, stderr=subprocess.STDOUT, env=api_env(endpoint, **env))
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "depot.ops.cli",
+                "serve",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+            ],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=api_env(endpoint, **env),
+        )
     api = ApiProcess(f"http://127.0.0.1:{port}", port, proc, log)
     try:
         deadline = time.monotonic() + timeout

@@ -21,8 +21,16 @@ from urllib.parse import urlsplit
 ROOT = Path(__file__).resolve().parent.parent
 AXE = ROOT / "web" / "node_modules" / "axe-core" / "axe.min.js"
 CHROMIUM = os.environ.get("DEPOT_CHROMIUM", "/usr/bin/chromium")
-FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 DESKTOP = {"width": 1400, "height": 1000}
 PHONE = {"width": 375, "height": 740}
 
@@ -36,7 +44,9 @@ def check_browser() -> None:
     try:
         import playwright  # noqa: F401
     except ImportError:
-        problems.append("the playwright package is not installed (pip install -r requirements.lock)")
+        problems.append(
+            "the playwright package is not installed (pip install -r requirements.lock)"
+        )
     if not (Path(CHROMIUM).exists() or shutil.which(CHROMIUM)):
         problems.append(f"no Chromium at {CHROMIUM} (apt-get install -y chromium chromium-driver)")
     if not AXE.exists():
@@ -67,8 +77,13 @@ def chromium() -> Iterator[object]:
             profile = tempfile.TemporaryDirectory(prefix="depot-chromium-")
             profiles.append(profile)
             context = pw.chromium.launch_persistent_context(
-                profile.name, executable_path=CHROMIUM, headless=True, args=FLAGS,
-                viewport=viewport or DESKTOP, **options)
+                profile.name,
+                executable_path=CHROMIUM,
+                headless=True,
+                args=FLAGS,
+                viewport=viewport or DESKTOP,
+                **options,
+            )
             contexts.append(context)
             log = PageLog(origin)
 
@@ -98,7 +113,8 @@ def watch(page, log: PageLog) -> None:
     page.on("pageerror", lambda e: log.console_errors.append(str(e)))
     page.add_init_script(
         "document.addEventListener('securitypolicyviolation', e => "
-        "console.error('CSP violation: ' + e.violatedDirective + ' ' + e.blockedURI));")
+        "console.error('CSP violation: ' + e.violatedDirective + ' ' + e.blockedURI));"
+    )
 
 
 def open_page(context, path: str):
@@ -114,9 +130,16 @@ def axe_violations(page, impacts=("serious", "critical")) -> list[dict]:
     page.evaluate(AXE.read_text() + "\n;0")
     result = page.evaluate("async () => JSON.stringify(await axe.run(document))")
     violations = json.loads(result)["violations"]
-    return [{"id": v["id"], "impact": v["impact"], "help": v["help"],
-             "nodes": [n["target"] for n in v["nodes"][:5]]}
-            for v in violations if v["impact"] in impacts]
+    return [
+        {
+            "id": v["id"],
+            "impact": v["impact"],
+            "help": v["help"],
+            "nodes": [n["target"] for n in v["nodes"][:5]],
+        }
+        for v in violations
+        if v["impact"] in impacts
+    ]
 
 
 def host_of(url: str) -> str:

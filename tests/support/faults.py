@@ -44,10 +44,16 @@ from botocore.awsrequest import AWSResponse
 
 from support.processes import free_port, stop_process, wait_for_line
 
-FAKE_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test", "AWS_DEFAULT_REGION": "us-east-1"}
+FAKE_CREDENTIALS = {
+    "AWS_ACCESS_KEY_ID": "test",
+    "AWS_SECRET_ACCESS_KEY": "test",
+    "AWS_DEFAULT_REGION": "us-east-1",
+}
 
 
-def wait_until(condition: Callable[[], Any], timeout: float, interval: float = 0.02, what: str = "condition") -> Any:
+def wait_until(
+    condition: Callable[[], Any], timeout: float, interval: float = 0.02, what: str = "condition"
+) -> Any:
     """Poll ``condition`` until it returns something truthy; fail after ``timeout`` seconds."""
     deadline = time.monotonic() + timeout
     while True:
@@ -245,10 +251,14 @@ class _Connection:
 class FaultProxy:
     """A TCP proxy for one upstream (the emulator) whose fault is switched at runtime."""
 
-    def __init__(self, upstream_port: int, upstream_host: str = "127.0.0.1", port: int | None = None):
+    def __init__(
+        self, upstream_port: int, upstream_host: str = "127.0.0.1", port: int | None = None
+    ):
         self.upstream = (upstream_host, upstream_port)
         self.fault = Fault()
-        self.seen: Counter[str] = Counter()  # requests by target and mode, e.g. "BatchWriteItem:pass"
+        self.seen: Counter[str] = (
+            Counter()
+        )  # requests by target and mode, e.g. "BatchWriteItem:pass"
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)
         self._connections: set[_Connection] = set()
@@ -264,7 +274,9 @@ class FaultProxy:
 
     # --- faults ---
 
-    def set(self, mode: str = PASS, delay_ms: float = 0, when: Callable[[Request], bool] | None = None) -> None:
+    def set(
+        self, mode: str = PASS, delay_ms: float = 0, when: Callable[[Request], bool] | None = None
+    ) -> None:
         self.fault = Fault(mode, delay_ms / 1000.0, when)
 
     def passthrough(self) -> None:
@@ -299,7 +311,9 @@ class FaultProxy:
             while self.seen[key] < at_least:
                 left = deadline - time.monotonic()
                 if left <= 0:
-                    raise AssertionError(f"proxy saw {self.seen[key]} of {at_least} {key} in {timeout}s")
+                    raise AssertionError(
+                        f"proxy saw {self.seen[key]} of {at_least} {key} in {timeout}s"
+                    )
                 self._changed.wait(left)
 
     def _record(self, request: Request, mode: str) -> None:
@@ -373,7 +387,9 @@ class ManagedEmulator:
     def start(self, provision: bool = True) -> ManagedEmulator:
         self.process = subprocess.Popen(
             [sys.executable, "-m", "depot.ops.emulator", "--port", str(self.port)],
-            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
         )
         wait_for_line(self.process, "ready on")
         if provision:
@@ -427,8 +443,20 @@ class ManagedApi:
         full_env = {**os.environ, **FAKE_CREDENTIALS, "AWS_ENDPOINT_URL": endpoint, **(env or {})}
         full_env.pop("DEPOT_AWS_ENDPOINT_URL", None)
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "depot.ops.cli", "serve", "--host", "127.0.0.1", "--port", str(self.port)],
-            env=full_env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+            [
+                sys.executable,
+                "-m",
+                "depot.ops.cli",
+                "serve",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+            ],
+            env=full_env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
         )
         self._stderr: list[str] = []
         threading.Thread(target=self._drain, daemon=True).start()
@@ -444,7 +472,9 @@ class ManagedApi:
     def wait_ready(self, timeout: float = 60) -> ManagedApi:
         def up() -> bool:
             if self.process.poll() is not None:
-                raise AssertionError(f"API process exited with {self.process.returncode}:\n{self.stderr}")
+                raise AssertionError(
+                    f"API process exited with {self.process.returncode}:\n{self.stderr}"
+                )
             try:
                 return httpx.get(f"{self.url}/health", timeout=1).status_code == 200
             except httpx.HTTPError:
@@ -463,7 +493,9 @@ class ManagedApi:
 
 
 @contextmanager
-def api_processes(endpoint: str, n: int, env: dict[str, str] | None = None) -> Iterator[list[ManagedApi]]:
+def api_processes(
+    endpoint: str, n: int, env: dict[str, str] | None = None
+) -> Iterator[list[ManagedApi]]:
     procs = [ManagedApi(endpoint, env) for _ in range(n)]
     try:
         for proc in procs:
@@ -504,10 +536,17 @@ class _Raw:
 
 
 def throttling_response(request) -> AWSResponse:
-    body = json.dumps({"__type": "com.amazonaws.dynamodb.v20120810#ThrottlingException",
-                       "message": "Rate of requests exceeds the allowed throughput (injected)"}).encode()
-    headers = {"x-amzn-RequestId": "injected", "Content-Type": "application/x-amz-json-1.0",
-               "Content-Length": str(len(body))}
+    body = json.dumps(
+        {
+            "__type": "com.amazonaws.dynamodb.v20120810#ThrottlingException",
+            "message": "Rate of requests exceeds the allowed throughput (injected)",
+        }
+    ).encode()
+    headers = {
+        "x-amzn-RequestId": "injected",
+        "Content-Type": "application/x-amz-json-1.0",
+        "Content-Length": str(len(body)),
+    }
     return AWSResponse(request.url, 400, headers, _Raw(body))
 
 
@@ -555,7 +594,9 @@ class Throttle(Hook):
 
     def _before_send(self, request, **kwargs):
         operation = request.headers.get("X-Amz-Target", b"")
-        operation = (operation.decode() if isinstance(operation, bytes) else operation).rsplit(".", 1)[-1]
+        operation = (operation.decode() if isinstance(operation, bytes) else operation).rsplit(
+            ".", 1
+        )[-1]
         if self.operations is not None and operation not in self.operations:
             return None
         with self.lock:
@@ -597,7 +638,9 @@ class HalfUnprocessed:
                 unprocessed.setdefault(table, []).extend(requests)
 
     def remove(self) -> None:
-        self.client.meta.events.unregister("before-parameter-build.dynamodb.BatchWriteItem", self._before)
+        self.client.meta.events.unregister(
+            "before-parameter-build.dynamodb.BatchWriteItem", self._before
+        )
         self.client.meta.events.unregister("after-call.dynamodb.BatchWriteItem", self._after)
 
 
@@ -640,7 +683,9 @@ class Crash:
 
     def _after_call(self, context, **kwargs):
         if context.get("depot_crash_after"):
-            raise ProcessCrashed(f"crashed after sending call {self.at} ({context['depot_crash_after']})")
+            raise ProcessCrashed(
+                f"crashed after sending call {self.at} ({context['depot_crash_after']})"
+            )
 
     def remove(self) -> None:
         for client in self.clients:
@@ -661,20 +706,32 @@ def scan_all(dynamodb, table: str, **kwargs: Any) -> list[dict[str, Any]]:
         kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 
 
-def table_assignments(dynamodb, day: str, table: str = "DeliveryAssignments") -> list[tuple[str, str, str]]:
+def table_assignments(
+    dynamodb, day: str, table: str = "DeliveryAssignments"
+) -> list[tuple[str, str, str]]:
     """(driver_id, package_id, status) of every item of ``day`` in the table, straight from a scan."""
-    items = scan_all(dynamodb, table, FilterExpression="#d = :d", ProjectionExpression="driver_id, package_id, #s",
-                     ExpressionAttributeNames={"#d": "day", "#s": "status"},
-                     ExpressionAttributeValues={":d": {"S": day}})
+    items = scan_all(
+        dynamodb,
+        table,
+        FilterExpression="#d = :d",
+        ProjectionExpression="driver_id, package_id, #s",
+        ExpressionAttributeNames={"#d": "day", "#s": "status"},
+        ExpressionAttributeValues={":d": {"S": day}},
+    )
     return [(i["driver_id"]["S"], i["package_id"]["S"], i["status"]["S"]) for i in items]
 
 
 def count_day_items(dynamodb, day: str, table: str = "DeliveryAssignments") -> int:
     total, kwargs = 0, {}
     while True:
-        page = dynamodb.scan(TableName=table, Select="COUNT", FilterExpression="#d = :d",
-                             ExpressionAttributeNames={"#d": "day"},
-                             ExpressionAttributeValues={":d": {"S": day}}, **kwargs)
+        page = dynamodb.scan(
+            TableName=table,
+            Select="COUNT",
+            FilterExpression="#d = :d",
+            ExpressionAttributeNames={"#d": "day"},
+            ExpressionAttributeValues={":d": {"S": day}},
+            **kwargs,
+        )
         total += page["Count"]
         if "LastEvaluatedKey" not in page:
             return total
@@ -694,31 +751,45 @@ class Committed:
     version: int
     runs: list[str]
     pending: dict[str, Any]
-    pairs: list[tuple[str, str]] = field(default_factory=list)  # every (driver, package) of every run
+    pairs: list[tuple[str, str]] = field(
+        default_factory=list
+    )  # every (driver, package) of every run
     caps: dict[str, int] = field(default_factory=dict)  # run key -> its max_per_driver
 
 
-def committed_state(dynamodb, s3, day: str, days_table: str = "DepotDays",
-                    state_bucket: str = "depot-state-dev") -> Committed:
+def committed_state(
+    dynamodb, s3, day: str, days_table: str = "DepotDays", state_bucket: str = "depot-state-dev"
+) -> Committed:
     """The day item, and every committed change of the day read from the state bucket (the day
     item's log is compacted, so the changes are listed by their key prefix; a stored change that
     never committed has a version above the day's)."""
-    item = dynamodb.get_item(TableName=days_table, Key={"day": {"S": day}}, ConsistentRead=True)["Item"]
+    item = dynamodb.get_item(TableName=days_table, Key={"day": {"S": day}}, ConsistentRead=True)[
+        "Item"
+    ]
     version = int(item["version"]["N"])
     keys = []
-    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=state_bucket, Prefix=f"changes/{day}/"):
+    for page in s3.get_paginator("list_objects_v2").paginate(
+        Bucket=state_bucket, Prefix=f"changes/{day}/"
+    ):
         keys.extend(o["Key"] for o in page.get("Contents", []))
-    committed_keys = {r["S"] for r in item.get("log", {}).get("L", [])} | set(item.get("pending", {}).get("M", {}))
+    committed_keys = {r["S"] for r in item.get("log", {}).get("L", [])} | set(
+        item.get("pending", {}).get("M", {})
+    )
     if "snapshot_key" in item:
-        committed_keys |= set(read_state_object(s3, item["snapshot_key"]["S"], state_bucket).get("folded", []))
+        committed_keys |= set(
+            read_state_object(s3, item["snapshot_key"]["S"], state_bucket).get("folded", [])
+        )
     runs = []
     by_version: dict[int, str] = {}
     for key in sorted(keys):
         v = int(key.rsplit("/", 1)[-1][:8])
         if v <= version and key in committed_keys:
             by_version[v] = key
-    state = Committed(version=version, runs=runs,
-                      pending={k: v for k, v in item.get("pending", {}).get("M", {}).items()})
+    state = Committed(
+        version=version,
+        runs=runs,
+        pending={k: v for k, v in item.get("pending", {}).get("M", {}).items()},
+    )
     for v in sorted(by_version):
         key = by_version[v]
         body = read_state_object(s3, key, state_bucket)
@@ -731,17 +802,34 @@ def committed_state(dynamodb, s3, day: str, days_table: str = "DepotDays",
     return state
 
 
-def import_day(service, day: str, drivers: int, packages_per_driver: int, seed: int, min_rules: int = 0,
-               max_rules: int = 3, driver_prefix: str = "driver_", with_destination: bool = True) -> dict[str, Any]:
+def import_day(
+    service,
+    day: str,
+    drivers: int,
+    packages_per_driver: int,
+    seed: int,
+    min_rules: int = 0,
+    max_rules: int = 3,
+    driver_prefix: str = "driver_",
+    with_destination: bool = True,
+) -> dict[str, Any]:
     """Generate a day (``depot.ops.generator.generate_day``) and import it in-process."""
     from depot.core.models import parse_drivers, parse_packages
     from depot.ops.generator import generate_day
 
-    payload = generate_day(seed=seed, drivers=drivers, packages_per_driver=packages_per_driver,
-                           min_rules=min_rules, max_rules=max_rules, with_destination=with_destination)
+    payload = generate_day(
+        seed=seed,
+        drivers=drivers,
+        packages_per_driver=packages_per_driver,
+        min_rules=min_rules,
+        max_rules=max_rules,
+        with_destination=with_destination,
+    )
     for d in payload["drivers"]:
         d["driver_id"] = driver_prefix + d["driver_id"].removeprefix("driver_")
-    service.import_manifest(day, parse_drivers(payload["drivers"]), parse_packages(payload["packages"]))
+    service.import_manifest(
+        day, parse_drivers(payload["drivers"]), parse_packages(payload["packages"])
+    )
     return payload
 
 
@@ -754,8 +842,11 @@ def serve_in_thread(app) -> Iterator[str]:
     import uvicorn
 
     port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
-                                           access_log=False, lifespan="on"))
+    server = uvicorn.Server(
+        uvicorn.Config(
+            app, host="127.0.0.1", port=port, log_level="warning", access_log=False, lifespan="on"
+        )
+    )
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     try:
@@ -775,7 +866,9 @@ class Answer:
     elapsed: float
 
 
-def call(client: httpx.Client, method: str, url: str, body: Any = None, timeout: float = 60) -> Answer:
+def call(
+    client: httpx.Client, method: str, url: str, body: Any = None, timeout: float = 60
+) -> Answer:
     """One HTTP call; a transport failure is status 0 (never raised)."""
     started = time.monotonic()
     try:

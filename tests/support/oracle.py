@@ -87,7 +87,9 @@ def max_assignable(drivers, packages, max_per_driver, held_counts=None, held=())
     return int(nx.maximum_flow_value(g, "s", "t"))
 
 
-def best_priority(drivers, packages, max_per_driver, held_counts=None, held=()) -> tuple[int, int, int]:
+def best_priority(
+    drivers, packages, max_per_driver, held_counts=None, held=()
+) -> tuple[int, int, int]:
     """(assigned, express, perishable), lexicographically best, by networkx min-cost max flow."""
     big = len(packages) + 1
 
@@ -96,8 +98,13 @@ def best_priority(drivers, packages, max_per_driver, held_counts=None, held=()) 
 
     g = flow_network(drivers, packages, max_per_driver, held_counts, held, package_weight=weight)
     flow = nx.max_flow_min_cost(g, "s", "t")
-    taken = [j for node, out in flow.items() if isinstance(node, tuple) and node[0] == "p"
-             for _, j in [node] if out.get("t", 0) > 0]
+    taken = [
+        j
+        for node, out in flow.items()
+        if isinstance(node, tuple) and node[0] == "p"
+        for _, j in [node]
+        if out.get("t", 0) > 0
+    ]
     return (
         len(taken),
         sum(bool(packages[j]["is_express"]) for j in taken),
@@ -105,7 +112,9 @@ def best_priority(drivers, packages, max_per_driver, held_counts=None, held=()) 
     )
 
 
-def best_objective(drivers, packages, max_per_driver, held_counts=None, held=()) -> tuple[int, int, int, int]:
+def best_objective(
+    drivers, packages, max_per_driver, held_counts=None, held=()
+) -> tuple[int, int, int, int]:
     """(assigned, express, perishable, sum of squared loads), the matcher's whole objective, by a
     networkx min-cost max flow on the full graph: each driver's k-th new package costs
     ``2 * (held + k) - 1`` (so a driver's costs add up to its squared load) through its own unit
@@ -126,13 +135,26 @@ def best_objective(drivers, packages, max_per_driver, held_counts=None, held=())
                 g.add_edge(("d", i), ("p", j), capacity=1, weight=0)
     for j, p in enumerate(packages):
         if j not in held:
-            g.add_edge(("p", j), "t", capacity=1,
-                       weight=-(express * int(p["is_express"]) + perishable * int(p["is_perishable"])))
+            g.add_edge(
+                ("p", j),
+                "t",
+                capacity=1,
+                weight=-(express * int(p["is_express"]) + perishable * int(p["is_perishable"])),
+            )
     g.add_nodes_from(["s", "t"])
     flow = nx.max_flow_min_cost(g, "s", "t")
-    taken = [node[1] for node, out in flow.items() if isinstance(node, tuple) and node[0] == "p"
-             and out.get("t", 0) > 0]
-    loads = [base[i] + sum(flow[("d", i)].values()) if ("d", i) in flow else base[i]
-             for i in range(len(drivers))]
-    return (len(taken), sum(bool(packages[j]["is_express"]) for j in taken),
-            sum(bool(packages[j]["is_perishable"]) for j in taken), sum(x * x for x in loads))
+    taken = [
+        node[1]
+        for node, out in flow.items()
+        if isinstance(node, tuple) and node[0] == "p" and out.get("t", 0) > 0
+    ]
+    loads = [
+        base[i] + sum(flow[("d", i)].values()) if ("d", i) in flow else base[i]
+        for i in range(len(drivers))
+    ]
+    return (
+        len(taken),
+        sum(bool(packages[j]["is_express"]) for j in taken),
+        sum(bool(packages[j]["is_perishable"]) for j in taken),
+        sum(x * x for x in loads),
+    )

@@ -62,7 +62,9 @@ def wait_for_line(proc: subprocess.Popen, needle: str, timeout: float = READY_TI
     finally:
         sel.close()
     proc.kill()
-    raise RuntimeError(f"process did not print {needle!r}; output:\n{''.join(seen)}{pending.decode(errors='replace')}")
+    raise RuntimeError(
+        f"process did not print {needle!r}; output:\n{''.join(seen)}{pending.decode(errors='replace')}"
+    )
 
 
 def stop_process(proc: subprocess.Popen, timeout: float = 10) -> None:

@@ -86,8 +86,12 @@ class Change:
     reason: str | None = None
 
     def to_json(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"version": self.version, "kind": self.kind, "actor": self.actor,
-                               "at": self.at}
+        out: dict[str, Any] = {
+            "version": self.version,
+            "kind": self.kind,
+            "actor": self.actor,
+            "at": self.at,
+        }
         for name in ("assign", "release", "cancel", "carry_out", "availability", "drop"):
             value = getattr(self, name)
             if value:
@@ -103,15 +107,28 @@ class Change:
     @classmethod
     def from_json(cls, doc: Mapping[str, Any]) -> Change:
         if "kind" not in doc:  # a run stored before plan changes existed
-            return cls(version=int(doc["version"]), kind="run", actor=doc.get("actor", "open"),
-                       at=float(doc.get("created_at", 0)), assign=doc.get("assignments", {}),
-                       cap=doc.get("max_per_driver"))
+            return cls(
+                version=int(doc["version"]),
+                kind="run",
+                actor=doc.get("actor", "open"),
+                at=float(doc.get("created_at", 0)),
+                assign=doc.get("assignments", {}),
+                cap=doc.get("max_per_driver"),
+            )
         return cls(
-            version=int(doc["version"]), kind=doc["kind"], actor=doc.get("actor", "open"),
-            at=float(doc.get("at", 0)), assign=doc.get("assign", {}), release=doc.get("release", {}),
-            cancel=doc.get("cancel", {}), carry_out=doc.get("carry_out", {}),
-            availability=doc.get("availability", {}), drop=doc.get("drop", {}), cap=doc.get("cap"),
-            named=tuple(doc.get("named", ())), reason=doc.get("reason"),
+            version=int(doc["version"]),
+            kind=doc["kind"],
+            actor=doc.get("actor", "open"),
+            at=float(doc.get("at", 0)),
+            assign=doc.get("assign", {}),
+            release=doc.get("release", {}),
+            cancel=doc.get("cancel", {}),
+            carry_out=doc.get("carry_out", {}),
+            availability=doc.get("availability", {}),
+            drop=doc.get("drop", {}),
+            cap=doc.get("cap"),
+            named=tuple(doc.get("named", ())),
+            reason=doc.get("reason"),
         )
 
     def packages(self) -> Iterable[str]:
@@ -127,8 +144,13 @@ class Change:
         return [(d, p) for d, pids in self.assign.items() for p in pids]
 
     def header(self) -> dict[str, Any]:
-        return {"version": self.version, "kind": self.kind, "actor": self.actor, "at": self.at,
-                **({"reason": self.reason} if self.reason else {})}
+        return {
+            "version": self.version,
+            "kind": self.kind,
+            "actor": self.actor,
+            "at": self.at,
+            **({"reason": self.reason} if self.reason else {}),
+        }
 
 
 @dataclass(frozen=True)
@@ -137,13 +159,17 @@ class Plan:
 
     version: int = 0
     holder: dict[str, str] = field(default_factory=dict)  # package_id -> driver_id
-    held_by: dict[str, dict[str, None]] = field(default_factory=dict)  # driver -> packages, in order
+    held_by: dict[str, dict[str, None]] = field(
+        default_factory=dict
+    )  # driver -> packages, in order
     cancelled: dict[str, str] = field(default_factory=dict)  # package_id -> reason
     carried: dict[str, str] = field(default_factory=dict)  # package_id -> the later day it went to
     off_duty: frozenset[str] = frozenset()
     named: frozenset[str] = frozenset()  # drivers an /assign of the day has named
     cap: int | None = None
-    history: dict[str, tuple[dict[str, Any], ...]] = field(default_factory=dict)  # package -> events
+    history: dict[str, tuple[dict[str, Any], ...]] = field(
+        default_factory=dict
+    )  # package -> events
 
     def apply(self, changes: Sequence[Change]) -> Plan:
         """The plan after ``changes`` (in version order; those at or below ``version`` are skipped)."""
@@ -185,9 +211,19 @@ class Plan:
                 for package_id in package_ids:
                     holder[package_id] = driver_id
                     held[package_id] = None
-                    note(package_id, {**header, "event": event, "driver_id": driver_id,
-                                      **({"from_driver_id": change.release[package_id]}
-                                         if package_id in change.release else {})})
+                    note(
+                        package_id,
+                        {
+                            **header,
+                            "event": event,
+                            "driver_id": driver_id,
+                            **(
+                                {"from_driver_id": change.release[package_id]}
+                                if package_id in change.release
+                                else {}
+                            ),
+                        },
+                    )
             for package_id, reason in change.cancel.items():
                 cancelled[package_id] = reason
                 note(package_id, {**header, "event": "cancelled", "reason": reason})
@@ -199,9 +235,18 @@ class Plan:
             named.update(change.named)
             if change.cap is not None:
                 cap = change.cap
-        return replace(self, version=changes[-1].version, holder=holder, held_by=held_by,
-                       cancelled=cancelled, carried=carried, off_duty=frozenset(off_duty),
-                       named=frozenset(named), cap=cap, history=history)
+        return replace(
+            self,
+            version=changes[-1].version,
+            holder=holder,
+            held_by=held_by,
+            cancelled=cancelled,
+            carried=carried,
+            off_duty=frozenset(off_duty),
+            named=frozenset(named),
+            cap=cap,
+            history=history,
+        )
 
     def held(self, driver_id: str) -> list[str]:
         return list(self.held_by.get(driver_id, ()))
@@ -211,8 +256,11 @@ class Plan:
 
     def in_pool(self, package_id: str) -> bool:
         """Free to be assigned: not held, not cancelled, not carried over to a later day."""
-        return (package_id not in self.holder and package_id not in self.cancelled
-                and package_id not in self.carried)
+        return (
+            package_id not in self.holder
+            and package_id not in self.cancelled
+            and package_id not in self.carried
+        )
 
     # --- snapshots (a compacted plan, stored so that a process need not replay every change) ---
 
@@ -271,8 +319,12 @@ class DayState:
         mask = np.zeros(len(self.manifest.packages), dtype=bool)
         index = self.manifest.index
         plan = self.plan
-        taken = [index[p] for group in (plan.holder, plan.cancelled, plan.carried) for p in group
-                 if p in index]
+        taken = [
+            index[p]
+            for group in (plan.holder, plan.cancelled, plan.carried)
+            for p in group
+            if p in index
+        ]
         if taken:
             mask[taken] = True
         return mask
@@ -287,6 +339,7 @@ class DayState:
         return {
             "assignments": assignments,
             "unassigned_packages": self.unassigned(),
-            "unassigned_drivers": [d for d in driver_ids
-                                   if not assignments[d] or d in self.plan.off_duty],
+            "unassigned_drivers": [
+                d for d in driver_ids if not assignments[d] or d in self.plan.off_duty
+            ],
         }

@@ -21,8 +21,12 @@ from depot.core.rules import PackageColumns, column_coordinates
 TOP_RULES = 3
 
 
-def explain_unassigned(packages: PackageColumns, drivers: Sequence[Driver], held: np.ndarray | None,
-                       max_per_driver: int) -> dict[str, Any]:
+def explain_unassigned(
+    packages: PackageColumns,
+    drivers: Sequence[Driver],
+    held: np.ndarray | None,
+    max_per_driver: int,
+) -> dict[str, Any]:
     """For each package not marked in ``held``: ``eligible_drivers_full`` or ``no_eligible_driver``
     (with ``rejected_by``: up to three rules, most refusing drivers first, ties in the order the
     rules first appear among ``drivers``)."""
@@ -32,12 +36,20 @@ def explain_unassigned(packages: PackageColumns, drivers: Sequence[Driver], held
         return out
     if not drivers:  # nobody to take them (no /assign yet, or every named driver is off duty)
         message = "no on-duty driver was requested"
-        return {packages.package_ids[i]: {"reason": "no_driver_named", "message": message} for i in free}
-    types, class_bits, class_of, _, table = _classify(packages, drivers, list(range(len(drivers))), free, classes=False)
-    eligible = class_bits.any(axis=1)[class_of] if types.drivers else np.zeros(len(free), dtype=bool)
+        return {
+            packages.package_ids[i]: {"reason": "no_driver_named", "message": message} for i in free
+        }
+    types, class_bits, class_of, _, table = _classify(
+        packages, drivers, list(range(len(drivers))), free, classes=False
+    )
+    eligible = (
+        class_bits.any(axis=1)[class_of] if types.drivers else np.zeros(len(free), dtype=bool)
+    )
     rules = table.rules
-    labels = [f"{rule.code.value} {rule.params}" if rule.params else rule.code.value
-              for rule in table.spelling]  # the last driver's spelling, as before
+    labels = [
+        f"{rule.code.value} {rule.params}" if rule.params else rule.code.value
+        for rule in table.spelling
+    ]  # the last driver's spelling, as before
 
     bad = np.flatnonzero(~eligible)
     top_rule = np.full((len(bad), TOP_RULES), -1, dtype=np.int64)
@@ -66,8 +78,10 @@ def explain_unassigned(packages: PackageColumns, drivers: Sequence[Driver], held
     if len(bad):
         distinct, which = np.unique(np.hstack([top_rule, top_count]), axis=0, return_inverse=True)
         answer[bad] = which.reshape(-1)
-        tops = [[(labels[r], n) for r, n in zip(row[:TOP_RULES], row[TOP_RULES:]) if r >= 0]
-                for row in distinct.tolist()]
+        tops = [
+            [(labels[r], n) for r, n in zip(row[:TOP_RULES], row[TOP_RULES:]) if r >= 0]
+            for row in distinct.tolist()
+        ]
     full = f"every requested driver that accepts it already holds {max_per_driver}"
     refused = "no requested driver's rules accept it"
     ids = packages.package_ids
@@ -75,6 +89,9 @@ def explain_unassigned(packages: PackageColumns, drivers: Sequence[Driver], held
         if a < 0:
             out[ids[i]] = {"reason": "eligible_drivers_full", "message": full}
         else:
-            out[ids[i]] = {"reason": "no_eligible_driver", "message": refused,
-                           "rejected_by": [{"rule": r, "drivers_refusing": n} for r, n in tops[a]]}
+            out[ids[i]] = {
+                "reason": "no_eligible_driver",
+                "message": refused,
+                "rejected_by": [{"rule": r, "drivers_refusing": n} for r, n in tops[a]],
+            }
     return out

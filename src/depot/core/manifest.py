@@ -131,7 +131,9 @@ def _decode_fast(raw: bytes) -> ManifestBody | None:
         return None
     if len(set(ids)) != len(ids):
         check_unique_packages(ids)  # names the duplicates
-    return ManifestBody(_valid_day(body.day), parse_drivers(body.drivers), body.packages, body.release)
+    return ManifestBody(
+        _valid_day(body.day), parse_drivers(body.drivers), body.packages, body.release
+    )
 
 
 _ZERO_OR_MORE = ("temperature_c", "distance_km")  # fields whose ranges hold zero
@@ -144,10 +146,14 @@ def _smallest_magnitude(packages: list[_Package]) -> float:
     25 ms for 100,000 packages with destinations (docs/performance.md)."""
     smallest = 1.0
     for name in _ZERO_OR_MORE:
-        smallest = min(smallest, min(map(abs, filter(None, map(attrgetter(name), packages))), default=1.0))
+        smallest = min(
+            smallest, min(map(abs, filter(None, map(attrgetter(name), packages))), default=1.0)
+        )
     destinations = list(filter(None, map(attrgetter("destination"), packages)))
     for name in ("lat", "lon"):
-        smallest = min(smallest, min(map(abs, filter(None, map(attrgetter(name), destinations))), default=1.0))
+        smallest = min(
+            smallest, min(map(abs, filter(None, map(attrgetter(name), destinations))), default=1.0)
+        )
     return smallest
 
 
@@ -167,7 +173,9 @@ def _decode_checked(raw: bytes) -> ManifestBody:
     try:
         payload = orjson.loads(raw)
     except (orjson.JSONDecodeError, RecursionError) as exc:
-        raise InvalidManifest([{"field": "body", "message": f"the body is not valid JSON: {exc}"}]) from None
+        raise InvalidManifest(
+            [{"field": "body", "message": f"the body is not valid JSON: {exc}"}]
+        ) from None
     if not isinstance(payload, dict):
         raise InvalidManifest([{"field": "body", "message": "the body must be a JSON object"}])
     extra = sorted(set(payload) - set(BODY_FIELDS))

@@ -122,8 +122,10 @@ class _RuleTable:
 
 
 _SET_PARAMS = frozenset(  # codes with a list param (a set: its order does not matter)
-    code.value for code, model in PARAMS_BY_CODE.items()
-    if any(typing.get_origin(f.annotation) is list for f in model.model_fields.values()))
+    code.value
+    for code, model in PARAMS_BY_CODE.items()
+    if any(typing.get_origin(f.annotation) is list for f in model.model_fields.values())
+)
 
 
 def _rule_table(drivers: Sequence[Driver]) -> _RuleTable:
@@ -139,7 +141,10 @@ def _rule_table(drivers: Sequence[Driver]) -> _RuleTable:
             # names always come in the same order; list params are sets
             code = rule.code._value_
             if code in _SET_PARAMS:
-                key = (code, *[tuple(sorted(v)) if isinstance(v, list) else v for v in rule.params.values()])
+                key = (
+                    code,
+                    *[tuple(sorted(v)) if isinstance(v, list) else v for v in rule.params.values()],
+                )
             else:
                 key = (code, *rule.params.values())
             r = keys.get(key)
@@ -183,7 +188,9 @@ def _types(table: _RuleTable, active: Sequence[int], coords, ordered: bool = Tru
         column_of[col.rules] = c
         row_of[col.rules] = np.arange(len(col.rules))
     counts = np.fromiter((len(r) for r in table.of_driver), dtype=np.int64, count=n)
-    flat = np.fromiter(itertools.chain.from_iterable(table.of_driver), dtype=np.int64, count=int(counts.sum()))
+    flat = np.fromiter(
+        itertools.chain.from_iterable(table.of_driver), dtype=np.int64, count=int(counts.sum())
+    )
     owner = np.repeat(np.arange(n), counts)  # driver position of each (driver, rule) pair
     boxes = []
     for c, col in enumerate(coords):
@@ -202,7 +209,10 @@ def _types(table: _RuleTable, active: Sequence[int], coords, ordered: bool = Tru
         signature = np.hstack([_pack(box[keep]) for box in boxes])
         first, type_of = _unique_rows(signature)
     else:
-        first, type_of = np.zeros(min(1, len(keep)), dtype=np.int64), np.zeros(len(keep), dtype=np.int64)
+        first, type_of = (
+            np.zeros(min(1, len(keep)), dtype=np.int64),
+            np.zeros(len(keep), dtype=np.int64),
+        )
     members: list[list[int]] = [[] for _ in first]
     for k, t in zip(keep.tolist(), type_of.tolist()):
         members[t].append(active[k])
@@ -258,8 +268,13 @@ def _hasse(accepts: list[np.ndarray], n: int) -> tuple[np.ndarray, np.ndarray]:
     return np.concatenate(tails).astype(np.int64), np.concatenate(heads).astype(np.int64)
 
 
-def _classify(packages: PackageColumns, drivers: Sequence[Driver], active: Sequence[int],
-              candidates: np.ndarray, classes: bool = True):
+def _classify(
+    packages: PackageColumns,
+    drivers: Sequence[Driver],
+    active: Sequence[int],
+    candidates: np.ndarray,
+    classes: bool = True,
+):
     """Types of the active drivers, and for each candidate package its class and tier.
 
     Returns ``(types, class_bits, class_of, tier, table)``; ``class_of`` and ``tier`` are per
@@ -269,7 +284,9 @@ def _classify(packages: PackageColumns, drivers: Sequence[Driver], active: Seque
     table = _rule_table([drivers[i] for i in active])
     coords = column_coordinates(packages, table.rules, candidates)
     types = _types(table, active, coords, ordered=classes)
-    tier = (packages.is_express[candidates].astype(np.int64) << 1) | packages.is_perishable[candidates]
+    tier = (packages.is_express[candidates].astype(np.int64) << 1) | packages.is_perishable[
+        candidates
+    ]
     n_types = len(types.drivers)
     if not coords:
         class_of = np.zeros(len(candidates), dtype=np.int64)
@@ -324,7 +341,9 @@ def compress(
     )
 
 
-def _bit_positions(bits: np.ndarray, count: int, bitorder: str = "big") -> tuple[np.ndarray, np.ndarray]:
+def _bit_positions(
+    bits: np.ndarray, count: int, bitorder: str = "big"
+) -> tuple[np.ndarray, np.ndarray]:
     """(row, column) of every set bit of a packed (rows x bytes) bit matrix, row-major, columns
     below ``count``: only the nonzero bytes are unpacked (the matrices here are sparse)."""
     bits = np.ascontiguousarray(bits).view(np.uint8)
@@ -338,7 +357,9 @@ def _bit_positions(bits: np.ndarray, count: int, bitorder: str = "big") -> tuple
     return row[keep].astype(np.int64), col[keep].astype(np.int64)
 
 
-def _class_arcs(comp: _Compressed, class_sizes: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, bool]:
+def _class_arcs(
+    comp: _Compressed, class_sizes: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, bool]:
     """The class -> type arcs, and per type a bound on how many offered packages it may take.
 
     Two representations, chosen by their size: *direct* (an arc to every eligible type) or
@@ -379,7 +400,12 @@ def _class_arcs(comp: _Compressed, class_sizes: np.ndarray) -> tuple[np.ndarray,
                     bound[t] += bound[a]
             return c_idx, t_idx, np.minimum(bound, class_sizes.sum()).astype(np.int64), True
     c_idx, t_idx = _direct_arcs(comp)
-    return c_idx, t_idx, np.bincount(t_idx, weights=class_sizes[c_idx], minlength=n_types).astype(np.int64), False
+    return (
+        c_idx,
+        t_idx,
+        np.bincount(t_idx, weights=class_sizes[c_idx], minlength=n_types).astype(np.int64),
+        False,
+    )
 
 
 def _direct_arcs(comp: _Compressed) -> tuple[np.ndarray, np.ndarray]:
@@ -460,7 +486,9 @@ class _Network:
         self.tier_sizes = np.bincount(comp.group_tier, weights=sizes, minlength=4).astype(np.int64)
         self.type_order = comp.types.order
 
-        class_sizes = np.bincount(comp.group_class, weights=sizes, minlength=n_classes).astype(np.int64)
+        class_sizes = np.bincount(comp.group_class, weights=sizes, minlength=n_classes).astype(
+            np.int64
+        )
         c_idx, t_idx, type_eligible, nested = _class_arcs(comp, class_sizes)
         sub_tail = comp.types.hasse_tail if nested else np.zeros(0, np.int64)
         sub_head = comp.types.hasse_head if nested else np.zeros(0, np.int64)
@@ -493,17 +521,34 @@ class _Network:
         n_b = len(b_type)
         self.c_idx, self.t_idx = c_idx, t_idx
         self.sub_tail, self.sub_head = sub_tail, sub_head
-        self.tail = np.concatenate([
-            np.full(4, self.source), self.tier0 + comp.group_tier, self.class0 + c_idx,
-            self.type0 + sub_tail, self.type0 + np.array(b_type, dtype=np.int64)]).astype(np.int32)
-        self.head = np.concatenate([
-            self.tier0 + np.arange(4), self.class0 + comp.group_class, self.type0 + t_idx,
-            self.type0 + sub_head, np.full(n_b, self.sink)]).astype(np.int32)
-        self.cap = np.concatenate([
-            self.tier_sizes, sizes, np.full(len(c_idx) + len(sub_tail), total + 1),
-            self.b_count * self.b_room]).astype(np.int64)
+        self.tail = np.concatenate(
+            [
+                np.full(4, self.source),
+                self.tier0 + comp.group_tier,
+                self.class0 + c_idx,
+                self.type0 + sub_tail,
+                self.type0 + np.array(b_type, dtype=np.int64),
+            ]
+        ).astype(np.int32)
+        self.head = np.concatenate(
+            [
+                self.tier0 + np.arange(4),
+                self.class0 + comp.group_class,
+                self.type0 + t_idx,
+                self.type0 + sub_head,
+                np.full(n_b, self.sink),
+            ]
+        ).astype(np.int32)
+        self.cap = np.concatenate(
+            [
+                self.tier_sizes,
+                sizes,
+                np.full(len(c_idx) + len(sub_tail), total + 1),
+                self.b_count * self.b_room,
+            ]
+        ).astype(np.int64)
         self.bucket_of_arc = np.full(len(self.tail), -1, dtype=np.int64)
-        self.bucket_of_arc[self.bucket_arc0:] = np.arange(n_b)
+        self.bucket_of_arc[self.bucket_arc0 :] = np.arange(n_b)
         self.flow_solves = 0
         self._arange = np.arange(len(self.tail) + len(self.buckets_flat()) + 1, dtype=np.int64)
 
@@ -515,7 +560,9 @@ class _Network:
 
     def level_caps(self, level: int, buckets: np.ndarray) -> np.ndarray:
         """Per bucket, what its drivers may hold in all when no driver ends above ``level``."""
-        return self.b_count[buckets] * np.clip(level - self.b_held[buckets], 0, self.b_room[buckets])
+        return self.b_count[buckets] * np.clip(
+            level - self.b_held[buckets], 0, self.b_room[buckets]
+        )
 
     def _max_flow(self, tail, head, cap, sink=1):
         solver = max_flow.SimpleMaxFlow()
@@ -558,9 +605,14 @@ class _Network:
                 tail, head, cap = self.tail, self.head, self.cap.copy()
             else:
                 offered = class_tier[:, list(open_tiers)].any(axis=1)
-                arcs = np.concatenate([
-                    np.arange(4), group_arcs[np.isin(self.comp.group_tier, open_tiers)],
-                    class_arcs[offered[self.c_idx]], rest])
+                arcs = np.concatenate(
+                    [
+                        np.arange(4),
+                        group_arcs[np.isin(self.comp.group_tier, open_tiers)],
+                        class_arcs[offered[self.c_idx]],
+                        rest,
+                    ]
+                )
                 tail, head, cap = self.tail[arcs], self.head[arcs], self.cap[arcs]
             cap[:4] = caps
             solver = self._max_flow(tail, head, cap)
@@ -658,20 +710,24 @@ class _Network:
             # the sink side: its own sources, and a source arc for each group cut off from its tier
             t_idx = np.concatenate([np.flatnonzero(t_arcs), from_source, groups])
             t_tail = tail[t_idx]
-            t_tail[len(t_idx) - len(groups):] = self.source
+            t_tail[len(t_idx) - len(groups) :] = self.source
             t_gid = gid[t_idx]
-            t_gid[len(t_idx) - len(groups):] = -1
+            t_gid[len(t_idx) - len(groups) :] = -1
             flow[gid[groups]] += cap[groups]
             # the source side: each tier gives up what it sends across
             s_idx = np.flatnonzero(s_arcs)
             s_cap = cap[s_idx].copy()
             if len(groups):
-                sent = np.bincount(tail[groups], weights=cap[groups], minlength=self.n_nodes).astype(np.int64)
+                sent = np.bincount(
+                    tail[groups], weights=cap[groups], minlength=self.n_nodes
+                ).astype(np.int64)
                 tier_arcs = np.flatnonzero((tail[s_idx] == self.source) & (sent[head[s_idx]] > 0))
                 s_cap[tier_arcs] -= sent[head[s_idx][tier_arcs]]
                 flow[gid[s_idx][tier_arcs]] += sent[head[s_idx][tier_arcs]]
             t_total = int(arc_flow[t_arcs & to_sink].sum())
-            stack.append((tail[s_idx], head[s_idx], s_cap, gid[s_idx], level, hi, total - t_total, True))
+            stack.append(
+                (tail[s_idx], head[s_idx], s_cap, gid[s_idx], level, hi, total - t_total, True)
+            )
             stack.append((t_tail, head[t_idx], cap[t_idx], t_gid, lo, level, t_total, True))
         return flow
 
@@ -705,7 +761,9 @@ class _Network:
         # each class's offered packages: the first ``flow`` of each of its groups
         class_pool: dict[int, list[np.ndarray]] = defaultdict(list)
         for g in np.flatnonzero(group_flow > 0).tolist():
-            class_pool[int(comp.group_class[g])].append(comp.group_packages[g][: int(group_flow[g])])
+            class_pool[int(comp.group_class[g])].append(
+                comp.group_packages[g][: int(group_flow[g])]
+            )
         pools = {c: np.concatenate(p) for c, p in class_pool.items()}
         cursor: dict[int, int] = defaultdict(int)
 
@@ -774,7 +832,9 @@ def greedy_first_fit(
     if max_per_driver <= 0 or not drivers or not len(packages):
         return out
     candidates = np.arange(len(packages))
-    types, class_bits, class_of, _, _ = _classify(packages, drivers, list(range(len(drivers))), candidates)
+    types, class_bits, class_of, _, _ = _classify(
+        packages, drivers, list(range(len(drivers))), candidates
+    )
     eligible_drivers = []
     for row in _unpack(class_bits, len(types.drivers)):
         ids = [i for t in np.flatnonzero(row).tolist() for i in types.drivers[t]]

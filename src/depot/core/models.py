@@ -47,7 +47,9 @@ ID_PATTERN = r"^[A-Za-z0-9_.:\-]+$"
 
 def _storable(value: float) -> float:
     if value != 0 and abs(value) < MIN_MAGNITUDE:
-        raise ValueError("a nonzero number must be at least 1E-130 in magnitude (DynamoDB cannot store it)")
+        raise ValueError(
+            "a nonzero number must be at least 1E-130 in magnitude (DynamoDB cannot store it)"
+        )
     return value
 
 
@@ -274,7 +276,10 @@ def parse_drivers(raw: Any) -> list[Driver]:
             continue
         if driver.driver_id in seen:
             problems.append(
-                {"driver_id": driver.driver_id, "message": f"driver {driver.driver_id!r} is listed twice"}
+                {
+                    "driver_id": driver.driver_id,
+                    "message": f"driver {driver.driver_id!r} is listed twice",
+                }
             )
         seen.add(driver.driver_id)
         drivers.append(driver)
@@ -367,7 +372,11 @@ def _package_problems(raw: list[Any], exc: ValidationError) -> list[dict[str, An
         pid = item.get("package_id") if isinstance(item, dict) else None
         label = f"package {pid!r}" if isinstance(pid, str) else f"package #{index}"
         problems.append(
-            {"package_id": pid, "index": index, "message": f"{label}: {_describe({**err, 'loc': loc[1:]})}"}
+            {
+                "package_id": pid,
+                "index": index,
+                "message": f"{label}: {_describe({**err, 'loc': loc[1:]})}",
+            }
         )
     return problems
 

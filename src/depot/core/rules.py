@@ -56,7 +56,9 @@ class PackageColumns:
             is_express=column("is_express", np.bool_),
             is_fragile=column("is_fragile", np.bool_),
             hazmat_class=np.fromiter(
-                (r.get("hazmat_class") or NO_HAZMAT for r in records), dtype=np.int8, count=len(records)
+                (r.get("hazmat_class") or NO_HAZMAT for r in records),
+                dtype=np.int8,
+                count=len(records),
             ),
             temperature_c=column("temperature_c", np.float64),
             delivery_hour=column("delivery_hour", np.int16),
@@ -88,8 +90,12 @@ PREDICATES: dict[RuleCode, Predicate] = {
     RuleCode.EXPRESS_ONLY: lambda p, q: p.is_express.copy(),
     RuleCode.FRAGILE_ONLY: lambda p, q: p.is_fragile.copy(),
     RuleCode.HAZMAT_ALLOWED: _hazmat,
-    RuleCode.TEMP_CONTROL: lambda p, q: (q["min_c"] <= p.temperature_c) & (p.temperature_c <= q["max_c"]),
-    RuleCode.TIME_WINDOW: lambda p, q: (q["start_hour"] <= p.delivery_hour) & (p.delivery_hour < q["end_hour"]),
+    RuleCode.TEMP_CONTROL: lambda p, q: (
+        (q["min_c"] <= p.temperature_c) & (p.temperature_c <= q["max_c"])
+    ),
+    RuleCode.TIME_WINDOW: lambda p, q: (
+        (q["start_hour"] <= p.delivery_hour) & (p.delivery_hour < q["end_hour"])
+    ),
     RuleCode.OVERSIZED: lambda p, q: p.volume_m3 >= q["min_volume_m3"],
 }
 
@@ -158,8 +164,11 @@ class ColumnCoordinates:
     accepts: np.ndarray  # (len(rules), cells) bool
 
 
-def column_coordinates(packages: PackageColumns, rules: Sequence[tuple[RuleCode, Mapping[str, Any]]],
-                       rows: np.ndarray | None = None) -> list[ColumnCoordinates]:
+def column_coordinates(
+    packages: PackageColumns,
+    rules: Sequence[tuple[RuleCode, Mapping[str, Any]]],
+    rows: np.ndarray | None = None,
+) -> list[ColumnCoordinates]:
     """Cut each column that some rule reads (see ``ColumnCoordinates``); ``rows`` selects packages.
 
     Exact: each predicate of ``PREDICATES`` is evaluated on the column's distinct values, and
@@ -175,8 +184,12 @@ def column_coordinates(packages: PackageColumns, rules: Sequence[tuple[RuleCode,
             values = values[rows]
         uniq, inverse = np.unique(values, return_inverse=True)
         view = _OneColumn(column, uniq)
-        answers = np.vstack([np.asarray(PREDICATES[rules[r][0]](view, rules[r][1]), dtype=np.bool_)
-                             for r in members])  # (rules x distinct values), value order
+        answers = np.vstack(
+            [
+                np.asarray(PREDICATES[rules[r][0]](view, rules[r][1]), dtype=np.bool_)
+                for r in members
+            ]
+        )  # (rules x distinct values), value order
         if answers.shape[1] > 1:
             change = (answers[:, 1:] != answers[:, :-1]).any(axis=0)
             run_of_value = np.concatenate([[0], np.cumsum(change)]).astype(np.int32)

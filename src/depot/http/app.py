@@ -91,8 +91,15 @@ class Proof(Forbid):
     lon: Annotated[float, Field(ge=-180, le=180, allow_inf_nan=False)] | None = None
 
 
-FailureReason = Literal["recipient_absent", "address_not_found", "refused", "damaged", "access_denied",
-                        "other", "unspecified"]
+FailureReason = Literal[
+    "recipient_absent",
+    "address_not_found",
+    "refused",
+    "damaged",
+    "access_denied",
+    "other",
+    "unspecified",
+]
 PackageIds = Annotated[list[Identifier], Field(min_length=1, max_length=10_000)]
 Reason = Annotated[str, Field(min_length=1, max_length=200)]
 
@@ -174,7 +181,9 @@ class ErrorBody(BaseModel):
     error: ErrorDetail
 
 
-ERRORS: dict[int | str, dict[str, Any]] = {code: {"model": ErrorBody} for code in (400, 401, 403, 404, 409, 413, 422, 429, 503)}
+ERRORS: dict[int | str, dict[str, Any]] = {
+    code: {"model": ErrorBody} for code in (400, 401, 403, 404, 409, 413, 422, 429, 503)
+}
 
 
 # --- wiring -------------------------------------------------------------------------------------------
@@ -239,13 +248,21 @@ def create_app(settings: Settings | None = None, service: Service | None = None)
         dynamodb, s3 = make_clients(settings)
         for client in (dynamodb, s3):
             record_aws_calls(client)
-        events = EventLog(make_log_client(settings), settings.log_bucket, settings.env,
-                          settings.log_flush_interval_s, settings.log_flush_max_events,
-                          settings.log_buffer_max_events, on_metrics=oplog_metrics)
+        events = EventLog(
+            make_log_client(settings),
+            settings.log_bucket,
+            settings.env,
+            settings.log_flush_interval_s,
+            settings.log_flush_max_events,
+            settings.log_buffer_max_events,
+            on_metrics=oplog_metrics,
+        )
         events.start()
         app.state.events = events
         app.state.service = service or Service(settings, Store(settings, dynamodb, s3), events)
-        app.state.idempotency = IdempotencyRecords(dynamodb, s3, settings.idempotency_table, settings.state_bucket)
+        app.state.idempotency = IdempotencyRecords(
+            dynamodb, s3, settings.idempotency_table, settings.state_bucket
+        )
         try:
             yield
         finally:
@@ -292,14 +309,19 @@ def _install_error_handlers(app: FastAPI) -> None:
     async def unavailable(_: Request, exc: StorageUnavailable):
         log.warning("storage unavailable: %s", exc)
         return error_response(
-            503, "storage_unavailable", f"{UNAVAILABLE_MESSAGE} ({exc})",
+            503,
+            "storage_unavailable",
+            f"{UNAVAILABLE_MESSAGE} ({exc})",
             headers={"Retry-After": str(exc.retry_after_s)},
         )
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(_: Request, exc: RequestValidationError):
         problems = [
-            {"field": ".".join(str(p) for p in e.get("loc", ()) if p != "body"), "message": e.get("msg")}
+            {
+                "field": ".".join(str(p) for p in e.get("loc", ()) if p != "body"),
+                "message": e.get("msg"),
+            }
             for e in exc.errors()
         ]
         first = problems[0] if problems else {"field": "", "message": "invalid request"}
@@ -309,13 +331,19 @@ def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def http_error(_: Request, exc: StarletteHTTPException):
         codes = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_large"}
-        return error_response(exc.status_code, codes.get(exc.status_code, "http_error"), str(exc.detail),
-                              headers=getattr(exc, "headers", None))
+        return error_response(
+            exc.status_code,
+            codes.get(exc.status_code, "http_error"),
+            str(exc.detail),
+            headers=getattr(exc, "headers", None),
+        )
 
     @app.exception_handler(Exception)
     async def unexpected(_: Request, exc: Exception):
         log.exception("unexpected error")
-        return error_response(500, "internal_error", "an unexpected error occurred; it has been logged")
+        return error_response(
+            500, "internal_error", "an unexpected error occurred; it has been logged"
+        )
 
 
 def _document_manifest_models(app: FastAPI) -> None:
@@ -333,50 +361,90 @@ def _document_manifest_models(app: FastAPI) -> None:
 
 
 def _install_routes(app: FastAPI) -> None:
-    @app.post("/assign", response_model=AssignResponse, response_model_exclude_none=True, responses=ERRORS,
-              tags=["assignment"])
-    def assign(body: AssignRequest, service: ServiceDep, principal: auth.DispatcherDep,
-               explain: Annotated[bool, Query(description="say why each unassigned package is")] = False,
-               dry_run: Annotated[bool, Query(description="answer what it would do; write nothing")] = False):
+    @app.post(
+        "/assign",
+        response_model=AssignResponse,
+        response_model_exclude_none=True,
+        responses=ERRORS,
+        tags=["assignment"],
+    )
+    def assign(
+        body: AssignRequest,
+        service: ServiceDep,
+        principal: auth.DispatcherDep,
+        explain: Annotated[bool, Query(description="say why each unassigned package is")] = False,
+        dry_run: Annotated[
+            bool, Query(description="answer what it would do; write nothing")
+        ] = False,
+    ):
         """Assign the day's free packages to the requested drivers, optimally (SPEC 2, 4)."""
         day = body.day.isoformat() if body.day else service.today()
-        return service.assign(day, body.driver_ids, body.max_per_driver, explain, dry_run,
-                              actor_of(principal)).response()
+        return service.assign(
+            day, body.driver_ids, body.max_per_driver, explain, dry_run, actor_of(principal)
+        ).response()
 
     @app.post("/update", response_model=AssignmentItem, responses=ERRORS, tags=["assignment"])
     def update(body: UpdateRequest, service: ServiceDep, principal: auth.PrincipalDep):
         """Move a delivery through its lifecycle; 409 names the allowed next statuses."""
         auth.check_update(principal, body.driver_id, body.package_id)
         proof = body.proof.model_dump() if body.proof else None
-        return service.update_status(body.driver_id, body.package_id, body.status, body.reason, body.note,
-                                     proof, actor_of(principal))
+        return service.update_status(
+            body.driver_id,
+            body.package_id,
+            body.status,
+            body.reason,
+            body.note,
+            proof,
+            actor_of(principal),
+        )
 
     @app.post("/unassign", tags=["plan"], responses=ERRORS)
-    def unassign(body: UnassignRequest, service: ServiceDep, principal: auth.DispatcherDep) -> dict[str, Any]:
+    def unassign(
+        body: UnassignRequest, service: ServiceDep, principal: auth.DispatcherDep
+    ) -> dict[str, Any]:
         """Put assigned or accepted packages back in the day's pool (SPEC 4); all or nothing."""
-        return service.unassign(day_of(body.day, service), body.package_ids, body.reason, actor_of(principal))
+        return service.unassign(
+            day_of(body.day, service), body.package_ids, body.reason, actor_of(principal)
+        )
 
     @app.post("/reassign", tags=["plan"], responses=ERRORS)
-    def reassign(body: ReassignRequest, service: ServiceDep, principal: auth.DispatcherDep) -> dict[str, Any]:
+    def reassign(
+        body: ReassignRequest, service: ServiceDep, principal: auth.DispatcherDep
+    ) -> dict[str, Any]:
         """Move a package to a driver whose rules accept it, within the cap (SPEC 4)."""
-        return service.reassign(day_of(body.day, service), body.package_id, body.driver_id, body.max_per_driver,
-                                actor_of(principal))
+        return service.reassign(
+            day_of(body.day, service),
+            body.package_id,
+            body.driver_id,
+            body.max_per_driver,
+            actor_of(principal),
+        )
 
     @app.post("/drivers/{driver_id}/availability", tags=["plan"], responses=ERRORS)
-    def availability(driver_id: Identifier, body: AvailabilityRequest, service: ServiceDep,
-                     principal: auth.DispatcherDep) -> dict[str, Any]:
+    def availability(
+        driver_id: Identifier,
+        body: AvailabilityRequest,
+        service: ServiceDep,
+        principal: auth.DispatcherDep,
+    ) -> dict[str, Any]:
         """Off duty releases what the driver has not started and re-assigns it exactly (SPEC 4)."""
-        return service.set_availability(day_of(body.day, service), driver_id, body.status, body.reassign,
-                                        actor_of(principal))
+        return service.set_availability(
+            day_of(body.day, service), driver_id, body.status, body.reassign, actor_of(principal)
+        )
 
     @app.post("/cancel", tags=["plan"], responses=ERRORS)
-    def cancel(body: CancelRequest, service: ServiceDep, principal: auth.DispatcherDep) -> dict[str, Any]:
+    def cancel(
+        body: CancelRequest, service: ServiceDep, principal: auth.DispatcherDep
+    ) -> dict[str, Any]:
         """Take packages out of the day for good (SPEC 4)."""
-        return service.cancel(day_of(body.day, service), body.package_ids, body.reason, actor_of(principal))
+        return service.cancel(
+            day_of(body.day, service), body.package_ids, body.reason, actor_of(principal)
+        )
 
     @app.post("/days/{day}/carry-over", tags=["plan"], responses=ERRORS)
-    def carry_over(day: Date, body: CarryOverRequest, service: ServiceDep,
-                   principal: auth.DispatcherDep) -> dict[str, Any]:
+    def carry_over(
+        day: Date, body: CarryOverRequest, service: ServiceDep, principal: auth.DispatcherDep
+    ) -> dict[str, Any]:
         """Bring a day's failed and unassigned packages into ``day`` as their next attempt (SPEC 4)."""
         return service.carry_over(day.isoformat(), body.from_day.isoformat(), actor_of(principal))
 
@@ -386,50 +454,86 @@ def _install_routes(app: FastAPI) -> None:
         return service.reads.summary(day.isoformat())
 
     @app.get("/days/{day}/drivers", tags=["board"], responses=ERRORS)
-    def drivers_page(day: Date, service: ServiceDep, _: auth.DispatcherDep,
-                     offset: Annotated[int, Query(ge=0)] = 0, limit: Annotated[int, Query(ge=1, le=200)] = 50,
-                     q: Annotated[str | None, Query(max_length=128)] = None) -> dict[str, Any]:
+    def drivers_page(
+        day: Date,
+        service: ServiceDep,
+        _: auth.DispatcherDep,
+        offset: Annotated[int, Query(ge=0)] = 0,
+        limit: Annotated[int, Query(ge=1, le=200)] = 50,
+        q: Annotated[str | None, Query(max_length=128)] = None,
+    ) -> dict[str, Any]:
         """A page of the day's drivers: rules, load against the cap, statuses, availability."""
         return service.reads.drivers(day.isoformat(), offset, limit, q)
 
     @app.get("/days/{day}/unassigned", tags=["board"], responses=ERRORS)
-    def unassigned_page(day: Date, service: ServiceDep, _: auth.DispatcherDep,
-                        offset: Annotated[int, Query(ge=0)] = 0, limit: Annotated[int, Query(ge=1, le=200)] = 50,
-                        reason: Annotated[str | None, Query(max_length=64)] = None) -> dict[str, Any]:
+    def unassigned_page(
+        day: Date,
+        service: ServiceDep,
+        _: auth.DispatcherDep,
+        offset: Annotated[int, Query(ge=0)] = 0,
+        limit: Annotated[int, Query(ge=1, le=200)] = 50,
+        reason: Annotated[str | None, Query(max_length=64)] = None,
+    ) -> dict[str, Any]:
         """A page of the day's pool with the reason each package is unassigned."""
         return service.reads.unassigned(day.isoformat(), offset, limit, reason)
 
     @app.get("/days/{day}/map", tags=["board"], responses=ERRORS)
-    def day_map(day: Date, service: ServiceDep, _: auth.DispatcherDep,
-                color: Literal["driver", "status"] = "status") -> dict[str, Any]:
+    def day_map(
+        day: Date,
+        service: ServiceDep,
+        _: auth.DispatcherDep,
+        color: Literal["driver", "status"] = "status",
+    ) -> dict[str, Any]:
         """Destinations aggregated on a grid."""
         return service.reads.map(day.isoformat(), color)
 
     @app.get("/packages/{package_id}/eligible-drivers", tags=["board"], responses=ERRORS)
-    def eligible_drivers(package_id: Identifier, service: ServiceDep, _: auth.DispatcherDep,
-                         day: Date | None = None) -> dict[str, Any]:
+    def eligible_drivers(
+        package_id: Identifier, service: ServiceDep, _: auth.DispatcherDep, day: Date | None = None
+    ) -> dict[str, Any]:
         """On-duty drivers below the cap whose rules accept the package."""
         return service.reads.eligible_drivers(package_id, day_of(day, service))
 
     @app.get("/whoami", tags=["reads"])
     def whoami(principal: auth.PrincipalDep) -> dict[str, Any]:
         """Who the token says the caller is."""
-        return {"subject": actor_of(principal), "role": principal.role, "driver_id": principal.driver_id,
-                "open_mode": principal.open_mode}
+        return {
+            "subject": actor_of(principal),
+            "role": principal.role,
+            "driver_id": principal.driver_id,
+            "open_mode": principal.open_mode,
+        }
 
     @app.get("/events", tags=["reads"], responses=ERRORS)
-    async def events(request: Request, service: ServiceDep, _: auth.DispatcherDep, day: Date | None = None,
-                     last_event_id: Annotated[str | None, Header()] = None):
+    async def events(
+        request: Request,
+        service: ServiceDep,
+        _: auth.DispatcherDep,
+        day: Date | None = None,
+        last_event_id: Annotated[str | None, Header()] = None,
+    ):
         """The day's changes as server-sent events; resume with ``Last-Event-ID``."""
         day_ = day_of(day, service)
         after = int(last_event_id) if last_event_id and last_event_id.isdigit() else None
-        return StreamingResponse(event_stream(request, service, day_, after), media_type="text/event-stream",
-                                 headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+        return StreamingResponse(
+            event_stream(request, service, day_, after),
+            media_type="text/event-stream",
+            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+        )
 
-    @app.post("/manifests", status_code=201, response_model=ManifestImported, tags=["manifests"],
-              responses=ERRORS,
-              openapi_extra={"requestBody": {"required": True, "content": {
-                  "application/json": {"schema": MANIFEST_SCHEMA}}}})
+    @app.post(
+        "/manifests",
+        status_code=201,
+        response_model=ManifestImported,
+        tags=["manifests"],
+        responses=ERRORS,
+        openapi_extra={
+            "requestBody": {
+                "required": True,
+                "content": {"application/json": {"schema": MANIFEST_SCHEMA}},
+            }
+        },
+    )
     async def import_manifest(request: Request, service: ServiceDep, principal: auth.DispatcherDep):
         """Store a day's lists durably; importing again adds and updates (SPEC 2)."""
         raw = await request.body()
@@ -439,18 +543,30 @@ def _install_routes(app: FastAPI) -> None:
     def get_manifest(day: Date, service: ServiceDep, _: auth.DispatcherDep) -> Response:
         """The day's drivers and packages (encoded once per version of the day, with orjson:
         FastAPI's encoder held the GIL for seconds on a 100,000-package day)."""
-        return Response(service.reads.manifest_bytes(day.isoformat()), media_type="application/json")
+        return Response(
+            service.reads.manifest_bytes(day.isoformat()), media_type="application/json"
+        )
 
     @app.get("/drivers/{driver_id}/assignments", tags=["reads"], responses=ERRORS)
-    def driver_assignments(driver_id: Identifier, service: ServiceDep, principal: auth.PrincipalDep,
-                           day: Date | None = None) -> dict[str, Any]:
+    def driver_assignments(
+        driver_id: Identifier,
+        service: ServiceDep,
+        principal: auth.PrincipalDep,
+        day: Date | None = None,
+    ) -> dict[str, Any]:
         """The driver's packages for the day, with their statuses."""
-        auth.check_driver_read(principal, service, driver_id, day.isoformat() if day else service.today())
+        auth.check_driver_read(
+            principal, service, driver_id, day.isoformat() if day else service.today()
+        )
         return service.driver_assignments(driver_id, day.isoformat() if day else service.today())
 
     @app.get("/packages/{package_id}", tags=["reads"], responses=ERRORS)
-    def get_package(package_id: Identifier, service: ServiceDep, principal: auth.PrincipalDep,
-                    day: Date | None = None) -> dict[str, Any]:
+    def get_package(
+        package_id: Identifier,
+        service: ServiceDep,
+        principal: auth.PrincipalDep,
+        day: Date | None = None,
+    ) -> dict[str, Any]:
         """The package, and its driver and status if it is assigned."""
         day_ = day.isoformat() if day else None
         visible_to = None if principal.is_dispatcher else (principal.driver_id or "")
@@ -480,14 +596,19 @@ def _install_routes(app: FastAPI) -> None:
             except Exception:
                 # The detail (endpoints, bucket names, AWS messages) is for the operator's log,
                 # not for whoever may call /ready without a token.
-                logging.getLogger("depot.http.app").warning("/ready: %s is unavailable", name, exc_info=True)
+                logging.getLogger("depot.http.app").warning(
+                    "/ready: %s is unavailable", name, exc_info=True
+                )
                 return "unavailable"
 
         with ThreadPoolExecutor(max_workers=2) as pool:
-            futures = {"dynamodb": pool.submit(probe, "dynamodb", service.store.check_dynamodb),
-                       "s3": pool.submit(probe, "s3", service.store.check_s3)}
+            futures = {
+                "dynamodb": pool.submit(probe, "dynamodb", service.store.check_dynamodb),
+                "s3": pool.submit(probe, "s3", service.store.check_s3),
+            }
             checks = {name: future.result() for name, future in futures.items()}
         ok = all(v == "ok" for v in checks.values())
-        return JSONResponse(status_code=200 if ok else 503, content={"status": "ready" if ok else "not_ready",
-                                                                     "checks": checks})
-
+        return JSONResponse(
+            status_code=200 if ok else 503,
+            content={"status": "ready" if ok else "not_ready", "checks": checks},
+        )

@@ -40,9 +40,20 @@ ROLES: tuple[str, ...] = ("dispatcher", "driver")
 MIN_SECRET_BYTES = 32
 MAX_TTL_S = 30 * 24 * 3600
 MAX_TOKEN_CHARS = 4096
-OPEN_PATHS = frozenset({"/health", "/ready", "/metrics", "/docs", "/docs/oauth2-redirect", "/redoc",
-                        "/openapi.json",
-                        "/", "/board", "/driver"})  # the screens' shells: no data, they ask for a token
+OPEN_PATHS = frozenset(
+    {
+        "/health",
+        "/ready",
+        "/metrics",
+        "/docs",
+        "/docs/oauth2-redirect",
+        "/redoc",
+        "/openapi.json",
+        "/",
+        "/board",
+        "/driver",
+    }
+)  # the screens' shells: no data, they ask for a token
 OPEN_PREFIXES = ("/static/",)  # the screens' scripts and styles
 _DRIVER_ID = re.compile(r"^[A-Za-z0-9_.:\-]{1,128}$")  # models.Identifier
 
@@ -100,12 +111,17 @@ def secrets_from(settings) -> list[str]:
     if not current:
         return []
     previous = _plain(getattr(settings, "auth_previous_secrets", None)) or ""
-    return [current, *[s.strip() for s in previous.split(",") if s.strip() and s.strip() != current]]
+    return [
+        current,
+        *[s.strip() for s in previous.split(",") if s.strip() and s.strip() != current],
+    ]
 
 
 LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1", "[::1]"})
-_SET_A_SECRET = ("set DEPOT_AUTH_SECRET (at least 32 random bytes, e.g. "
-                 "`python -c 'import secrets; print(secrets.token_urlsafe(48))'`)")
+_SET_A_SECRET = (
+    "set DEPOT_AUTH_SECRET (at least 32 random bytes, e.g. "
+    "`python -c 'import secrets; print(secrets.token_urlsafe(48))'`)"
+)
 
 
 def is_loopback(host: str | None) -> bool:
@@ -132,8 +148,10 @@ def open_mode_refusal(settings, host: str | None = None) -> str | None:
         return None
     env = getattr(settings, "env", "dev")
     if env in ("test", "prod"):
-        return (f"DEPOT_AUTH_SECRET is not set and DEPOT_ENV={env}: refusing to start an unauthenticated "
-                f"API outside dev; {_SET_A_SECRET}")
+        return (
+            f"DEPOT_AUTH_SECRET is not set and DEPOT_ENV={env}: refusing to start an unauthenticated "
+            f"API outside dev; {_SET_A_SECRET}"
+        )
     if getattr(settings, "allow_open_mode", False):
         return None
     endpoint = getattr(settings, "aws_endpoint_url", None)
@@ -144,9 +162,11 @@ def open_mode_refusal(settings, host: str | None = None) -> str | None:
         where.append(f"on {host} (not a loopback address)")
     if not where:
         return None
-    return (f"DEPOT_AUTH_SECRET is not set: refusing to serve an open API (every caller a dispatcher) "
-            f"{' and '.join(where)}; {_SET_A_SECRET}, or set DEPOT_ALLOW_OPEN_MODE=true if an open API "
-            "is really meant (docs/security.md)")
+    return (
+        f"DEPOT_AUTH_SECRET is not set: refusing to serve an open API (every caller a dispatcher) "
+        f"{' and '.join(where)}; {_SET_A_SECRET}, or set DEPOT_ALLOW_OPEN_MODE=true if an open API "
+        "is really meant (docs/security.md)"
+    )
 
 
 def check_configuration(settings, host: str | None = None) -> list[str]:
@@ -158,14 +178,20 @@ def check_configuration(settings, host: str | None = None) -> list[str]:
         refusal = open_mode_refusal(settings, host)
         if refusal:
             raise AuthConfigError(refusal)
-        log.warning("!!! DEPOT_AUTH_SECRET is not set: the API is OPEN, every caller acts as a dispatcher. "
-                    "This is the embedded dev default only; never expose it. See docs/security.md. !!!")
+        log.warning(
+            "!!! DEPOT_AUTH_SECRET is not set: the API is OPEN, every caller acts as a dispatcher. "
+            "This is the embedded dev default only; never expose it. See docs/security.md. !!!"
+        )
         return []
     for s in secrets:
         if len(s.encode()) < MIN_SECRET_BYTES:
             if env == "prod":
-                raise AuthConfigError(f"an auth secret is shorter than {MIN_SECRET_BYTES} bytes: refusing to start")
-            log.warning("an auth secret is shorter than %d bytes; use a long random one", MIN_SECRET_BYTES)
+                raise AuthConfigError(
+                    f"an auth secret is shorter than {MIN_SECRET_BYTES} bytes: refusing to start"
+                )
+            log.warning(
+                "an auth secret is shorter than %d bytes; use a long random one", MIN_SECRET_BYTES
+            )
     return secrets
 
 
@@ -186,8 +212,13 @@ def parse_ttl(text: str) -> int:
     return seconds
 
 
-def mint_token(secret: str, role: str, driver_id: str | None = None, ttl_s: int = 8 * 3600,
-               now: float | None = None) -> str:
+def mint_token(
+    secret: str,
+    role: str,
+    driver_id: str | None = None,
+    ttl_s: int = 8 * 3600,
+    now: float | None = None,
+) -> str:
     if role not in ROLES:
         raise ValueError(f"role must be one of {', '.join(ROLES)}")
     if role == "driver" and not (driver_id and _DRIVER_ID.match(driver_id)):
@@ -197,8 +228,14 @@ def mint_token(secret: str, role: str, driver_id: str | None = None, ttl_s: int 
     if not secret:
         raise ValueError("no secret: set DEPOT_AUTH_SECRET")
     now = int(now if now is not None else time.time())
-    claims: dict[str, Any] = {"iss": ISSUER, "sub": driver_id if role == "driver" else "dispatcher", "role": role,
-                              "iat": now, "exp": now + ttl_s, "jti": uuid.uuid4().hex}
+    claims: dict[str, Any] = {
+        "iss": ISSUER,
+        "sub": driver_id if role == "driver" else "dispatcher",
+        "role": role,
+        "iat": now,
+        "exp": now + ttl_s,
+        "jti": uuid.uuid4().hex,
+    }
     if role == "driver":
         claims["driver_id"] = driver_id
     return jwt.encode(claims, secret, algorithm=ALGORITHM)
@@ -217,15 +254,23 @@ def verify_token(token: str, secrets: list[str]) -> Principal:
     claims = None
     for secret in secrets:
         try:
-            claims = jwt.decode(token, secret, algorithms=[ALGORITHM], issuer=ISSUER, leeway=5,
-                                options={"require": ["exp", "iat", "sub", "role", "iss"]})
+            claims = jwt.decode(
+                token,
+                secret,
+                algorithms=[ALGORITHM],
+                issuer=ISSUER,
+                leeway=5,
+                options={"require": ["exp", "iat", "sub", "role", "iss"]},
+            )
             break
         except jwt.ExpiredSignatureError:
             raise AuthError(401, "token_expired", "the bearer token has expired") from None
         except jwt.InvalidSignatureError:
             continue
         except jwt.InvalidTokenError as exc:
-            raise AuthError(401, "invalid_token", f"the bearer token is invalid: {type(exc).__name__}") from None
+            raise AuthError(
+                401, "invalid_token", f"the bearer token is invalid: {type(exc).__name__}"
+            ) from None
     if claims is None:
         raise AuthError(401, "invalid_token", "the bearer token's signature does not verify")
     _check_lifetime(claims)
@@ -233,7 +278,9 @@ def verify_token(token: str, secrets: list[str]) -> Principal:
     if role == "dispatcher" and driver_id is None:
         return Principal(role="dispatcher", subject=str(claims["sub"]), token_id=claims.get("jti"))
     if role == "driver" and isinstance(driver_id, str) and _DRIVER_ID.match(driver_id):
-        return Principal(role="driver", driver_id=driver_id, subject=driver_id, token_id=claims.get("jti"))
+        return Principal(
+            role="driver", driver_id=driver_id, subject=driver_id, token_id=claims.get("jti")
+        )
     raise AuthError(401, "invalid_token", "the bearer token's role claims are invalid")
 
 
@@ -243,10 +290,15 @@ def _check_lifetime(claims: dict[str, Any]) -> None:
     try:
         issued, expires = float(claims["iat"]), float(claims["exp"])
     except (TypeError, ValueError):
-        raise AuthError(401, "invalid_token", "the bearer token's iat and exp must be numbers") from None
+        raise AuthError(
+            401, "invalid_token", "the bearer token's iat and exp must be numbers"
+        ) from None
     if expires - issued > MAX_TTL_S or expires - time.time() > MAX_TTL_S + 5:
-        raise AuthError(401, "invalid_token",
-                        f"the bearer token lives longer than the {MAX_TTL_S // 86400}-day maximum")
+        raise AuthError(
+            401,
+            "invalid_token",
+            f"the bearer token lives longer than the {MAX_TTL_S // 86400}-day maximum",
+        )
 
 
 # --- the middleware ----------------------------------------------------------------------------------
@@ -280,13 +332,21 @@ class AuthMiddleware:
         token = bearer_from_scope(scope)
         try:
             if token is None:
-                raise AuthError(401, "unauthorized", "a bearer token is required (Authorization: Bearer <token>)")
+                raise AuthError(
+                    401,
+                    "unauthorized",
+                    "a bearer token is required (Authorization: Bearer <token>)",
+                )
             principal = verify_token(token, self.secrets)
         except AuthError as exc:
-            challenge = 'Bearer realm="depot"' if exc.code == "unauthorized" else \
-                f'Bearer realm="depot", error="invalid_token", error_description="{exc.message}"'
-            return await send_json_error(send, exc.status, exc.code, exc.message,
-                                         headers={"WWW-Authenticate": challenge})
+            challenge = (
+                'Bearer realm="depot"'
+                if exc.code == "unauthorized"
+                else f'Bearer realm="depot", error="invalid_token", error_description="{exc.message}"'
+            )
+            return await send_json_error(
+                send, exc.status, exc.code, exc.message, headers={"WWW-Authenticate": challenge}
+            )
         state["principal"] = principal
         state["rate_key"] = f"{principal.subject}:{principal.token_id}"
         structlog.contextvars.bind_contextvars(actor=principal.actor)
@@ -295,11 +355,14 @@ class AuthMiddleware:
 
 # --- dependencies ------------------------------------------------------------------------------------
 
-_bearer = HTTPBearer(auto_error=False, description="`depot token --role dispatcher|driver` mints one")
+_bearer = HTTPBearer(
+    auto_error=False, description="`depot token --role dispatcher|driver` mints one"
+)
 
 
-def current_principal(request: Request,
-                      _: Annotated[HTTPAuthorizationCredentials | None, Security(_bearer)] = None) -> Principal:
+def current_principal(
+    request: Request, _: Annotated[HTTPAuthorizationCredentials | None, Security(_bearer)] = None
+) -> Principal:
     principal = getattr(request.state, "principal", None)
     if principal is None:  # the middleware is not installed: fail closed
         raise AuthError(401, "unauthorized", "a bearer token is required")
@@ -323,8 +386,10 @@ def check_update(principal: Principal, driver_id: str, package_id: str) -> None:
     """POST /update: a driver may only move its own deliveries."""
     if not principal.owns(driver_id):
         # Same message and details as Service.update_status for a missing (driver, package).
-        raise NotFound(f"no assignment of package {package_id!r} to driver {driver_id!r}",
-                       {"driver_id": driver_id, "package_id": package_id})
+        raise NotFound(
+            f"no assignment of package {package_id!r} to driver {driver_id!r}",
+            {"driver_id": driver_id, "package_id": package_id},
+        )
 
 
 def check_driver_read(principal: Principal, service, driver_id: str, day: str) -> None:
@@ -332,14 +397,18 @@ def check_driver_read(principal: Principal, service, driver_id: str, day: str) -
     if not principal.owns(driver_id):
         service.require_day(day)  # a missing day answers as it would for anyone
         # Same message and details as Service.driver_assignments for a driver not in the day.
-        raise NotFound(f"driver {driver_id!r} is not in the manifest of {day}", {"driver_id": driver_id})
+        raise NotFound(
+            f"driver {driver_id!r} is not in the manifest of {day}", {"driver_id": driver_id}
+        )
 
 
 def visible_package(principal: Principal, result: dict[str, Any], package_id: str, day: str | None):
     """GET /packages/{id}: a driver sees only the packages it holds."""
     if not principal.owns(result.get("driver_id")):
         # Same message and details as Service.package for a missing package.
-        raise NotFound(f"no package {package_id!r}" + (f" on {day}" if day else ""), {"package_id": package_id})
+        raise NotFound(
+            f"no package {package_id!r}" + (f" on {day}" if day else ""), {"package_id": package_id}
+        )
     return result
 
 
@@ -358,8 +427,11 @@ def middleware(settings) -> list:
     return [
         Middleware(AuthMiddleware, secrets=secrets),
         Middleware(RateLimitMiddleware, per_minute=settings.rate_limit_per_minute),
-        Middleware(BodyLimitMiddleware, default_limit=settings.max_body_bytes,
-                   limits={("POST", "/manifests"): settings.max_manifest_bytes}),
+        Middleware(
+            BodyLimitMiddleware,
+            default_limit=settings.max_body_bytes,
+            limits={("POST", "/manifests"): settings.max_manifest_bytes},
+        ),
     ]
 
 

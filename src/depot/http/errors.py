@@ -15,13 +15,22 @@ def error_body(code: str, message: str, details: Any = None) -> dict[str, Any]:
     return {"error": {"code": code, "message": message, "details": details}}
 
 
-def error_response(status: int, code: str, message: str, details: Any = None,
-                   headers: dict[str, str] | None = None) -> JSONResponse:
-    return JSONResponse(status_code=status, content=error_body(code, message, details), headers=headers)
+def error_response(
+    status: int, code: str, message: str, details: Any = None, headers: dict[str, str] | None = None
+) -> JSONResponse:
+    return JSONResponse(
+        status_code=status, content=error_body(code, message, details), headers=headers
+    )
 
 
-async def send_json_error(send, status: int, code: str, message: str, details: Any = None,
-                          headers: dict[str, str] | None = None) -> None:
+async def send_json_error(
+    send,
+    status: int,
+    code: str,
+    message: str,
+    details: Any = None,
+    headers: dict[str, str] | None = None,
+) -> None:
     """The envelope from a middleware that answers before the app (auth, limits, idempotency)."""
     body = orjson.dumps(error_body(code, message, details))
     raw = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]

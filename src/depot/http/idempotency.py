@@ -28,12 +28,21 @@ from depot.http.errors import UNAVAILABLE_MESSAGE, send_json_error
 from depot.storage.store import StorageUnavailable, outage_guard
 
 HEADER = b"idempotency-key"
-ROUTES = {("POST", p) for p in ("/assign", "/manifests", "/update", "/unassign", "/reassign", "/cancel")}
-ROUTE_PATTERNS = (re.compile(r"^/drivers/[^/]+/availability$"), re.compile(r"^/days/[^/]+/carry-over$"))
+ROUTES = {
+    ("POST", p) for p in ("/assign", "/manifests", "/update", "/unassign", "/reassign", "/cancel")
+}
+ROUTE_PATTERNS = (
+    re.compile(r"^/drivers/[^/]+/availability$"),
+    re.compile(r"^/days/[^/]+/carry-over$"),
+)
 
 
 def honours_key(method: str, path: str) -> bool:
-    return (method, path) in ROUTES or (method == "POST" and any(p.match(path) for p in ROUTE_PATTERNS))
+    return (method, path) in ROUTES or (
+        method == "POST" and any(p.match(path) for p in ROUTE_PATTERNS)
+    )
+
+
 RETENTION_S = 24 * 3600
 LOCK_S = 300
 MAX_INLINE_BODY = 300_000
@@ -78,26 +87,35 @@ class IdempotencyRecords:
 
     def _existing(self, key: str, fingerprint: str, now: float) -> Begin:
         with outage_guard("reading the idempotency key"):
-            item = self.dynamodb.get_item(TableName=self.table, Key={"idempotency_key": {"S": key}},
-                                          ConsistentRead=True).get("Item")
+            item = self.dynamodb.get_item(
+                TableName=self.table, Key={"idempotency_key": {"S": key}}, ConsistentRead=True
+            ).get("Item")
         if item is None:
             return self.begin(key, fingerprint)
         if item["fingerprint"]["S"] != fingerprint:
             return Begin("mismatch")
         if item["state"]["S"] == "in_progress":
-            if float(item["lock_until"]["N"]) < now and self._take_over(key, item["lock_until"]["N"], now):
+            if float(item["lock_until"]["N"]) < now and self._take_over(
+                key, item["lock_until"]["N"], now
+            ):
                 return Begin("new")
             return Begin("in_progress")
-        return Begin("replay", int(item["status"]["N"]), item["content_type"]["S"], self._body(item))
+        return Begin(
+            "replay", int(item["status"]["N"]), item["content_type"]["S"], self._body(item)
+        )
 
     def _take_over(self, key: str, seen_lock: str, now: float) -> bool:
         try:
             with outage_guard("taking over the idempotency key"):
                 self.dynamodb.update_item(
-                    TableName=self.table, Key={"idempotency_key": {"S": key}},
+                    TableName=self.table,
+                    Key={"idempotency_key": {"S": key}},
                     UpdateExpression="SET lock_until = :lock",
                     ConditionExpression="lock_until = :seen",
-                    ExpressionAttributeValues={":lock": {"N": repr(now + LOCK_S)}, ":seen": {"N": seen_lock}},
+                    ExpressionAttributeValues={
+                        ":lock": {"N": repr(now + LOCK_S)},
+                        ":seen": {"N": seen_lock},
+                    },
                 )
         except ClientError as exc:
             if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
@@ -113,22 +131,30 @@ class IdempotencyRecords:
         return gzip.decompress(raw)
 
     def complete(self, key: str, status: int, content_type: str, body: bytes) -> None:
-        values: dict[str, Any] = {":done": {"S": "done"}, ":status": {"N": str(status)},
-                                  ":ct": {"S": content_type}}
+        values: dict[str, Any] = {
+            ":done": {"S": "done"},
+            ":status": {"N": str(status)},
+            ":ct": {"S": content_type},
+        }
         if len(body) <= MAX_INLINE_BODY:
             values[":body"] = {"B": body}
             update = "SET #state = :done, #status = :status, content_type = :ct, body = :body"
         else:
             body_key = f"idempotency/{hashlib.sha256(key.encode()).hexdigest()}.json.gz"
             with outage_guard("storing the response"):
-                self.s3.put_object(Bucket=self.bucket, Key=body_key, Body=gzip.compress(body, compresslevel=1))
+                self.s3.put_object(
+                    Bucket=self.bucket, Key=body_key, Body=gzip.compress(body, compresslevel=1)
+                )
             values[":bk"] = {"S": body_key}
             update = "SET #state = :done, #status = :status, content_type = :ct, body_key = :bk"
         with outage_guard("storing the response"):
-            self.dynamodb.update_item(TableName=self.table, Key={"idempotency_key": {"S": key}},
-                                      UpdateExpression=update,
-                                      ExpressionAttributeNames={"#state": "state", "#status": "status"},
-                                      ExpressionAttributeValues=values)
+            self.dynamodb.update_item(
+                TableName=self.table,
+                Key={"idempotency_key": {"S": key}},
+                UpdateExpression=update,
+                ExpressionAttributeNames={"#state": "state", "#status": "status"},
+                ExpressionAttributeValues=values,
+            )
 
     def release(self, key: str) -> None:
         with outage_guard("releasing the idempotency key"):
@@ -151,8 +177,12 @@ class IdempotencyMiddleware:
             return
         key = raw_key.decode("latin-1")
         if not 0 < len(key) <= MAX_KEY_LENGTH or not key.isprintable():
-            await send_json_error(send, 422, "invalid_idempotency_key",
-                                  f"Idempotency-Key must be 1 to {MAX_KEY_LENGTH} printable characters")
+            await send_json_error(
+                send,
+                422,
+                "invalid_idempotency_key",
+                f"Idempotency-Key must be 1 to {MAX_KEY_LENGTH} printable characters",
+            )
             return
         body, complete = await _read_body(receive)
         if not complete:  # the client went away mid-body: nobody to answer, nothing to claim
@@ -161,28 +191,50 @@ class IdempotencyMiddleware:
         records: IdempotencyRecords = scope["app"].state.idempotency
         scoped = _scoped_key(scope, key)
         fingerprint = hashlib.sha256(
-            b"\n".join([scope["method"].encode(), scope["path"].encode(), scope.get("query_string", b""), body])
+            b"\n".join(
+                [
+                    scope["method"].encode(),
+                    scope["path"].encode(),
+                    scope.get("query_string", b""),
+                    body,
+                ]
+            )
         ).hexdigest()
         from starlette.concurrency import run_in_threadpool
 
         try:
             begun = await run_in_threadpool(records.begin, scoped, fingerprint)
         except StorageUnavailable as exc:
-            await send_json_error(send, 503, "storage_unavailable", f"{UNAVAILABLE_MESSAGE} ({exc})",
-                                  headers={"Retry-After": str(exc.retry_after_s)})
+            await send_json_error(
+                send,
+                503,
+                "storage_unavailable",
+                f"{UNAVAILABLE_MESSAGE} ({exc})",
+                headers={"Retry-After": str(exc.retry_after_s)},
+            )
             return
         if begun.outcome == "mismatch":
-            await send_json_error(send, 422, "idempotency_key_reused",
-                                  "this Idempotency-Key was used with a different request body")
+            await send_json_error(
+                send,
+                422,
+                "idempotency_key_reused",
+                "this Idempotency-Key was used with a different request body",
+            )
             return
         if begun.outcome == "in_progress":
-            await send_json_error(send, 409, "idempotency_in_progress",
-                                  "a request with this Idempotency-Key is still being processed")
+            await send_json_error(
+                send,
+                409,
+                "idempotency_in_progress",
+                "a request with this Idempotency-Key is still being processed",
+            )
             return
         if begun.outcome == "replay":
-            headers = [(b"content-type", begun.content_type.encode()),
-                       (b"content-length", str(len(begun.body)).encode()),
-                       (b"idempotent-replayed", b"true")]
+            headers = [
+                (b"content-type", begun.content_type.encode()),
+                (b"content-length", str(len(begun.body)).encode()),
+                (b"idempotent-replayed", b"true"),
+            ]
             await _send(send, begun.status, headers, begun.body)
             return
         try:

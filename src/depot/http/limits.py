@@ -45,7 +45,9 @@ class BodyTooLarge(HTTPException):
 
 
 class BodyLimitMiddleware:
-    def __init__(self, app, default_limit: int = MiB, limits: dict[tuple[str, str], int] | None = None):
+    def __init__(
+        self, app, default_limit: int = MiB, limits: dict[tuple[str, str], int] | None = None
+    ):
         self.app, self.default_limit, self.limits = app, default_limit, dict(limits or {})
 
     def limit_for(self, scope) -> int:
@@ -62,7 +64,9 @@ class BodyLimitMiddleware:
                 try:
                     declared = int(value)
                 except ValueError:
-                    return await send_json_error(send, 400, "bad_request", "invalid Content-Length header")
+                    return await send_json_error(
+                        send, 400, "bad_request", "invalid Content-Length header"
+                    )
         if declared is not None and declared > limit:
             drain = receive if declared <= DRAIN_MAX_BYTES else None
             return await _too_large(send, limit, drain)
@@ -86,8 +90,12 @@ class BodyLimitMiddleware:
             nonlocal started
             if message["type"] == "http.response.start":
                 started = True
-            if tripped and not finished and message["type"] == "http.response.body" \
-                    and not message.get("more_body", False):
+            if (
+                tripped
+                and not finished
+                and message["type"] == "http.response.body"
+                and not message.get("more_body", False)
+            ):
                 # The app answered the 413 itself: drain before the response completes, as
                 # _too_large does (a client that sent "Connection: close" is closed on at once).
                 await send({**message, "more_body": True})
@@ -106,12 +114,26 @@ class BodyLimitMiddleware:
 async def _too_large(send, limit: int, drain=None, received: int = 0) -> None:
     """413, then (``drain``: the request's receive) read and discard the rest of the body before
     the response completes and uvicorn closes the connection (``Connection: close``)."""
-    body = json.dumps({"error": {"code": "payload_too_large",
-                                 "message": f"the request body exceeds the limit of {limit:,} bytes",
-                                 "details": {"limit_bytes": limit}}}).encode()
-    await send({"type": "http.response.start", "status": 413,
-                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
-                            (b"connection", b"close")]})
+    body = json.dumps(
+        {
+            "error": {
+                "code": "payload_too_large",
+                "message": f"the request body exceeds the limit of {limit:,} bytes",
+                "details": {"limit_bytes": limit},
+            }
+        }
+    ).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 413,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+                (b"connection", b"close"),
+            ],
+        }
+    )
     if drain is None:
         await send({"type": "http.response.body", "body": body})
         return
@@ -161,7 +183,11 @@ class TokenBuckets:
             return (1 - tokens) / self.rate
 
     def _evict(self, now: float) -> None:
-        full = [k for k, (t, last) in self._buckets.items() if t + (now - last) * self.rate >= self.capacity]
+        full = [
+            k
+            for k, (t, last) in self._buckets.items()
+            if t + (now - last) * self.rate >= self.capacity
+        ]
         for k in full:
             del self._buckets[k]
         while len(self._buckets) > self.max_keys:  # still too many: drop the oldest
@@ -179,9 +205,14 @@ class RateLimitMiddleware:
         wait = self.buckets.take(_caller(scope))
         if wait > 0:
             retry_after = max(1, math.ceil(wait))
-            return await send_json_error(send, 429, "rate_limited",
-                                         f"too many requests for this token; retry after {retry_after} s",
-                                         {"retry_after_s": retry_after}, headers={"Retry-After": str(retry_after)})
+            return await send_json_error(
+                send,
+                429,
+                "rate_limited",
+                f"too many requests for this token; retry after {retry_after} s",
+                {"retry_after_s": retry_after},
+                headers={"Retry-After": str(retry_after)},
+            )
         await self.app(scope, receive, send)
 
 

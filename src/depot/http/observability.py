@@ -49,14 +49,23 @@ class RequestContextMiddleware:
                 status["code"] = CLIENT_CLOSED_REQUEST
             method = scope["method"] if scope["method"] in KNOWN_METHODS else "other"
             REQUEST_LATENCY.labels(method, template, str(status["code"])).observe(elapsed)
-            ACCESS_LOG.info("request", method=method, route=template, path=scope["path"],
-                            status=status["code"], duration_ms=round(elapsed * 1000, 2))
+            ACCESS_LOG.info(
+                "request",
+                method=method,
+                route=template,
+                path=scope["path"],
+                status=status["code"],
+                duration_ms=round(elapsed * 1000, 2),
+            )
 
         async def send_with_id(message: Message) -> None:
             if message["type"] == "http.response.start":
                 status["code"] = message["status"]
                 message.setdefault("headers", [])
-                message["headers"] = [*message["headers"], (REQUEST_ID_HEADER.encode(), request_id.encode())]
+                message["headers"] = [
+                    *message["headers"],
+                    (REQUEST_ID_HEADER.encode(), request_id.encode()),
+                ]
             elif message["type"] == "http.response.body" and not message.get("more_body", False):
                 log_request()
             await send(message)

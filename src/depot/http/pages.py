@@ -27,8 +27,10 @@ from depot.core.models import Identifier
 WEB = Path(__file__).resolve().parent.parent / "web"
 STATIC = WEB / "static"
 
-CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
-       "connect-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'")
+CSP = (
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "connect-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'"
+)
 PAGE_HEADERS = {
     "Content-Security-Policy": CSP,
     "X-Content-Type-Options": "nosniff",
@@ -61,7 +63,9 @@ def board(request: Request, day: DayQuery = None) -> HTMLResponse:
 
 
 @router.get("/driver", response_class=HTMLResponse)
-def driver(request: Request, day: DayQuery = None, driver_id: Identifier | None = None) -> HTMLResponse:
+def driver(
+    request: Request, day: DayQuery = None, driver_id: Identifier | None = None
+) -> HTMLResponse:
     """The driver's view; in open mode ``driver_id`` picks the driver."""
     return _page(request, "driver.html", day, driver_id=driver_id or "")
 

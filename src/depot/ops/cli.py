@@ -16,7 +16,9 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
-app = typer.Typer(help="Depot: rule-aware delivery assignment.", no_args_is_help=True, add_completion=False)
+app = typer.Typer(
+    help="Depot: rule-aware delivery assignment.", no_args_is_help=True, add_completion=False
+)
 console = Console(stderr=True)
 
 EMBEDDED_ENDPOINT = "http://127.0.0.1:4566"
@@ -35,7 +37,9 @@ def _fake_credentials() -> None:
 
 @app.command()
 def generate(
-    output: Annotated[Path, typer.Option("--output", "-o", help="where to write the day's JSON")] = Path("day.json"),
+    output: Annotated[
+        Path, typer.Option("--output", "-o", help="where to write the day's JSON")
+    ] = Path("day.json"),
     seed: Annotated[int | None, typer.Option(help="seed for a reproducible day")] = None,
     drivers: Annotated[int, typer.Option(min=0)] = 99,
     packages_per_driver: Annotated[int, typer.Option(min=0)] = 10,
@@ -50,22 +54,39 @@ def generate(
     if min_rules > max_rules:
         raise typer.BadParameter("--min-rules must not exceed --max-rules")
     total = drivers * packages_per_driver
-    with Progress(TextColumn("generating"), BarColumn(), TextColumn("{task.completed:,}/{task.total:,}"),
-                  TimeRemainingColumn(), console=console, disable=total < 50_000) as progress:
+    with Progress(
+        TextColumn("generating"),
+        BarColumn(),
+        TextColumn("{task.completed:,}/{task.total:,}"),
+        TimeRemainingColumn(),
+        console=console,
+        disable=total < 50_000,
+    ) as progress:
         task = progress.add_task("packages", total=total)
-        payload = generate_day(seed, drivers, packages_per_driver, min_rules, max_rules, not no_destination,
-                               progress=lambda n: progress.advance(task, n))
+        payload = generate_day(
+            seed,
+            drivers,
+            packages_per_driver,
+            min_rules,
+            max_rules,
+            not no_destination,
+            progress=lambda n: progress.advance(task, n),
+        )
     if day:
         payload = {"day": Date.fromisoformat(day).isoformat(), **payload}
     output.write_text(json.dumps(payload))
-    console.print(f"wrote {len(payload['drivers'])} drivers and {len(payload['packages'])} packages to {output}")
+    console.print(
+        f"wrote {len(payload['drivers'])} drivers and {len(payload['packages'])} packages to {output}"
+    )
 
 
 @app.command("import")
 def import_day(
     path: Annotated[Path, typer.Argument(help="a day's JSON, as `depot generate` writes it")],
     url: Annotated[str, typer.Option(help="the API's base URL")] = "http://127.0.0.1:8000",
-    day: Annotated[str | None, typer.Option(help="YYYY-MM-DD; default: the file's, else today")] = None,
+    day: Annotated[
+        str | None, typer.Option(help="YYYY-MM-DD; default: the file's, else today")
+    ] = None,
     token: Annotated[str | None, typer.Option(envvar="DEPOT_TOKEN", help="bearer token")] = None,
 ) -> None:
     """Import a day's lists through the API (POST /manifests)."""
@@ -85,7 +106,9 @@ def import_day(
 def emulator(
     host: str = "127.0.0.1",
     port: int = 4566,
-    provision_: Annotated[bool, typer.Option("--provision/--no-provision", help="create tables and buckets")] = True,
+    provision_: Annotated[
+        bool, typer.Option("--provision/--no-provision", help="create tables and buckets")
+    ] = True,
 ) -> None:
     """Run the embedded AWS emulator (DynamoDB and S3) in the foreground."""
     from depot.ops import emulator as emu
@@ -106,8 +129,12 @@ def emulator(
 
 @app.command()
 def provision(
-    workspace: Annotated[str, typer.Option(help="Terraform workspace when Terraform is used")] = "dev",
-    load_today: Annotated[bool, typer.Option(help="also store today's generated day if none is")] = False,
+    workspace: Annotated[
+        str, typer.Option(help="Terraform workspace when Terraform is used")
+    ] = "dev",
+    load_today: Annotated[
+        bool, typer.Option(help="also store today's generated day if none is")
+    ] = False,
 ) -> None:
     """Create the tables and buckets at AWS_ENDPOINT_URL (Terraform if installed, else the app's bootstrap)."""
     from depot.config import get_settings
@@ -135,16 +162,23 @@ def _provision(endpoint: str | None, workspace: str = "dev") -> None:
 
         bootstrap(*make_clients(settings), settings)
         how = "bootstrap"
-    console.print(f"provisioned {settings.assignments_table}, {settings.days_table}, "
-                  f"{settings.idempotency_table}, {settings.log_bucket}, {settings.state_bucket} ({how})")
+    console.print(
+        f"provisioned {settings.assignments_table}, {settings.days_table}, "
+        f"{settings.idempotency_table}, {settings.log_bucket}, {settings.state_bucket} ({how})"
+    )
 
 
 def _start_emulator(host: str, port: int) -> subprocess.Popen:
     if _port_in_use(host, port):
-        console.print(f"[red]port {port} is already in use: stop what runs there (a previous `make run`?)[/red]")
+        console.print(
+            f"[red]port {port} is already in use: stop what runs there (a previous `make run`?)[/red]"
+        )
         raise typer.Exit(1)
-    proc = subprocess.Popen([sys.executable, "-m", "depot.ops.emulator", "--host", host, "--port", str(port)],
-                            stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "depot.ops.emulator", "--host", host, "--port", str(port)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     assert proc.stdout is not None
     line = proc.stdout.readline()
     if "ready on" not in line:
@@ -182,7 +216,9 @@ def serve(
         settings = get_settings()
     except ValidationError as exc:
         problems = "; ".join(e["msg"].removeprefix("Value error, ") for e in exc.errors())
-        console.print(f"invalid configuration: {problems}", style="red", markup=False, soft_wrap=True)
+        console.print(
+            f"invalid configuration: {problems}", style="red", markup=False, soft_wrap=True
+        )
         raise typer.Exit(2) from None
     refusal = open_mode_refusal(settings, host)
     if refusal:
@@ -192,8 +228,15 @@ def serve(
     configure_logging()
     if workers > 1:
         console.print(banner)
-        uvicorn.run("depot.http.app:create_app", factory=True, host=host, port=port, workers=workers,
-                    log_config=None, access_log=False)
+        uvicorn.run(
+            "depot.http.app:create_app",
+            factory=True,
+            host=host,
+            port=port,
+            workers=workers,
+            log_config=None,
+            access_log=False,
+        )
         return
 
     class AnnouncingServer(uvicorn.Server):
@@ -204,8 +247,14 @@ def serve(
             if self.started:
                 console.print(banner)
 
-    config = uvicorn.Config("depot.http.app:create_app", factory=True, host=host, port=port,
-                            log_config=None, access_log=False)
+    config = uvicorn.Config(
+        "depot.http.app:create_app",
+        factory=True,
+        host=host,
+        port=port,
+        log_config=None,
+        access_log=False,
+    )
     AnnouncingServer(config).run()
 
 
@@ -251,14 +300,18 @@ def _load_today_if_missing() -> None:
     seed = int(today.replace("-", ""))
     payload = generate_day(seed=seed)
     result = service.import_body(orjson.dumps({"day": today, **payload}))
-    console.print(f"loaded today's generated day {today}: {result['drivers_total']} drivers, "
-                  f"{result['packages_total']} packages (seed {seed})")
+    console.print(
+        f"loaded today's generated day {today}: {result['drivers_total']} drivers, "
+        f"{result['packages_total']} packages (seed {seed})"
+    )
 
 
 @app.command()
 def token(
     role: Annotated[str, typer.Option(help="dispatcher or driver")],
-    driver_id: Annotated[str | None, typer.Option(help="the driver's id (driver tokens only)")] = None,
+    driver_id: Annotated[
+        str | None, typer.Option(help="the driver's id (driver tokens only)")
+    ] = None,
     ttl: Annotated[str, typer.Option(help="lifetime: 900, 30m, 8h, 2d (at most 30d)")] = "8h",
 ) -> None:
     """Mint a bearer token signed with DEPOT_AUTH_SECRET; the token is the last line of output."""

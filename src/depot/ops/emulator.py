@@ -49,7 +49,9 @@ class SerialisedApp:
                     close()
                 self.requests += 1
                 if self.freeze_every and self.requests % self.freeze_every == 0:
-                    gc.collect(1)  # young cyclic garbage is reclaimed before the survivors are frozen
+                    gc.collect(
+                        1
+                    )  # young cyclic garbage is reclaimed before the survivors are frozen
                     gc.freeze()
 
 
@@ -72,7 +74,9 @@ def make_server(host: str = "127.0.0.1", port: int = 4566):
     return werkzeug_server(host, port, SerialisedApp(app), threaded=True)
 
 
-def serve(host: str = "127.0.0.1", port: int = 4566, on_ready: Callable[[], None] | None = None) -> None:
+def serve(
+    host: str = "127.0.0.1", port: int = 4566, on_ready: Callable[[], None] | None = None
+) -> None:
     server = make_server(host, port)
     print(READY_LINE.format(host=host, port=server.port), flush=True)
     if on_ready:

@@ -68,7 +68,9 @@ def provision(settings: Settings, workspace: str = "dev") -> str:
         if got == wanted:
             return "terraform"
         # The app was configured with other names than the workspace's: give it what it asked for.
-        log.warning("workspace %s names %s, the app wants %s: bootstrapping those", workspace, got, wanted)
+        log.warning(
+            "workspace %s names %s, the app wants %s: bootstrapping those", workspace, got, wanted
+        )
     _bootstrap(settings)
     return "bootstrap"
 
@@ -90,7 +92,9 @@ def run_dir(endpoint: str) -> Path:
     return REPO_ROOT / ".run" / "terraform" / slug
 
 
-def apply_terraform(endpoint: str, workspace: str = "dev", base: Path | None = None) -> dict[str, str]:
+def apply_terraform(
+    endpoint: str, workspace: str = "dev", base: Path | None = None
+) -> dict[str, str]:
     """``scripts/terraform.sh apply`` for ``workspace`` at ``endpoint``; return the outputs."""
     infra = infra_dir()
     if infra is None:
@@ -144,9 +148,12 @@ def _emulator_has_any(endpoint: str, workspace: str, state_dir: Path) -> bool:
         region_name=os.environ.get("AWS_REGION", os.environ.get("AWS_DEFAULT_REGION", "us-east-1")),
     )
     try:
-        existing_tables = set(session.client("dynamodb", endpoint_url=endpoint).list_tables()["TableNames"])
+        existing_tables = set(
+            session.client("dynamodb", endpoint_url=endpoint).list_tables()["TableNames"]
+        )
         existing_buckets = {
-            b["Name"] for b in session.client("s3", endpoint_url=endpoint).list_buckets().get("Buckets", [])
+            b["Name"]
+            for b in session.client("s3", endpoint_url=endpoint).list_buckets().get("Buckets", [])
         }
     except Exception:  # noqa: BLE001 - unreachable: let Terraform report it
         return True

@@ -25,8 +25,9 @@ class SolveError(Exception):
     """A problem with the input, reported as a message and exit code 2."""
 
 
-def plan(path: Path, driver_ids: list[str] | None, cap: int,
-         explain: bool) -> tuple[dict[str, Any], dict[str, Any]]:
+def plan(
+    path: Path, driver_ids: list[str] | None, cap: int, explain: bool
+) -> tuple[dict[str, Any], dict[str, Any]]:
     """Parse the day file, match (and explain): the SPEC's JSON object (with per-stage seconds),
     and the size of the matcher's network."""
     from depot.core.manifest import parse_manifest
@@ -59,17 +60,27 @@ def plan(path: Path, driver_ids: list[str] | None, cap: int,
     else:
         unknown = [d for d in driver_ids if d not in by_id]
         if unknown:
-            raise SolveError(f"unknown driver(s) {', '.join(map(repr, unknown[:10]))}: not in {path}")
+            raise SolveError(
+                f"unknown driver(s) {', '.join(map(repr, unknown[:10]))}: not in {path}"
+            )
         drivers = [by_id[d] for d in dict.fromkeys(driver_ids)]
 
     start = time.perf_counter()
     result = match(columns, drivers, cap)
     seconds["match"] = time.perf_counter() - start
-    out: dict[str, Any] = {"assigned": result.assigned, "unassigned": len(columns) - result.assigned,
-                           "loads": {d: len(v) for d, v in result.assignments.items()}, "seconds": seconds}
+    out: dict[str, Any] = {
+        "assigned": result.assigned,
+        "unassigned": len(columns) - result.assigned,
+        "loads": {d: len(v) for d, v in result.assignments.items()},
+        "seconds": seconds,
+    }
     seconds.update({f"match.{stage}": s for stage, s in result.seconds.items()})
-    network = {"types": result.eligible_types, "classes": result.classes, "arcs": result.arcs,
-               "network": result.representation}
+    network = {
+        "types": result.eligible_types,
+        "classes": result.classes,
+        "arcs": result.arcs,
+        "network": result.representation,
+    }
     if explain:
         from depot.core.explain import explain_unassigned
 
@@ -84,9 +95,16 @@ def plan(path: Path, driver_ids: list[str] | None, cap: int,
 
 def solve(
     path: Annotated[Path, typer.Argument(help="a day's JSON, as `depot generate` writes it")],
-    drivers: Annotated[str | None, typer.Option(help="comma-separated driver ids; default: all drivers in the file")] = None,
-    cap: Annotated[int, typer.Option(min=0, help="max packages per driver (default: 10)")] = DEFAULT_CAP,
-    explain: Annotated[bool, typer.Option("--explain", help="say why each unassigned package is")] = False,
+    drivers: Annotated[
+        str | None,
+        typer.Option(help="comma-separated driver ids; default: all drivers in the file"),
+    ] = None,
+    cap: Annotated[
+        int, typer.Option(min=0, help="max packages per driver (default: 10)")
+    ] = DEFAULT_CAP,
+    explain: Annotated[
+        bool, typer.Option("--explain", help="say why each unassigned package is")
+    ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="print the SPEC's JSON object")] = False,
 ) -> None:
     """Plan a day file offline with the exact matcher: counts, loads, reasons, time per stage."""
@@ -109,7 +127,10 @@ def _print(out: dict[str, Any], m: dict[str, Any], cap: int) -> None:
     summary.add_row("assigned", f"{out['assigned']:,}")
     summary.add_row("unassigned", f"{out['unassigned']:,}")
     summary.add_row("drivers", f"{len(out['loads']):,}")
-    summary.add_row("network", f"{m['types']:,} types, {m['classes']:,} classes, {m['arcs']:,} arcs ({m['network']})")
+    summary.add_row(
+        "network",
+        f"{m['types']:,} types, {m['classes']:,} classes, {m['arcs']:,} arcs ({m['network']})",
+    )
     for stage, s in out["seconds"].items():
         summary.add_row(f"{'  ' if '.' in stage else ''}{stage} s", f"{s:.3f}")
     console.print(summary)
@@ -128,6 +149,8 @@ def _print(out: dict[str, Any], m: dict[str, Any], cap: int) -> None:
         for pid, r in out["reasons"].items():
             seen.setdefault(r["reason"], [0, pid, r])[0] += 1
         for reason, (n, pid, r) in seen.items():
-            rules = ", ".join(f"{x['rule']} ({x['drivers_refusing']})" for x in r.get("rejected_by", []))
+            rules = ", ".join(
+                f"{x['rule']} ({x['drivers_refusing']})" for x in r.get("rejected_by", [])
+            )
             reasons.add_row(reason, f"{n:,}", f"{pid}: {rules}" if rules else "")
         console.print(reasons)

@@ -27,8 +27,16 @@ from depot.service.reads import Reads
 from depot.service.rollforward import Writer
 from depot.storage.store import Store
 
-__all__ = ["AssignOutcome", "Busy", "DepotError", "NotFound", "Service", "StateConflict",
-           "UnprocessableInput", "WriteRefused"]
+__all__ = [
+    "AssignOutcome",
+    "Busy",
+    "DepotError",
+    "NotFound",
+    "Service",
+    "StateConflict",
+    "UnprocessableInput",
+    "WriteRefused",
+]
 
 
 class Service:
@@ -40,7 +48,13 @@ class Service:
         self.days = Days(settings, store)
         self.feed = Feed(store, events)
         self.writer = Writer(settings, store, self.days, self.feed)
-        context = {"settings": settings, "store": store, "days": self.days, "writer": self.writer, "feed": self.feed}
+        context = {
+            "settings": settings,
+            "store": store,
+            "days": self.days,
+            "writer": self.writer,
+            "feed": self.feed,
+        }
         self.assigner = Assign(**context)
         self.plan = PlanChanges(**context)
         self.imports = Imports(**context)
@@ -74,34 +88,52 @@ class Service:
     def import_manifest(self, day, drivers, packages, release: bool = False, actor: str = "open"):
         from depot.service.imports import _record
 
-        return self.imports.import_manifest(day, drivers, [_record(p) for p in packages],
-                                            release=release, actor=actor)
+        return self.imports.import_manifest(
+            day, drivers, [_record(p) for p in packages], release=release, actor=actor
+        )
 
     def carry_over(self, day: str, from_day: str, actor: str = "open") -> dict[str, Any]:
         return self.imports.carry_over(day, from_day, actor)
 
     # assignment and plan changes
-    def assign(self, day: str, driver_ids: list[str], max_per_driver: int, explain: bool = False,
-               dry_run: bool = False, actor: str = "open") -> AssignOutcome:
+    def assign(
+        self,
+        day: str,
+        driver_ids: list[str],
+        max_per_driver: int,
+        explain: bool = False,
+        dry_run: bool = False,
+        actor: str = "open",
+    ) -> AssignOutcome:
         return self.assigner(day, driver_ids, max_per_driver, explain, dry_run, actor)
 
-    def unassign(self, day: str, package_ids: list[str], reason: str | None = None, actor: str = "open"):
+    def unassign(
+        self, day: str, package_ids: list[str], reason: str | None = None, actor: str = "open"
+    ):
         return self.plan.unassign(day, package_ids, reason, actor)
 
-    def reassign(self, day: str, package_id: str, driver_id: str, max_per_driver: int | None = None,
-                 actor: str = "open"):
+    def reassign(
+        self,
+        day: str,
+        package_id: str,
+        driver_id: str,
+        max_per_driver: int | None = None,
+        actor: str = "open",
+    ):
         return self.plan.reassign(day, package_id, driver_id, max_per_driver, actor)
 
-    def set_availability(self, day: str, driver_id: str, status: str, reassign: bool = True,
-                         actor: str = "open"):
+    def set_availability(
+        self, day: str, driver_id: str, status: str, reassign: bool = True, actor: str = "open"
+    ):
         return self.plan.availability(day, driver_id, status, reassign, actor)
 
     def cancel(self, day: str, package_ids: list[str], reason: str, actor: str = "open"):
         return self.plan.cancel(day, package_ids, reason, actor)
 
     # lifecycle and reads
-    def update_status(self, driver_id, package_id, status, reason=None, note=None, proof=None,
-                      actor: str = "open") -> dict[str, Any]:
+    def update_status(
+        self, driver_id, package_id, status, reason=None, note=None, proof=None, actor: str = "open"
+    ) -> dict[str, Any]:
         return self.lifecycle.update(driver_id, package_id, status, reason, note, proof, actor)
 
     def driver_assignments(self, driver_id: str, day: str) -> dict[str, Any]:

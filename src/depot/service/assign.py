@@ -44,17 +44,28 @@ def plan_run(state: DayState, drivers: list[Driver], cap: int) -> dict[str, list
     """The matcher's new assignments for ``drivers`` (off-duty ones get nothing)."""
     on_duty = [d for d in drivers if d.driver_id not in state.plan.off_duty]
     started = time.perf_counter()
-    result = match(state.manifest.columns, on_duty, cap,
-                   held_counts={d.driver_id: state.plan.load(d.driver_id) for d in on_duty},
-                   held=state.held_mask())
+    result = match(
+        state.manifest.columns,
+        on_duty,
+        cap,
+        held_counts={d.driver_id: state.plan.load(d.driver_id) for d in on_duty},
+        held=state.held_mask(),
+    )
     ASSIGN_RUN_SECONDS.labels("match").observe(time.perf_counter() - started)
     ids = state.manifest.columns.package_ids
     return {d: [ids[i] for i in idx] for d, idx in result.assignments.items() if idx}
 
 
 class Assign(Context):
-    def __call__(self, day: str, driver_ids: list[str], cap: int, explain: bool = False,
-                 dry_run: bool = False, actor: str = "open") -> AssignOutcome:
+    def __call__(
+        self,
+        day: str,
+        driver_ids: list[str],
+        cap: int,
+        explain: bool = False,
+        dry_run: bool = False,
+        actor: str = "open",
+    ) -> AssignOutcome:
         started = time.perf_counter()
         outcome = self._assign(day, driver_ids, cap, explain, dry_run, actor)
         if not dry_run:
@@ -62,34 +73,56 @@ class Assign(Context):
             ASSIGN_RUN_SECONDS.labels("total").observe(time.perf_counter() - started)
         return outcome
 
-    def _assign(self, day: str, driver_ids: list[str], cap: int, explain: bool, dry_run: bool,
-                actor: str) -> AssignOutcome:
+    def _assign(
+        self, day: str, driver_ids: list[str], cap: int, explain: bool, dry_run: bool, actor: str
+    ) -> AssignOutcome:
         for _ in range(COMMIT_ATTEMPTS):
             state = self.writer.settled(day)
             drivers = requested_drivers(state, driver_ids)
             new = plan_run(state, drivers, cap)
-            change = Change(version=state.version + 1, kind="run", actor=actor, at=time.time(),
-                            assign=new, cap=cap, named=tuple(driver_ids))
+            change = Change(
+                version=state.version + 1,
+                kind="run",
+                actor=actor,
+                at=time.time(),
+                assign=new,
+                cap=cap,
+                named=tuple(driver_ids),
+            )
             unchanged = not new and state.plan.cap == cap and set(driver_ids) <= state.plan.named
             if dry_run or unchanged:
                 preview = state if unchanged else replace(state, plan=state.plan.apply([change]))
                 return self._outcome(preview, driver_ids, new, explain, cap)
-            event = {"type": "assignment_run", "actor": actor, "drivers_requested": len(driver_ids),
-                     "max_per_driver": cap, "packages_assigned": sum(len(v) for v in new.values())}
+            event = {
+                "type": "assignment_run",
+                "actor": actor,
+                "drivers_requested": len(driver_ids),
+                "max_per_driver": cap,
+                "packages_assigned": sum(len(v) for v in new.values()),
+            }
             committed = self.writer.commit(state, change, event)
             if committed is None:
                 continue
             return self._outcome(committed, driver_ids, new, explain, cap)
         raise Busy("too many concurrent changes of this day; try again")
 
-    def _outcome(self, state: DayState, driver_ids: list[str], new: dict[str, list[str]],
-                 explain: bool, cap: int) -> AssignOutcome:
+    def _outcome(
+        self,
+        state: DayState,
+        driver_ids: list[str],
+        new: dict[str, list[str]],
+        explain: bool,
+        cap: int,
+    ) -> AssignOutcome:
         reasons = self.explain(state, driver_ids, cap) if explain else None
         return AssignOutcome(state=state, driver_ids=driver_ids, new=new, explain=reasons)
 
     def explain(self, state: DayState, driver_ids: list[str], cap: int) -> dict[str, Any]:
         from depot.core.explain import explain_unassigned
 
-        drivers = [state.manifest.drivers[d] for d in driver_ids
-                   if d in state.manifest.drivers and d not in state.plan.off_duty]
+        drivers = [
+            state.manifest.drivers[d]
+            for d in driver_ids
+            if d in state.manifest.drivers and d not in state.plan.off_duty
+        ]
         return explain_unassigned(state.manifest.columns, drivers, state.held_mask(), cap)

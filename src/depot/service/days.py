@@ -86,11 +86,17 @@ class Days:
         """Cache ``state`` unless a newer one is cached; evict the least recently used days."""
         with self._lock:
             current = self._days.get(state.day)
-            if current is None or current.version <= state.version or current.incarnation != state.incarnation:
+            if (
+                current is None
+                or current.version <= state.version
+                or current.incarnation != state.incarnation
+            ):
                 self._days[state.day] = state
             self._days.move_to_end(state.day)
-            evicted = [self._days.popitem(last=False)
-                       for _ in range(len(self._days) - self.settings.day_cache_days)]
+            evicted = [
+                self._days.popitem(last=False)
+                for _ in range(len(self._days) - self.settings.day_cache_days)
+            ]
         del evicted  # freed outside the lock
 
     def cached_days(self) -> list[str]:
@@ -102,15 +108,25 @@ class Days:
         log = tuple(item.get("log", item.get("runs", [])))
         snapshot_key = item.get("snapshot_key")
         snapshot_version = int(item.get("snapshot_version", 0))
-        fields = {"pending": item.get("pending", {}), "log": log, "snapshot_key": snapshot_key,
-                  "snapshot_version": snapshot_version, "incarnation": item.get("incarnation", "")}
-        if cached is not None and (cached.incarnation != fields["incarnation"] or cached.version > version):
+        fields = {
+            "pending": item.get("pending", {}),
+            "log": log,
+            "snapshot_key": snapshot_key,
+            "snapshot_version": snapshot_version,
+            "incarnation": item.get("incarnation", ""),
+        }
+        if cached is not None and (
+            cached.incarnation != fields["incarnation"] or cached.version > version
+        ):
             cached = None  # the day item was recreated (storage lost or reset): start afresh
         same_manifest = cached is not None and cached.manifest.key == item["manifest_key"]
         if cached is not None and same_manifest and cached.version == version:
             return replace(cached, **fields)
-        manifest = cached.manifest if cached is not None and same_manifest else self._load_manifest(
-            day, item["manifest_key"])
+        manifest = (
+            cached.manifest
+            if cached is not None and same_manifest
+            else self._load_manifest(day, item["manifest_key"])
+        )
         if cached is not None and cached.plan.version >= snapshot_version:
             plan = cached.plan
         elif snapshot_key:
@@ -140,8 +156,10 @@ class Days:
         building the day from it spares fetching and reading the stored copy."""
         with self._lock:
             self._kept_bodies[day] = (key, body)
-            evicted = [self._kept_bodies.popitem(last=False)
-                       for _ in range(len(self._kept_bodies) - KEPT_BODIES)]
+            evicted = [
+                self._kept_bodies.popitem(last=False)
+                for _ in range(len(self._kept_bodies) - KEPT_BODIES)
+            ]
         del evicted
 
     def compact(self, state: DayState) -> None:
@@ -153,7 +171,9 @@ class Days:
         if not folded:
             return
         key = change_key(state.day, plan.version, "snapshots")
-        previous = self.store.get_json(state.snapshot_key).get("folded", []) if state.snapshot_key else []
+        previous = (
+            self.store.get_json(state.snapshot_key).get("folded", []) if state.snapshot_key else []
+        )
         # the keys of every change folded so far: an audit of which stored changes committed
         self.store.put_json(key, {**plan.to_snapshot(), "folded": previous + folded})
         self.store.compact(state.day, key, plan.version, len(folded), state.snapshot_version)

@@ -55,14 +55,18 @@ class Feed:
         """The S3 operational log only."""
         self.oplog.emit(event_type, **fields)
 
-    def publish(self, day: str, event: dict[str, Any], counts: dict[str, int] | None = None) -> None:
+    def publish(
+        self, day: str, event: dict[str, Any], counts: dict[str, int] | None = None
+    ) -> None:
         """Log the event and queue it for the day's feed (numbered and stored by the writer)."""
         event = {"day": day, "at": time.time(), **event}
         self.oplog.emit(event["type"], **{k: v for k, v in event.items() if k != "type"})
         with self._wake:
             self._queue.append((day, event, counts or {}))
             if self._writer is None:
-                self._writer = threading.Thread(target=self._write_loop, daemon=True, name="feed-writer")
+                self._writer = threading.Thread(
+                    target=self._write_loop, daemon=True, name="feed-writer"
+                )
                 self._writer.start()
             self._wake.notify()
 
@@ -81,7 +85,9 @@ class Feed:
             try:
                 last = self.store.next_event_seq(day, total, n=len(items))
                 first = last - len(items) + 1
-                self.store.put_events(day, [{**e, "seq": first + i} for i, (e, _) in enumerate(items)])
+                self.store.put_events(
+                    day, [{**e, "seq": first + i} for i, (e, _) in enumerate(items)]
+                )
             except StorageUnavailable as exc:
                 log.warning("%d event(s) of %s not stored in the feed: %s", len(items), day, exc)
             except Exception:
@@ -211,12 +217,18 @@ class _Poller:
 
 def encode(event: dict[str, Any]) -> bytes:
     """One server-sent event frame: ``id`` (the number), ``event`` (the type), ``data`` (JSON)."""
-    return b"id: %d\nevent: %s\ndata: %s\n\n" % (event["seq"], event["type"].encode(), orjson.dumps(event))
+    return b"id: %d\nevent: %s\ndata: %s\n\n" % (
+        event["seq"],
+        event["type"].encode(),
+        orjson.dumps(event),
+    )
 
 
 def _offer(queues: list[asyncio.Queue], batch: list[tuple[int, bytes]]) -> None:
     for queue in queues:
         try:
             queue.put_nowait(batch)
-        except asyncio.QueueFull:  # a subscriber that does not read: it will resume by Last-Event-ID
+        except (
+            asyncio.QueueFull
+        ):  # a subscriber that does not read: it will resume by Last-Event-ID
             pass

@@ -54,23 +54,40 @@ class Imports(Context):
         day = body.day or self.today()
         earlier = self._earlier_attempts(day, body.package_ids(), actor)
         if earlier or self.days.state(day) is not None:
-            return self.import_manifest(day, body.drivers, body.records(), release=release, actor=actor,
-                                        earlier=earlier)
+            return self.import_manifest(
+                day, body.drivers, body.records(), release=release, actor=actor, earlier=earlier
+            )
         key = manifest_key(day, 1)
         self.store.put_bytes(key, packed.result())
         try:
-            version = self.store.commit_manifest(day, 0, key, {"drivers": len(body.drivers),
-                                                               "packages": len(body.packages)})
+            version = self.store.commit_manifest(
+                day, 0, key, {"drivers": len(body.drivers), "packages": len(body.packages)}
+            )
         except VersionConflict:  # another import of the day came first: merge into it
-            return self.import_manifest(day, body.drivers, body.records(), release=release, actor=actor)
+            return self.import_manifest(
+                day, body.drivers, body.records(), release=release, actor=actor
+            )
         self.days.keep_body(day, key, body)
-        counts = {"drivers_added": len(body.drivers), "drivers_updated": 0,
-                  "packages_added": len(body.packages), "packages_updated": 0, "packages_unchanged": 0}
-        return self._imported(day, version, key, counts, len(body.drivers), len(body.packages), actor)
+        counts = {
+            "drivers_added": len(body.drivers),
+            "drivers_updated": 0,
+            "packages_added": len(body.packages),
+            "packages_updated": 0,
+            "packages_unchanged": 0,
+        }
+        return self._imported(
+            day, version, key, counts, len(body.drivers), len(body.packages), actor
+        )
 
-    def import_manifest(self, day: str, drivers: list[Driver], records: Sequence[dict[str, Any]],
-                        release: bool = False, actor: str = "open",
-                        earlier: dict[str, list[dict[str, Any]]] | None = None) -> dict[str, Any]:
+    def import_manifest(
+        self,
+        day: str,
+        drivers: list[Driver],
+        records: Sequence[dict[str, Any]],
+        release: bool = False,
+        actor: str = "open",
+        earlier: dict[str, list[dict[str, Any]]] | None = None,
+    ) -> dict[str, Any]:
         """Merge into the stored day; see the module's docstring."""
         records = [self._as_attempt(r, (earlier or {}).get(r["package_id"], [])) for r in records]
         for _ in range(COMMIT_ATTEMPTS):
@@ -83,17 +100,27 @@ class Imports(Context):
                 if not release:
                     raise StateConflict(
                         f"{len(rejected)} held package(s) would break their driver's new rules; "
-                        "send \"release\": true to unassign them",
-                        {"packages": [{"package_id": p, "driver_id": d} for p, d in
-                                      list(rejected.items())[:100]]})
+                        'send "release": true to unassign them',
+                        {
+                            "packages": [
+                                {"package_id": p, "driver_id": d}
+                                for p, d in list(rejected.items())[:100]
+                            ]
+                        },
+                    )
                 self._release(state, rejected, actor)
                 continue  # the day moved: merge again on the new state
             key = manifest_key(day, (state.version if state else 0) + 1)
             self.store.put_json(key, merged.to_stored())
             incarnation = uuid.uuid4().hex
             try:
-                version = self.store.commit_manifest(day, state.version if state else 0, key, {
-                    "drivers": len(merged.drivers), "packages": len(merged.packages)}, incarnation)
+                version = self.store.commit_manifest(
+                    day,
+                    state.version if state else 0,
+                    key,
+                    {"drivers": len(merged.drivers), "packages": len(merged.packages)},
+                    incarnation,
+                )
             except VersionConflict:
                 continue
             merged = replace(merged, key=key)
@@ -103,24 +130,58 @@ class Imports(Context):
                 imported = replace(imported, incarnation=incarnation)
             self.days.remember(imported)
             freeze_heap(imported)
-            return self._imported(day, version, key, counts, len(merged.drivers), len(merged.packages),
-                                  actor, released=sorted(rejected))
+            return self._imported(
+                day,
+                version,
+                key,
+                counts,
+                len(merged.drivers),
+                len(merged.packages),
+                actor,
+                released=sorted(rejected),
+            )
         raise Busy("the day kept changing while importing; try again")
 
     def _release(self, state: DayState, rejected: dict[str, str], actor: str) -> None:
-        change = Change(version=0, kind="unassign", actor=actor, at=time.time(), release=rejected,
-                        reason="rules_changed")
-        event = {"type": "unassigned", "actor": actor, "packages": sorted(rejected),
-                 "reason": "rules_changed"}
+        change = Change(
+            version=0,
+            kind="unassign",
+            actor=actor,
+            at=time.time(),
+            release=rejected,
+            reason="rules_changed",
+        )
+        event = {
+            "type": "unassigned",
+            "actor": actor,
+            "packages": sorted(rejected),
+            "reason": "rules_changed",
+        }
         self.writer.commit(state, change, event)
 
-    def _imported(self, day: str, version: int, key: str, counts: dict[str, int], drivers: int,
-                  packages: int, actor: str, released: list[str] | None = None) -> dict[str, Any]:
-        result = {"day": day, "version": version, **counts, "drivers_total": drivers,
-                  "packages_total": packages}
+    def _imported(
+        self,
+        day: str,
+        version: int,
+        key: str,
+        counts: dict[str, int],
+        drivers: int,
+        packages: int,
+        actor: str,
+        released: list[str] | None = None,
+    ) -> dict[str, Any]:
+        result = {
+            "day": day,
+            "version": version,
+            **counts,
+            "drivers_total": drivers,
+            "packages_total": packages,
+        }
         if released:
             result["released"] = released
-        self.feed.publish(day, {"type": "manifest_imported", "actor": actor, **result, "manifest_key": key})
+        self.feed.publish(
+            day, {"type": "manifest_imported", "actor": actor, **result, "manifest_key": key}
+        )
         return result
 
     # --- another attempt ------------------------------------------------------------------------
@@ -134,8 +195,9 @@ class Imports(Context):
             days += [(d - timedelta(days=k)).isoformat(), (d + timedelta(days=k)).isoformat()]
         return days
 
-    def _earlier_attempts(self, day: str, package_ids: Sequence[str],
-                          actor: str = "open") -> dict[str, list[dict[str, Any]]]:
+    def _earlier_attempts(
+        self, day: str, package_ids: Sequence[str], actor: str = "open"
+    ) -> dict[str, list[dict[str, Any]]]:
         """Each package's attempts on other days in the window; 409 if one is delivered or still
         open there. Archives each earlier attempt's item beside it before the package comes back."""
         wanted = set(package_ids)
@@ -144,7 +206,11 @@ class Imports(Context):
         carry: dict[str, list[str]] = {}
         window = self.window(day)
         with ThreadPoolExecutor(max_workers=8) as pool:  # one GetItem a day, at once
-            stored = [d for d, item in zip(window, pool.map(self.store.get_day, window), strict=True) if item]
+            stored = [
+                d
+                for d, item in zip(window, pool.map(self.store.get_day, window), strict=True)
+                if item
+            ]
         for other in stored:
             state = self.days.state(other)
             if state is None:
@@ -161,21 +227,30 @@ class Imports(Context):
                     status = "cancelled"
                 elif status is None:
                     status = "unassigned"
-                if status == "delivered" or status in OPEN_STATUSES or (
-                        status == "unassigned" and other > day):
+                if (
+                    status == "delivered"
+                    or status in OPEN_STATUSES
+                    or (status == "unassigned" and other > day)
+                ):
                     refused.append({"package_id": p, "day": other, "status": status})
                     continue
                 if status == "unassigned":  # left in an earlier day's pool: carried over from it
                     carry.setdefault(other, []).append(p)
-                found.setdefault(p, []).append({"day": other, "status": status,
-                                                "driver_id": state.plan.holder.get(p),
-                                                "attempt": state.manifest.package(p).get("attempt", 1)})
+                found.setdefault(p, []).append(
+                    {
+                        "day": other,
+                        "status": status,
+                        "driver_id": state.plan.holder.get(p),
+                        "attempt": state.manifest.package(p).get("attempt", 1),
+                    }
+                )
         if refused:
             first = refused[0]
             raise StateConflict(
                 f"{len(refused)} package(s) are delivered or still open on another day: "
                 f"{first['package_id']} is {first['status']} on {first['day']}",
-                {"packages": refused[:100]})
+                {"packages": refused[:100]},
+            )
         for other, pool in carry.items():
             self._carry_out(other, day, pool, actor)
         for p, attempts in found.items():
@@ -191,9 +266,19 @@ class Imports(Context):
             todo = [p for p in package_ids if p not in plan.carried and p not in plan.cancelled]
             if not todo:
                 return
-            change = Change(version=0, kind="carry_out", actor=actor, at=time.time(),
-                            carry_out=dict.fromkeys(todo, to_day))
-            event = {"type": "carried_over", "actor": actor, "to_day": to_day, "packages": len(todo)}
+            change = Change(
+                version=0,
+                kind="carry_out",
+                actor=actor,
+                at=time.time(),
+                carry_out=dict.fromkeys(todo, to_day),
+            )
+            event = {
+                "type": "carried_over",
+                "actor": actor,
+                "to_day": to_day,
+                "packages": len(todo),
+            }
             if self.writer.commit(source, change, event) is not None:
                 return
 
@@ -214,25 +299,33 @@ class Imports(Context):
                 continue
             item = self.store.get_item(driver_id, package_id)
             if item and item.get("day") == attempt["day"]:
-                self.store.put_item_once({**item, "package_id": archive_key(package_id, attempt["day"]),
-                                          "attempt_of": package_id})
+                self.store.put_item_once(
+                    {
+                        **item,
+                        "package_id": archive_key(package_id, attempt["day"]),
+                        "attempt_of": package_id,
+                    }
+                )
 
     def _as_attempt(self, record: dict[str, Any], earlier: list[dict[str, Any]]) -> dict[str, Any]:
         if not earlier:
             return record
         attempt = max(a["attempt"] for a in earlier) + 1
         if attempt > MAX_ATTEMPTS:
-            raise StateConflict(f"package {record['package_id']} has had {attempt - 1} attempts "
-                                f"(at most {MAX_ATTEMPTS})",
-                                {"package_id": record["package_id"], "attempts": earlier})
+            raise StateConflict(
+                f"package {record['package_id']} has had {attempt - 1} attempts "
+                f"(at most {MAX_ATTEMPTS})",
+                {"package_id": record["package_id"], "attempts": earlier},
+            )
         days = sorted({a["day"] for a in earlier})
         return {**record, "attempt": attempt, "previous_days": days}
 
     def carry_over(self, day: str, from_day: str, actor: str) -> dict[str, Any]:
         """Bring every package of ``from_day`` that failed or stayed unassigned into ``day``."""
         if from_day >= day:
-            raise UnprocessableInput("carry-over goes from an earlier day to a later one",
-                                     {"from": from_day, "day": day})
+            raise UnprocessableInput(
+                "carry-over goes from an earlier day to a later one", {"from": from_day, "day": day}
+            )
         source = self.writer.settled(from_day)
         plan = source.plan
         ids = [p["package_id"] for p in source.manifest.packages]
@@ -241,7 +334,11 @@ class Imports(Context):
         already = set(target.manifest.index) if target else set()
         candidates, exhausted = [], []
         for p in ids:
-            if p in already or p in plan.cancelled or (p in plan.carried and plan.carried[p] != day):
+            if (
+                p in already
+                or p in plan.cancelled
+                or (p in plan.carried and plan.carried[p] != day)
+            ):
                 continue
             if not (statuses.get(p) == "failed_to_deliver" or p not in plan.holder):
                 continue
@@ -256,17 +353,29 @@ class Imports(Context):
             failed = p in plan.holder
             if failed:
                 self._archive(p, [{"day": from_day, "driver_id": plan.holder[p]}])
-            earlier[p] = [{"day": from_day, "status": statuses.get(p, "unassigned"),
-                           "attempt": source.manifest.package(p).get("attempt", 1)}]
+            earlier[p] = [
+                {
+                    "day": from_day,
+                    "status": statuses.get(p, "unassigned"),
+                    "attempt": source.manifest.package(p).get("attempt", 1),
+                }
+            ]
         records = [_strip(source.manifest.package(p)) for p in candidates]
         if records:
             result = self.import_manifest(day, [], records, actor=actor, earlier=earlier)
         else:
             result = {"day": day, "version": target.version if target else 0}
-        self.feed.publish(day, {"type": "carried_over", "actor": actor, "from": from_day,
-                                "packages": len(candidates)})
-        return {"day": day, "from": from_day, "carried_over": candidates, "exhausted": exhausted,
-                "version": result.get("version")}
+        self.feed.publish(
+            day,
+            {"type": "carried_over", "actor": actor, "from": from_day, "packages": len(candidates)},
+        )
+        return {
+            "day": day,
+            "from": from_day,
+            "carried_over": candidates,
+            "exhausted": exhausted,
+            "version": result.get("version"),
+        }
 
 
 def _strip(record: dict[str, Any]) -> dict[str, Any]:
@@ -304,8 +413,16 @@ def merge(state: DayState | None, drivers: list[Driver], records: Sequence[dict[
             f"{len(conflicts)} package(s) are already assigned and cannot be changed",
             {"package_ids": conflicts[:100]},
         )
-    manifest = Manifest.build(state.manifest.key if state else "", list(old_drivers.values()), old_packages)
-    keys = ("drivers_added", "drivers_updated", "packages_added", "packages_updated", "packages_unchanged")
+    manifest = Manifest.build(
+        state.manifest.key if state else "", list(old_drivers.values()), old_packages
+    )
+    keys = (
+        "drivers_added",
+        "drivers_updated",
+        "packages_added",
+        "packages_updated",
+        "packages_unchanged",
+    )
     return manifest, {k: counts.get(k, 0) for k in keys}
 
 

@@ -23,8 +23,7 @@ from depot.errors import NotFound
 from depot.service.context import Context
 from depot.service.imports import archive_key
 
-ITEM_FIELDS = ("package_id", "status", "updated_at", "day", "reason", "note", "proof",
-               "attempt")
+ITEM_FIELDS = ("package_id", "status", "updated_at", "day", "reason", "note", "proof", "attempt")
 STATUSES = ("assigned", "accepted", "in_progress", "delivered", "failed_to_deliver")
 MAP_CELLS = 40
 MEMO_ENTRIES = 16
@@ -32,8 +31,13 @@ MEMO_ENTRIES = 16
 
 class Reads(Context):
     _encoded: tuple[tuple[str, int, str, str], bytes] | None = None
-    def items_of_day(self, state: DayState, pairs: Sequence[tuple[str, str]],
-                     attributes: Sequence[str] | None = ITEM_FIELDS) -> dict[str, dict[str, Any]]:
+
+    def items_of_day(
+        self,
+        state: DayState,
+        pairs: Sequence[tuple[str, str]],
+        attributes: Sequence[str] | None = ITEM_FIELDS,
+    ) -> dict[str, dict[str, Any]]:
         """The day's item of each (driver, package), by package id."""
         found = {i["package_id"]: i for i in self.store.get_items(pairs, attributes=attributes)}
         out: dict[str, dict[str, Any]] = {}
@@ -51,24 +55,33 @@ class Reads(Context):
         state = self.days.require(day)
         plan = state.plan
         if driver_id not in state.manifest.drivers and driver_id not in plan.held_by:
-            raise NotFound(f"driver {driver_id!r} is not in the manifest of {day}", {"driver_id": driver_id})
+            raise NotFound(
+                f"driver {driver_id!r} is not in the manifest of {day}", {"driver_id": driver_id}
+            )
         package_ids = plan.held(driver_id)
         items = self.items_of_day(state, [(driver_id, p) for p in package_ids])
         rows = []
         for p in package_ids:
             item = items.get(p, {})
-            row = {**state.manifest.package(p), "status": item.get("status", "pending_write"),
-                   "updated_at": item.get("updated_at")}
+            row = {
+                **state.manifest.package(p),
+                "status": item.get("status", "pending_write"),
+                "updated_at": item.get("updated_at"),
+            }
             for name in ("reason", "note", "proof"):
                 if name in item:
                     row[name] = item[name]
             rows.append(row)
-        return {"driver_id": driver_id, "day": day,
-                "availability": OFF_DUTY if driver_id in plan.off_duty else ON_DUTY,
-                "assignments": rows}
+        return {
+            "driver_id": driver_id,
+            "day": day,
+            "availability": OFF_DUTY if driver_id in plan.off_duty else ON_DUTY,
+            "assignments": rows,
+        }
 
-    def package(self, package_id: str, day: str | None = None,
-                visible_to: str | None = None) -> dict[str, Any]:
+    def package(
+        self, package_id: str, day: str | None = None, visible_to: str | None = None
+    ) -> dict[str, Any]:
         """The package on ``day`` (else the nearest day of the window around today, or of the days
         this process has cached, that has it),
         its driver, status and its history across days. ``visible_to`` (a driver id) hides a
@@ -78,8 +91,11 @@ class Reads(Context):
         elif day:
             candidates = [day]
         else:
-            candidates = list(dict.fromkeys(
-                [self.today(), *self._window(self.today()), *reversed(self.days.cached_days())]))
+            candidates = list(
+                dict.fromkeys(
+                    [self.today(), *self._window(self.today()), *reversed(self.days.cached_days())]
+                )
+            )
         for candidate in candidates:
             if not self.store.get_day(candidate):
                 continue
@@ -89,7 +105,11 @@ class Reads(Context):
             driver_id = state.plan.holder.get(package_id)
             if visible_to is not None and driver_id != visible_to:
                 break
-            item = self.items_of_day(state, [(driver_id, package_id)], None).get(package_id) if driver_id else None
+            item = (
+                self.items_of_day(state, [(driver_id, package_id)], None).get(package_id)
+                if driver_id
+                else None
+            )
             record = state.manifest.package(package_id)
             return {
                 "day": candidate,
@@ -99,7 +119,9 @@ class Reads(Context):
                 "assignment": _public(item),
                 "history": self.history(package_id, state, item),
             }
-        raise NotFound(f"no package {package_id!r}" + (f" on {day}" if day else ""), {"package_id": package_id})
+        raise NotFound(
+            f"no package {package_id!r}" + (f" on {day}" if day else ""), {"package_id": package_id}
+        )
 
     def _days_held_by(self, driver_id: str, package_id: str, day: str | None) -> list[str]:
         """The day(s) on which ``driver_id`` holds ``package_id``, from its items alone."""
@@ -123,7 +145,9 @@ class Reads(Context):
             return "carried_over"
         return None
 
-    def history(self, package_id: str, state: DayState, item: dict[str, Any] | None) -> list[dict[str, Any]]:
+    def history(
+        self, package_id: str, state: DayState, item: dict[str, Any] | None
+    ) -> list[dict[str, Any]]:
         """The package's timeline across days: earlier attempts first, each day's plan events and
         status moves in time order."""
         record = state.manifest.package(package_id) or {}
@@ -132,20 +156,30 @@ class Reads(Context):
             other = self.days.state(earlier)
             if other is not None and package_id in other.manifest.index:
                 driver_id = other.plan.holder.get(package_id)
-                other_item = (self.items_of_day(other, [(driver_id, package_id)], None).get(package_id)
-                              if driver_id else None)
+                other_item = (
+                    self.items_of_day(other, [(driver_id, package_id)], None).get(package_id)
+                    if driver_id
+                    else None
+                )
                 timeline += self._day_events(package_id, other, other_item)
         return timeline + self._day_events(package_id, state, item)
 
     @staticmethod
-    def _day_events(package_id: str, state: DayState, item: dict[str, Any] | None) -> list[dict[str, Any]]:
+    def _day_events(
+        package_id: str, state: DayState, item: dict[str, Any] | None
+    ) -> list[dict[str, Any]]:
         events = [{**e, "day": state.day} for e in state.plan.history.get(package_id, ())]
         if item:
             for status in STATUSES[1:]:
                 if f"{status}_at" in item:
-                    event = {"event": "status_changed", "status": status, "day": state.day,
-                             "at": item[f"{status}_at"], "actor": item.get(f"{status}_by", "unknown"),
-                             "driver_id": item["driver_id"]}
+                    event = {
+                        "event": "status_changed",
+                        "status": status,
+                        "day": state.day,
+                        "at": item[f"{status}_at"],
+                        "actor": item.get(f"{status}_by", "unknown"),
+                        "driver_id": item["driver_id"],
+                    }
                     if status == "failed_to_deliver":
                         event["reason"] = item.get("reason", "unspecified")
                     events.append(event)
@@ -173,18 +207,23 @@ class Reads(Context):
         state = self.days.require(day)
         plan = state.plan
         statuses = self.feed.counts(day)
-        return {"day": day, "version": state.version, "cap": plan.cap, "counts": {
-            "drivers": len(state.manifest.drivers),
-            "packages": len(state.manifest.packages),
-            "assigned": len(plan.holder),
-            "unassigned": sum(1 for p in state.manifest.index if plan.in_pool(p)),
-            "accepted": statuses["accepted"],
-            "in_progress": statuses["in_progress"],
-            "delivered": statuses["delivered"],
-            "failed": statuses["failed_to_deliver"],
-            "cancelled": len(plan.cancelled),
-            "off_duty": len(plan.off_duty),
-        }}
+        return {
+            "day": day,
+            "version": state.version,
+            "cap": plan.cap,
+            "counts": {
+                "drivers": len(state.manifest.drivers),
+                "packages": len(state.manifest.packages),
+                "assigned": len(plan.holder),
+                "unassigned": sum(1 for p in state.manifest.index if plan.in_pool(p)),
+                "accepted": statuses["accepted"],
+                "in_progress": statuses["in_progress"],
+                "delivered": statuses["delivered"],
+                "failed": statuses["failed_to_deliver"],
+                "cancelled": len(plan.cancelled),
+                "off_duty": len(plan.off_duty),
+            },
+        }
 
     def drivers(self, day: str, offset: int, limit: int, q: str | None) -> dict[str, Any]:
         state = self.days.require(day)
@@ -192,41 +231,69 @@ class Reads(Context):
         ids = sorted(state.manifest.drivers, key=natural)
         if q:
             ids = [d for d in ids if q.lower() in d.lower()]
-        page = ids[offset: offset + limit]
+        page = ids[offset : offset + limit]
         pairs = [(d, p) for d in page for p in plan.held(d)]
         items = self.items_of_day(state, pairs, ("package_id", "status", "day"))
         rows = []
         for d in page:
             counts = Counter(items.get(p, {}).get("status", "pending_write") for p in plan.held(d))
-            rows.append({"driver_id": d, "rules": [r.model_dump(mode="json") for r in state.manifest.drivers[d].rules],
-                         "load": plan.load(d), "cap": plan.cap,
-                         "availability": OFF_DUTY if d in plan.off_duty else ON_DUTY,
-                         "named": d in plan.named, "statuses": {s: counts.get(s, 0) for s in STATUSES}})
+            rows.append(
+                {
+                    "driver_id": d,
+                    "rules": [r.model_dump(mode="json") for r in state.manifest.drivers[d].rules],
+                    "load": plan.load(d),
+                    "cap": plan.cap,
+                    "availability": OFF_DUTY if d in plan.off_duty else ON_DUTY,
+                    "named": d in plan.named,
+                    "statuses": {s: counts.get(s, 0) for s in STATUSES},
+                }
+            )
         return {"total": len(ids), "offset": offset, "limit": limit, "items": rows}
 
     def unassigned(self, day: str, offset: int, limit: int, reason: str | None) -> dict[str, Any]:
         state = self.days.require(day)
         plan = state.plan
-        drivers = [state.manifest.drivers[d] for d in sorted(plan.named)
-                   if d in state.manifest.drivers and d not in plan.off_duty]
-        reasons = self._memo(("explain", day, state.version, state.incarnation), lambda: explain_unassigned(
-            state.manifest.columns, drivers, state.held_mask(), plan.cap or 0))
+        drivers = [
+            state.manifest.drivers[d]
+            for d in sorted(plan.named)
+            if d in state.manifest.drivers and d not in plan.off_duty
+        ]
+        reasons = self._memo(
+            ("explain", day, state.version, state.incarnation),
+            lambda: explain_unassigned(
+                state.manifest.columns, drivers, state.held_mask(), plan.cap or 0
+            ),
+        )
         tally = Counter(r["reason"] for r in reasons.values())
         rows = [(p, r) for p, r in reasons.items() if reason is None or r["reason"] == reason]
         items = []
-        for p, r in rows[offset: offset + limit]:
+        for p, r in rows[offset : offset + limit]:
             record = state.manifest.package(p)
-            items.append({"package_id": p, **r, "region": record["region"], "weight_kg": record["weight_kg"],
-                          "delivery_hour": record["delivery_hour"]})
-        return {"total": len(rows), "offset": offset, "limit": limit, "reasons": dict(tally), "items": items}
+            items.append(
+                {
+                    "package_id": p,
+                    **r,
+                    "region": record["region"],
+                    "weight_kg": record["weight_kg"],
+                    "delivery_hour": record["delivery_hour"],
+                }
+            )
+        return {
+            "total": len(rows),
+            "offset": offset,
+            "limit": limit,
+            "reasons": dict(tally),
+            "items": items,
+        }
 
     def map(self, day: str, color: str) -> dict[str, Any]:
         """Destinations aggregated on a grid (at most MAP_CELLS² cells per key), keyed by driver or
         by where the package stands in the plan (assigned, unassigned, cancelled, carried over).
         Computed once per version of the day."""
         state = self.days.require(day)
-        return self._memo(("map", day, state.version, state.incarnation, color),
-                          lambda: self._map(state, color))
+        return self._memo(
+            ("map", day, state.version, state.incarnation, color), lambda: self._map(state, color)
+        )
 
     def _map(self, state: DayState, color: str) -> dict[str, Any]:
         plan = state.plan
@@ -236,8 +303,16 @@ class Reads(Context):
         if color == "driver":
             labels = [plan.holder.get(p, "unassigned") for p in ids]
         else:
-            labels = ["assigned" if p in plan.holder else "cancelled" if p in plan.cancelled
-                      else "carried_over" if p in plan.carried else "unassigned" for p in ids]
+            labels = [
+                "assigned"
+                if p in plan.holder
+                else "cancelled"
+                if p in plan.cancelled
+                else "carried_over"
+                if p in plan.carried
+                else "unassigned"
+                for p in ids
+            ]
         names, codes = np.unique(np.array(labels), return_inverse=True)
         lat0, lon0 = lats.min(), lons.min()
         lat_step = (lats.max() - lat0) / MAP_CELLS or 1.0
@@ -251,18 +326,33 @@ class Reads(Context):
         for k in order:
             code, rest = divmod(int(found[k]), MAP_CELLS * MAP_CELLS)
             ci, cj = divmod(rest, MAP_CELLS)
-            points.append({"lat": float(lat0 + (ci + 0.5) * lat_step), "lon": float(lon0 + (cj + 0.5) * lon_step),
-                           "count": int(counts[k]), "key": str(names[code])})
+            points.append(
+                {
+                    "lat": float(lat0 + (ci + 0.5) * lat_step),
+                    "lon": float(lon0 + (cj + 0.5) * lon_step),
+                    "count": int(counts[k]),
+                    "key": str(names[code]),
+                }
+            )
         return {"total": len(ids), "points": points}
 
     def _coordinates(self, manifest: Any) -> tuple[list[str], np.ndarray, np.ndarray]:
         """The packages that have a destination with coordinates, once per manifest."""
+
         def build() -> tuple[list[str], np.ndarray, np.ndarray]:
-            rows = [(p["package_id"], p["destination"]["lat"], p["destination"]["lon"])
-                    for p in manifest.packages if isinstance(p.get("destination"), dict)
-                    and "lat" in p["destination"] and "lon" in p["destination"]]
-            return ([r[0] for r in rows], np.array([r[1] for r in rows], dtype=float),
-                    np.array([r[2] for r in rows], dtype=float))
+            rows = [
+                (p["package_id"], p["destination"]["lat"], p["destination"]["lon"])
+                for p in manifest.packages
+                if isinstance(p.get("destination"), dict)
+                and "lat" in p["destination"]
+                and "lon" in p["destination"]
+            ]
+            return (
+                [r[0] for r in rows],
+                np.array([r[1] for r in rows], dtype=float),
+                np.array([r[2] for r in rows], dtype=float),
+            )
+
         return self._memo(("coordinates", manifest.key), build)
 
     def _memo(self, key: tuple, build: Any) -> Any:
@@ -295,7 +385,9 @@ class Reads(Context):
                 continue
             if driver.rules and not masks.driver_mask(driver)[0]:
                 continue
-            rows.append({"driver_id": d, "load": plan.load(d), "cap": plan.cap, "availability": ON_DUTY})
+            rows.append(
+                {"driver_id": d, "load": plan.load(d), "cap": plan.cap, "availability": ON_DUTY}
+            )
         return {"package_id": package_id, "day": day, "drivers": rows}
 
 

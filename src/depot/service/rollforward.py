@@ -43,8 +43,9 @@ POLL_S = 0.1
 CLAIM_WORKERS = 8
 
 
-def assignment_item(state: DayState, driver_id: str, package_id: str, change: Change,
-                    run_id: str) -> dict[str, Any]:
+def assignment_item(
+    state: DayState, driver_id: str, package_id: str, change: Change, run_id: str
+) -> dict[str, Any]:
     """The ``DeliveryAssignments`` item of a new assignment (SPEC section 2)."""
     package = state.manifest.packages[state.manifest.index[package_id]]
     item = {
@@ -119,11 +120,19 @@ class Writer:
             if not self._committed_anyway(state, key):
                 self._unclaim(change, key)
                 return None
-        committed = replace(state, version=version, plan=state.plan.apply([change]),
-                            pending={**state.pending, key: lease}, log=state.log + (key,))
+        committed = replace(
+            state,
+            version=version,
+            plan=state.plan.apply([change]),
+            pending={**state.pending, key: lease},
+            log=state.log + (key,),
+        )
         self.days.remember(committed)
-        self.feed.publish(state.day, {**event, "version": version, "change": run_id(key)},
-                          counts={s: -n for s, n in claimed.items()})
+        self.feed.publish(
+            state.day,
+            {**event, "version": version, "change": run_id(key)},
+            counts={s: -n for s, n in claimed.items()},
+        )
         try:
             self._materialize(committed, key, change, lease["owner"], records=records)
         except WriteRefused as refused:
@@ -170,8 +179,10 @@ class Writer:
                 status = "being_changed"
             details.append({"package_id": pair[1], "driver_id": pair[0], "status": status})
         names = ", ".join(f"{d['package_id']} ({d['status']})" for d in details[:10])
-        return StateConflict(f"{len(details)} package(s) cannot be taken from their driver: {names}",
-                             {"packages": details[:100]})
+        return StateConflict(
+            f"{len(details)} package(s) cannot be taken from their driver: {names}",
+            {"packages": details[:100]},
+        )
 
     def _unclaim(self, change: Change, key: str) -> None:
         for package_id, driver_id in change.release.items():
@@ -184,8 +195,10 @@ class Writer:
         return key in item.get("log", []) or key in item.get("pending", {})
 
     def _lease(self) -> dict[str, Any]:
-        return {"owner": f"{self.process_id}-{uuid.uuid4().hex[:8]}",
-                "expires": time.time() + self.settings.lease_s}
+        return {
+            "owner": f"{self.process_id}-{uuid.uuid4().hex[:8]}",
+            "expires": time.time() + self.settings.lease_s,
+        }
 
     # --- writing out, and rolling forward ---------------------------------------------------------
 
@@ -206,17 +219,25 @@ class Writer:
         finished, and the caller gets the cause (422). The day stays assignable."""
         rid = run_id(key)
         pairs = change.pairs()
-        written = {(i["driver_id"], i["package_id"]) for i in
-                   self.store.get_items(pairs, attributes=("driver_id", "package_id", "run"))
-                   if i.get("run") == rid}
+        written = {
+            (i["driver_id"], i["package_id"])
+            for i in self.store.get_items(pairs, attributes=("driver_id", "package_id", "run"))
+            if i.get("run") == rid
+        }
         drop = {p: d for d, p in pairs if (d, p) not in written}
         while drop:
             current = self.days.require(state.day)
             drop = {p: d for p, d in drop.items() if current.plan.holder.get(p) == d}
             if not drop:
                 break
-            undo = Change(version=0, kind="not_stored", actor="system", at=time.time(), drop=drop,
-                          reason=refused.message)
+            undo = Change(
+                version=0,
+                kind="not_stored",
+                actor="system",
+                at=time.time(),
+                drop=drop,
+                reason=refused.message,
+            )
             version = current.version + 1
             undo = replace(undo, version=version)
             undo_key = change_key(current.day, version)
@@ -226,16 +247,35 @@ class Writer:
             except VersionConflict:
                 continue
             self.store.finish_run(current.day, undo_key)
-            self.days.remember(replace(current, version=version, plan=current.plan.apply([undo]),
-                                       log=current.log + (undo_key,)))
-            self.feed.publish(current.day, {"type": "not_stored", "actor": "system", "packages": len(drop),
-                                            "reason": refused.message})
+            self.days.remember(
+                replace(
+                    current,
+                    version=version,
+                    plan=current.plan.apply([undo]),
+                    log=current.log + (undo_key,),
+                )
+            )
+            self.feed.publish(
+                current.day,
+                {
+                    "type": "not_stored",
+                    "actor": "system",
+                    "packages": len(drop),
+                    "reason": refused.message,
+                },
+            )
             break
         self.store.finish_run(state.day, key)
         raise refused
 
-    def _materialize(self, state: DayState, key: str, change: Change | None, owner: str,
-                     records: list[dict[str, Any]] | None) -> None:
+    def _materialize(
+        self,
+        state: DayState,
+        key: str,
+        change: Change | None,
+        owner: str,
+        records: list[dict[str, Any]] | None,
+    ) -> None:
         """Write the change out while renewing the lease (from the first moment), then finish it.
 
         ``change`` None means a take-over: the change is read back and the items already
@@ -248,8 +288,9 @@ class Writer:
             while not stop.wait(self.settings.lease_renew_s):
                 until = time.time() + self.settings.lease_s
                 try:
-                    ok = self.store.set_lease(state.day, key, {"owner": owner, "expires": until},
-                                              if_owner=owner)
+                    ok = self.store.set_lease(
+                        state.day, key, {"owner": owner, "expires": until}, if_owner=owner
+                    )
                 except StorageUnavailable:
                     continue
                 if not ok:
@@ -298,7 +339,9 @@ class Writer:
             # On an outage the lease is deliberately not released: until it runs out it fences
             # this writer's attempts that may still land late (tests/test_outages.py).
         if should_stop():
-            raise Busy("this change's lease ran out while writing it; it will be finished by the next call")
+            raise Busy(
+                "this change's lease ran out while writing it; it will be finished by the next call"
+            )
         self.store.finish_run(state.day, key)
         ASSIGN_RUN_SECONDS.labels("write").observe(time.perf_counter() - started)
 
@@ -306,12 +349,19 @@ class Writer:
         """The items of a change being rolled forward that are not written yet."""
         pairs = change.pairs()
         rid = run_id(key)
-        present = {(i["driver_id"], i["package_id"]) for i in
-                   self.store.get_items(pairs, attributes=("driver_id", "package_id", "run"))
-                   if i.get("run") == rid}
-        return [assignment_item(state, d, p, change, rid) for d, p in pairs if (d, p) not in present]
+        present = {
+            (i["driver_id"], i["package_id"])
+            for i in self.store.get_items(pairs, attributes=("driver_id", "package_id", "run"))
+            if i.get("run") == rid
+        }
+        return [
+            assignment_item(state, d, p, change, rid) for d, p in pairs if (d, p) not in present
+        ]
 
 
 def _is_validation(exc: Exception) -> bool:
     response: Callable[..., Any] | Any = getattr(exc, "response", None)
-    return isinstance(response, dict) and response.get("Error", {}).get("Code") == "ValidationException"
+    return (
+        isinstance(response, dict)
+        and response.get("Error", {}).get("Code") == "ValidationException"
+    )

@@ -46,18 +46,24 @@ class UnstorableItem(ValueError):
 
 
 def _refuse(path: str, reason: str) -> UnstorableItem:
-    return UnstorableItem(f"attribute {path!r} cannot be stored in DynamoDB: {reason}",
-                          {"attribute": path, "reason": reason})
+    return UnstorableItem(
+        f"attribute {path!r} cannot be stored in DynamoDB: {reason}",
+        {"attribute": path, "reason": reason},
+    )
 
 
-def check_items(items: Iterable[Mapping[str, Any]], partition_key: str | None = None,
-                sort_key: str | None = None) -> int:
+def check_items(
+    items: Iterable[Mapping[str, Any]],
+    partition_key: str | None = None,
+    sort_key: str | None = None,
+) -> int:
     """``check_item`` for each item; the total size in bytes."""
     return sum(check_item(item, partition_key, sort_key) for item in items)
 
 
-def check_item(item: Mapping[str, Any], partition_key: str | None = None,
-               sort_key: str | None = None) -> int:
+def check_item(
+    item: Mapping[str, Any], partition_key: str | None = None, sort_key: str | None = None
+) -> int:
     """The item's size in bytes as DynamoDB counts it, or ``UnstorableItem``."""
     if partition_key is not None:
         _check_key(item, partition_key, MAX_PARTITION_KEY_BYTES)
@@ -68,8 +74,10 @@ def check_item(item: Mapping[str, Any], partition_key: str | None = None,
     except _Refusal as refusal:
         raise _refuse(refusal.path(), refusal.reason) from None
     if size > MAX_ITEM_BYTES:
-        raise UnstorableItem(f"the item is {size:,} bytes, over DynamoDB's {MAX_ITEM_BYTES:,}",
-                             {"attribute": None, "reason": "item too large", "size_bytes": size})
+        raise UnstorableItem(
+            f"the item is {size:,} bytes, over DynamoDB's {MAX_ITEM_BYTES:,}",
+            {"attribute": None, "reason": "item too large", "size_bytes": size},
+        )
     return size
 
 
@@ -100,7 +108,9 @@ def _check_key(item: Mapping[str, Any], name: str, limit: int) -> None:
     elif isinstance(value, (int, float, Decimal)) and not isinstance(value, bool):
         return  # the number rules apply (checked with the other values)
     else:
-        raise _refuse(name, f"a key must be a string, a number or binary, not {type(value).__name__}")
+        raise _refuse(
+            name, f"a key must be a string, a number or binary, not {type(value).__name__}"
+        )
     if size == 0:
         raise _refuse(name, "a key must not be empty")
     if size > limit:
@@ -117,7 +127,9 @@ def _map_size(value: Mapping[str, Any], depth: int) -> int:
     if names is None or "" in value:
         _bad_name(value)
         raise AssertionError("unreachable: _bad_name raises")
-    size = 3 + len(value) + (len(names) if names.isascii() else len(names.encode()))  # 3 a map, 1 an element
+    size = (
+        3 + len(value) + (len(names) if names.isascii() else len(names.encode()))
+    )  # 3 a map, 1 an element
     floats = _FLOAT_SIZES
     child = None
     try:
@@ -244,8 +256,9 @@ def _decimal_size(value: Decimal) -> int:
     assert isinstance(exponent, int)  # a finite, nonzero Decimal
     adjusted = exponent + len(digits) - 1  # the power of ten of the first digit
     if len(digits) > MAX_DIGITS:
-        raise _Refusal(f"{value} has {len(digits)} significant digits, over DynamoDB's {MAX_DIGITS}")
+        raise _Refusal(
+            f"{value} has {len(digits)} significant digits, over DynamoDB's {MAX_DIGITS}"
+        )
     if not -130 <= adjusted <= 125:
         raise _Refusal(f"{value} is outside DynamoDB's magnitude range 1E-130 to 9.9E+125")
     return _number_size(len(digits))
-

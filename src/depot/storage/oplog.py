@@ -72,16 +72,24 @@ class EventLog:
         ``driver:<id>``), else ``system`` (work no request asked for)."""
         event_id = uuid.uuid4().hex
         context = structlog.contextvars.get_contextvars()
-        event = {"event_id": event_id, "type": event_type, "ts": datetime.now(UTC).isoformat(),
-                 "env": self.env, "process": self.process,
-                 "actor": actor or context.get("actor") or "system",
-                 **({"request_id": context["request_id"]} if "request_id" in context else {}), **fields}
+        event = {
+            "event_id": event_id,
+            "type": event_type,
+            "ts": datetime.now(UTC).isoformat(),
+            "env": self.env,
+            "process": self.process,
+            "actor": actor or context.get("actor") or "system",
+            **({"request_id": context["request_id"]} if "request_id" in context else {}),
+            **fields,
+        }
         with self._lock:
             if len(self.buffer) >= self.buffer_max_events:
                 self.buffer.popleft()
                 self.dropped += 1
-                log.warning("operational log buffer full: dropped the oldest event (%d dropped so far)",
-                            self.dropped)
+                log.warning(
+                    "operational log buffer full: dropped the oldest event (%d dropped so far)",
+                    self.dropped,
+                )
             self.buffer.append(event)
             depth = len(self.buffer)
         if depth >= self.flush_max_events:
@@ -130,7 +138,9 @@ class EventLog:
     def flush(self) -> bool:
         """Ship up to ``flush_max_events`` events; True if they were stored."""
         with self._lock:
-            batch = [self.buffer.popleft() for _ in range(min(self.flush_max_events, len(self.buffer)))]
+            batch = [
+                self.buffer.popleft() for _ in range(min(self.flush_max_events, len(self.buffer)))
+            ]
             self._in_flight += len(batch)
         if not batch:
             return True
@@ -175,14 +185,22 @@ class EventLog:
             yield event_key(self.env, when, self.process, seq), events
 
     def _put(self, key: str, events: list[dict[str, Any]]) -> None:
-        body = gzip.compress("".join(json.dumps(e, separators=(",", ":")) + "\n" for e in events).encode())
-        self.s3.put_object(Bucket=self.bucket, Key=key, Body=body, ContentType="application/x-ndjson",
-                           ContentEncoding="gzip", IfNoneMatch="*")
+        body = gzip.compress(
+            "".join(json.dumps(e, separators=(",", ":")) + "\n" for e in events).encode()
+        )
+        self.s3.put_object(
+            Bucket=self.bucket,
+            Key=key,
+            Body=body,
+            ContentType="application/x-ndjson",
+            ContentEncoding="gzip",
+            IfNoneMatch="*",
+        )
 
     def _requeue(self, batch: list[dict[str, Any]]) -> None:
         with self._lock:
             room = max(0, self.buffer_max_events - len(self.buffer))
-            keep = batch[len(batch) - room:]  # the newest that fit (not batch[-room:]: -0 is all)
+            keep = batch[len(batch) - room :]  # the newest that fit (not batch[-room:]: -0 is all)
             lost = len(batch) - len(keep)
             if lost > 0:
                 self.dropped += lost

@@ -50,9 +50,13 @@ def install(client: Any, settings: Settings) -> Any:
     retry_quota = standard.RetryQuotaChecker(quota.RetryQuota(), detector)
     handler = standard.RetryHandler(
         retry_policy=standard.RetryPolicy(
-            retry_checker=BoundedTransportRetries(settings.aws_max_attempts, settings.aws_transport_max_attempts),
+            retry_checker=BoundedTransportRetries(
+                settings.aws_max_attempts, settings.aws_transport_max_attempts
+            ),
             retry_backoff=standard.ExponentialBackoff(
-                max_backoff=settings.aws_max_backoff_s, service_name=service, throttling_detector=detector
+                max_backoff=settings.aws_max_backoff_s,
+                service_name=service,
+                throttling_detector=detector,
             ),
         ),
         retry_event_adapter=adapter,

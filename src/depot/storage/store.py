@@ -97,8 +97,10 @@ def outage_guard(what: str) -> Iterator[None]:
             raise StorageUnavailable(f"{what}: {code or status}") from exc
         if code in NOT_PROVISIONED_CODES:
             message = exc.response.get("Error", {}).get("Message", code)
-            raise StorageUnavailable(f"{what}: storage is not provisioned ({message}); run `depot provision`",
-                                     retry_after_s=30) from exc
+            raise StorageUnavailable(
+                f"{what}: storage is not provisioned ({message}); run `depot provision`",
+                retry_after_s=30,
+            ) from exc
         raise
     except BotoCoreError as exc:
         raise StorageUnavailable(f"{what}: {type(exc).__name__}") from exc
@@ -139,15 +141,22 @@ def make_clients(settings: Settings) -> tuple[Any, Any]:
     s3_kwargs["config"] = client_config(settings).merge(Config(s3={"addressing_style": "path"}))
     dynamodb, s3 = session.client("dynamodb", **kwargs), session.client("s3", **s3_kwargs)
     for client in (dynamodb, s3):
-        retries.install(client, settings)  # bounded for the API's deadline: see depot.storage.retries
+        retries.install(
+            client, settings
+        )  # bounded for the API's deadline: see depot.storage.retries
     return dynamodb, s3
 
 
 def make_log_client(settings: Settings) -> Any:
     """An S3 client for the operational log shipper: few retries, short timeouts, its own pool,
     so that a slow S3 delays only the background shipper."""
-    config = Config(retries={"mode": "standard", "max_attempts": 2}, connect_timeout=1, read_timeout=3,
-                    max_pool_connections=2, s3={"addressing_style": "path"})
+    config = Config(
+        retries={"mode": "standard", "max_attempts": 2},
+        connect_timeout=1,
+        read_timeout=3,
+        max_pool_connections=2,
+        s3={"addressing_style": "path"},
+    )
     kwargs: dict[str, Any] = {"config": config}
     if settings.aws_endpoint_url:
         kwargs["endpoint_url"] = settings.aws_endpoint_url
@@ -174,7 +183,7 @@ def to_attr(value: Any) -> dict[str, Any]:
 
 
 def from_attr(attr: dict[str, Any]) -> Any:
-    (kind, value), = attr.items()
+    ((kind, value),) = attr.items()
     if kind == "S":
         return value
     if kind == "N":
@@ -232,7 +241,10 @@ class Store:
     def list_days(self) -> list[str]:
         """All days with a manifest, newest first (one small item per day)."""
         days: list[str] = []
-        kwargs: dict[str, Any] = {"TableName": self.settings.days_table, "ProjectionExpression": "#d"}
+        kwargs: dict[str, Any] = {
+            "TableName": self.settings.days_table,
+            "ProjectionExpression": "#d",
+        }
         kwargs["ExpressionAttributeNames"] = {"#d": "day"}
         with outage_guard("listing days"):
             while True:
@@ -243,8 +255,15 @@ class Store:
                 kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
         return sorted(days, reverse=True)
 
-    def _update_day(self, day: str, what: str, update: str, condition: str,
-                    names: dict[str, str], values: dict[str, Any]) -> bool:
+    def _update_day(
+        self,
+        day: str,
+        what: str,
+        update: str,
+        condition: str,
+        names: dict[str, str],
+        values: dict[str, Any],
+    ) -> bool:
         """One conditional UpdateItem on the day's item; False if the condition did not hold."""
         try:
             with outage_guard(what):
@@ -278,14 +297,25 @@ class Store:
         else:
             values[":expected"] = {"N": str(expected)}
             condition = "#v = :expected"
-        if not self._update_day(day, "committing the day", "SET " + ", ".join(assignments), condition,
-                                names, values):
+        if not self._update_day(
+            day, "committing the day", "SET " + ", ".join(assignments), condition, names, values
+        ):
             raise VersionConflict(day)
         return expected + 1
 
-    def commit_manifest(self, day: str, expected: int, manifest_key: str, counts: dict[str, int],
-                        incarnation: str | None = None) -> int:
-        sets: dict[str, Any] = {"manifest_key": manifest_key, "counts": counts, "updated_at": time.time()}
+    def commit_manifest(
+        self,
+        day: str,
+        expected: int,
+        manifest_key: str,
+        counts: dict[str, int],
+        incarnation: str | None = None,
+    ) -> int:
+        sets: dict[str, Any] = {
+            "manifest_key": manifest_key,
+            "counts": counts,
+            "updated_at": time.time(),
+        }
         if expected == 0:  # a new incarnation of the day: caches of an earlier one are void
             sets.update({"#log": [], "pending": {}, "incarnation": incarnation or uuid.uuid4().hex})
         return self._advance(day, expected, sets)
@@ -313,22 +343,39 @@ class Store:
             raise VersionConflict(day)
         return expected + 1
 
-    def compact(self, day: str, snapshot_key: str, snapshot_version: int, dropped: int,
-                previous_snapshot_version: int) -> bool:
+    def compact(
+        self,
+        day: str,
+        snapshot_key: str,
+        snapshot_version: int,
+        dropped: int,
+        previous_snapshot_version: int,
+    ) -> bool:
         """Point the day at a new snapshot and drop the first ``dropped`` log entries (those it
         folds in). The day's version does not move: the state it describes is the same."""
         removes = ", ".join(f"#log[{i}]" for i in range(dropped))
         return self._update_day(
-            day, "compacting the day",
+            day,
+            "compacting the day",
             f"SET snapshot_key = :k, snapshot_version = :sv REMOVE {removes}",
             "attribute_not_exists(snapshot_version) OR snapshot_version = :old",
             {"#log": "log"},
-            {":k": {"S": snapshot_key}, ":sv": {"N": str(snapshot_version)},
-             ":old": {"N": str(previous_snapshot_version)}},
+            {
+                ":k": {"S": snapshot_key},
+                ":sv": {"N": str(snapshot_version)},
+                ":old": {"N": str(previous_snapshot_version)},
+            },
         )
 
-    def set_lease(self, day: str, run_key: str, lease: dict[str, Any], *, if_owner: str | None = None,
-                  if_expired_before: float | None = None) -> bool:
+    def set_lease(
+        self,
+        day: str,
+        run_key: str,
+        lease: dict[str, Any],
+        *,
+        if_owner: str | None = None,
+        if_expired_before: float | None = None,
+    ) -> bool:
         """Write a run's lease if it is still pending and held by ``if_owner`` or expired."""
         names = {"#pending": "pending", "#run": run_key}
         values: dict[str, Any] = {":lease": to_attr(lease)}
@@ -341,7 +388,9 @@ class Store:
             condition += " AND #pending.#run.#expires < :now"
             names["#expires"] = "expires"
             values[":now"] = to_attr(if_expired_before)
-        return self._update_day(day, "leasing a run", "SET #pending.#run = :lease", condition, names, values)
+        return self._update_day(
+            day, "leasing a run", "SET #pending.#run = :lease", condition, names, values
+        )
 
     def finish_run(self, day: str, run_key: str) -> None:
         with outage_guard("finishing a run"):
@@ -404,7 +453,9 @@ class Store:
         with ThreadPoolExecutor(max_workers=workers) as pool:
             list(pool.map(write, batches))
 
-    def _write_batch(self, records: Sequence[dict[str, Any]], should_stop: Callable[[], bool]) -> None:
+    def _write_batch(
+        self, records: Sequence[dict[str, Any]], should_stop: Callable[[], bool]
+    ) -> None:
         if should_stop():
             return
         table = self.settings.assignments_table
@@ -434,10 +485,18 @@ class Store:
         projection: dict[str, Any] = {}
         if attributes:
             names = {f"#a{i}": name for i, name in enumerate(attributes)}
-            projection = {"ProjectionExpression": ", ".join(names), "ExpressionAttributeNames": names}
+            projection = {
+                "ProjectionExpression": ", ".join(names),
+                "ExpressionAttributeNames": names,
+            }
         for chunk in _chunks(list(keys), BATCH_GET_SIZE):
-            pending = {table: {"Keys": [{"driver_id": {"S": d}, "package_id": {"S": p}} for d, p in chunk],
-                               "ConsistentRead": True, **projection}}
+            pending = {
+                table: {
+                    "Keys": [{"driver_id": {"S": d}, "package_id": {"S": p}} for d, p in chunk],
+                    "ConsistentRead": True,
+                    **projection,
+                }
+            }
             delay = 0.05
             while pending:
                 with outage_guard("reading assignments"):
@@ -460,15 +519,30 @@ class Store:
         return from_item(item) if item else None
 
     def update_status(
-        self, driver_id: str, package_id: str, status: str, allowed_from: Sequence[str], now: float,
-        extra: dict[str, Any] | None = None, stale_before: float = 0.0,
+        self,
+        driver_id: str,
+        package_id: str,
+        status: str,
+        allowed_from: Sequence[str],
+        now: float,
+        extra: dict[str, Any] | None = None,
+        stale_before: float = 0.0,
     ) -> dict[str, Any]:
         """One conditional UpdateItem: the move happens only from an allowed previous status and
         only if no plan change holds the item (``releasing``, unless that mark is older than
         ``stale_before``). ``extra`` attributes (reason, note, proof, actor) are set with it."""
-        values: dict[str, Any] = {":new": {"S": status}, ":now": to_attr(now), ":one": {"N": "1"},
-                                  ":stale": to_attr(stale_before)}
-        names = {"#s": "status", "#ts": f"{status}_at", "#rel": "releasing", "#relat": "releasing_at"}
+        values: dict[str, Any] = {
+            ":new": {"S": status},
+            ":now": to_attr(now),
+            ":one": {"N": "1"},
+            ":stale": to_attr(stale_before),
+        }
+        names = {
+            "#s": "status",
+            "#ts": f"{status}_at",
+            "#rel": "releasing",
+            "#relat": "releasing_at",
+        }
         placeholders = []
         for i, prev in enumerate(allowed_from):
             values[f":p{i}"] = {"S": prev}
@@ -478,8 +552,10 @@ class Store:
             names[f"#x{i}"] = name
             values[f":x{i}"] = to_attr(value)
             sets.append(f"#x{i} = :x{i}")
-        condition = (f"attribute_exists(package_id) AND #s IN ({', '.join(placeholders)}) AND "
-                     "(attribute_not_exists(#rel) OR #relat < :stale)")
+        condition = (
+            f"attribute_exists(package_id) AND #s IN ({', '.join(placeholders)}) AND "
+            "(attribute_not_exists(#rel) OR #relat < :stale)"
+        )
         try:
             with outage_guard("updating a status"):
                 out = self.dynamodb.update_item(
@@ -497,13 +573,21 @@ class Store:
             raise
         old = from_item(out["Attributes"])
         new = {k: v for k, v in old.items() if k not in ("releasing", "releasing_at")}
-        new.update({"status": status, "updated_at": now, f"{status}_at": now,
-                    "version": int(old.get("version", 0)) + 1, **(extra or {})})
+        new.update(
+            {
+                "status": status,
+                "updated_at": now,
+                f"{status}_at": now,
+                "version": int(old.get("version", 0)) + 1,
+                **(extra or {}),
+            }
+        )
         new["_previous_status"] = old.get("status")
         return new
 
-    def mark_release(self, driver_id: str, package_id: str, change_key: str, now: float,
-                     stale_before: float) -> dict[str, Any]:
+    def mark_release(
+        self, driver_id: str, package_id: str, change_key: str, now: float, stale_before: float
+    ) -> dict[str, Any]:
         """Claim an item for a plan change that will remove it: only from ``assigned`` or
         ``accepted`` and only if no live mark of another change is on it. From then on a
         ``/update`` of it fails its condition: of the two, exactly one wins."""
@@ -514,11 +598,19 @@ class Store:
                     Key=_key(driver_id, package_id),
                     UpdateExpression="SET #rel = :k, #relat = :now",
                     ConditionExpression="attribute_exists(package_id) AND #s IN (:a, :c) AND "
-                                        "(attribute_not_exists(#rel) OR #rel = :k OR #relat < :stale)",
-                    ExpressionAttributeNames={"#s": "status", "#rel": "releasing", "#relat": "releasing_at"},
-                    ExpressionAttributeValues={":k": {"S": change_key}, ":now": to_attr(now),
-                                               ":stale": to_attr(stale_before), ":a": {"S": "assigned"},
-                                               ":c": {"S": "accepted"}},
+                    "(attribute_not_exists(#rel) OR #rel = :k OR #relat < :stale)",
+                    ExpressionAttributeNames={
+                        "#s": "status",
+                        "#rel": "releasing",
+                        "#relat": "releasing_at",
+                    },
+                    ExpressionAttributeValues={
+                        ":k": {"S": change_key},
+                        ":now": to_attr(now),
+                        ":stale": to_attr(stale_before),
+                        ":a": {"S": "assigned"},
+                        ":c": {"S": "accepted"},
+                    },
                     ReturnValues="ALL_NEW",
                 )
         except ClientError as exc:
@@ -532,8 +624,10 @@ class Store:
         try:
             with outage_guard("releasing a claim"):
                 self.dynamodb.update_item(
-                    TableName=self.settings.assignments_table, Key=_key(driver_id, package_id),
-                    UpdateExpression="REMOVE #rel, #relat", ConditionExpression="#rel = :k",
+                    TableName=self.settings.assignments_table,
+                    Key=_key(driver_id, package_id),
+                    UpdateExpression="REMOVE #rel, #relat",
+                    ConditionExpression="#rel = :k",
                     ExpressionAttributeNames={"#rel": "releasing", "#relat": "releasing_at"},
                     ExpressionAttributeValues={":k": {"S": change_key}},
                 )
@@ -546,7 +640,8 @@ class Store:
         try:
             with outage_guard("removing an assignment"):
                 self.dynamodb.delete_item(
-                    TableName=self.settings.assignments_table, Key=_key(driver_id, package_id),
+                    TableName=self.settings.assignments_table,
+                    Key=_key(driver_id, package_id),
                     ConditionExpression="#rel = :k",
                     ExpressionAttributeNames={"#rel": "releasing"},
                     ExpressionAttributeValues={":k": {"S": change_key}},
@@ -561,8 +656,11 @@ class Store:
         """Put an item that must not exist yet (an archived attempt); False if it does."""
         try:
             with outage_guard("archiving an attempt"):
-                self.dynamodb.put_item(TableName=self.settings.assignments_table, Item=to_item(record),
-                                       ConditionExpression="attribute_not_exists(package_id)")
+                self.dynamodb.put_item(
+                    TableName=self.settings.assignments_table,
+                    Item=to_item(record),
+                    ConditionExpression="attribute_not_exists(package_id)",
+                )
         except ClientError as exc:
             if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
                 return False
@@ -584,9 +682,12 @@ class Store:
                 adds.append(f"#c{i} :c{i}")
         with outage_guard("numbering an event"):
             out = self.dynamodb.update_item(
-                TableName=self.settings.events_table, Key=_event_key(day, 0),
-                UpdateExpression="ADD " + ", ".join(adds), ExpressionAttributeNames=names,
-                ExpressionAttributeValues=values, ReturnValues="UPDATED_NEW",
+                TableName=self.settings.events_table,
+                Key=_event_key(day, 0),
+                UpdateExpression="ADD " + ", ".join(adds),
+                ExpressionAttributeNames=names,
+                ExpressionAttributeValues=values,
+                ReturnValues="UPDATED_NEW",
             )
         return int(out["Attributes"]["last"]["N"])
 
@@ -594,9 +695,17 @@ class Store:
         """Store numbered events (each has ``seq``) with BatchWriteItem."""
         table = self.settings.events_table
         for chunk in _chunks(list(events), BATCH_WRITE_SIZE):
-            requests = [{"PutRequest": {"Item": {**_event_key(day, e["seq"]),
-                                                 "event": {"S": orjson.dumps(e).decode()}}}}
-                        for e in chunk]
+            requests = [
+                {
+                    "PutRequest": {
+                        "Item": {
+                            **_event_key(day, e["seq"]),
+                            "event": {"S": orjson.dumps(e).decode()},
+                        }
+                    }
+                }
+                for e in chunk
+            ]
             delay = 0.05
             for _ in range(12):
                 with outage_guard("storing events"):
@@ -612,8 +721,9 @@ class Store:
     def event_counter(self, day: str) -> dict[str, int]:
         """The counter item: ``last`` (the newest event number) and ``count_<status>`` figures."""
         with outage_guard("reading the event counter"):
-            out = self.dynamodb.get_item(TableName=self.settings.events_table, Key=_event_key(day, 0),
-                                         ConsistentRead=True)
+            out = self.dynamodb.get_item(
+                TableName=self.settings.events_table, Key=_event_key(day, 0), ConsistentRead=True
+            )
         item = out.get("Item") or {}
         return {k: int(v["N"]) for k, v in item.items() if "N" in v}
 
