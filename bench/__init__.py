@@ -1,1 +1,2 @@
-"""Depot's benchmark suite (issue 6): ``python -m bench`` (``make bench``); see docs/performance.md."""
+"""Depot's benchmark suite (issue 6): ``python -m bench`` (``make bench``); see
+docs/performance.md."""

@@ -207,13 +207,15 @@ def table(results: dict[str, Any]) -> Table:
         t.add_row(
             f"import {s['packages']:,} packages ({s['manifest_bytes'] / 1e6:.0f} MB)",
             _s(s["import_s"]),
-            f"raw S3 PUT {_s(s['raw_s3_put_s'])}: x{s['import_vs_s3_put']:.2f} (<= 1.5); raw BatchWriteItem "
+            f"raw S3 PUT {_s(s['raw_s3_put_s'])}: x{s['import_vs_s3_put']:.2f} (<= 1.5); "
+            "raw BatchWriteItem "
             f"{_s(s.get('raw_batch_write_packages_s'))} (x{s.get('import_vs_raw_write') or 0:.2f})",
         )
         t.add_row(
             f"POST /assign ({s['assigned']:,} items)",
             _s(s["assign_s"]),
-            f"raw BatchWriteItem {_s(s['raw_batch_write_s'])}: x{s['assign_vs_raw_write']:.2f} (<= 1.5)",
+            f"raw BatchWriteItem {_s(s['raw_batch_write_s'])}: "
+            f"x{s['assign_vs_raw_write']:.2f} (<= 1.5)",
         )
         t.add_row("POST /assign repeated", _s(s["assign_repeat_s"]), "< 2 s")
         if "read_p95_ms" in s:

@@ -105,7 +105,8 @@ def run(drivers: int, per_driver: int, updates: int, renders: int) -> dict:
                         },
                     ).raise_for_status()
                     page.wait_for_function(
-                        "n => document.querySelector(\"[data-count='accepted']\").textContent === String(n)",
+                        "n => document.querySelector(\"[data-count='accepted']\")"
+                        ".textContent === String(n)",
                         arg=accepted,
                         timeout=60_000,
                         polling="raf",

@@ -56,8 +56,8 @@ def _log_log(ax, xlabel: str, title: str) -> None:
 
 
 def draw_fleets(results: dict[str, Any], path: Path) -> Path:
-    """``python -m bench.matcher_bench``: time and peak memory against day size, one colour per fleet,
-    the matcher (solid) against the full-graph max flow (dashed), log-log."""
+    """``python -m bench.matcher_bench``: time and peak memory against day size, one colour per
+    fleet, the matcher (solid) against the full-graph max flow (dashed), log-log."""
     import matplotlib
 
     matplotlib.use("Agg")

@@ -4,7 +4,8 @@ On a fresh stack (emulator and API as processes): a day is imported and assigned
 ``/update`` runs an open-loop load (``bench.load``, another process) twice, without subscribers
 and with ``SUBSCRIBERS`` open event streams, and the p50/p99 latencies are compared; a probe
 subscriber measures, for updates sent one at a time, the time from ``/update``'s answer to the
-event's arrival. Run: ``python -m bench.events_bench`` (writes ``bench/results/events-<time>.json``).
+event's arrival. Run: ``python -m bench.events_bench`` (writes
+``bench/results/events-<time>.json``).
 """
 
 from __future__ import annotations

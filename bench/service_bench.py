@@ -121,7 +121,8 @@ def import_rounds(
 
 def parse_times(body: bytes, repeat: int = 3) -> dict[str, float]:
     """In this process, best of ``repeat``: reading a body as an import does (the fast decoder),
-    and the pydantic models' path that names errors (which a body the fast decoder refuses takes)."""
+    and the pydantic models' path that names errors (which a body the fast decoder refuses
+    takes)."""
     from depot.core.manifest import _decode_checked, parse_manifest
     from depot.core.models import gc_paused
 
@@ -192,7 +193,8 @@ def run(
         raw_s3_put(st.endpoint, b"{}")
         out.update(import_rounds(http, st.endpoint, body, day, import_rounds_n))
         log(
-            f"import {out['import_s']:.2f}s, raw S3 PUT of the same bytes {out['raw_s3_put_s']:.2f}s "
+            f"import {out['import_s']:.2f}s, "
+            f"raw S3 PUT of the same bytes {out['raw_s3_put_s']:.2f}s "
             f"(x{out['import_vs_s3_put']:.2f}; rounds {out['import_rounds']})"
         )
 

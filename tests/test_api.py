@@ -1,5 +1,5 @@
-"""The HTTP API (SPEC section 2) as a real process (`python -m depot.ops.cli serve`) against the real
-emulator process, checked through its HTTP interface and against DeliveryAssignments read
+"""The HTTP API (SPEC section 2) as a real process (`python -m depot.ops.cli serve`) against the
+real emulator process, checked through its HTTP interface and against DeliveryAssignments read
 straight from the emulator. Tests isolate themselves by using a day of their own."""
 
 from __future__ import annotations
@@ -763,7 +763,7 @@ def test_get_package_names_its_driver_and_status(client):
     assert client.get(f"/packages/gp-{day}-held", params={"day": new_day()}).status_code == 404
 
 
-# --- the acceptance run's shape: unseen brief-sized days, the whole day requested --------------------
+# --- the acceptance run's shape: unseen brief-sized days, the whole day requested -----------------
 
 
 @pytest.mark.parametrize(

@@ -180,7 +180,7 @@ def test_workflow_has_lint_test_and_localstack_jobs() -> None:
     assert any(u.startswith("hashicorp/setup-terraform@") for u in uses)
 
 
-# -- Makefile ---------------------------------------------------------------------------------------
+# -- Makefile --------------------------------------------------------------------------------------
 
 
 def test_makefile_has_the_briefs_targets_each_described() -> None:

@@ -60,7 +60,8 @@ def emulator():
 
 
 def check_completed(ddb, s3, day: str, table: str, cap: int, answer: dict) -> int:
-    """The table equals the committed runs, nothing pending, nothing twice; returns the item count."""
+    """The table equals the committed runs, nothing pending, nothing twice; returns the item
+    count."""
     committed = committed_state(ddb, s3, day)
     items = table_assignments(ddb, day, table=table)
     pairs = [(d, p) for d, p, _ in items]
@@ -138,11 +139,15 @@ def test_hundred_in_process_crashes_mid_assign(emulator, monkeypatch):
             what = [f"stopped itself: {exc}"]
         except ProcessCrashed as exc:
             what = [
-                f"crashed {'after' if crash.applied else 'before'} call {crash.at}: {str(exc).split('(')[-1]}"
+                (
+                    f"crashed {'after' if crash.applied else 'before'} call {crash.at}: "
+                    f"{str(exc).split('(')[-1]}"
+                )
             ]
         finally:
             crash.remove()
-        # the next processes: the first of them sometimes dies as well, while rolling the run forward
+        # the next processes: the first of them sometimes dies as well, while rolling the run
+        # forward
         answer = None
         for attempt, (d, s) in enumerate([(d2, s2), (d3, s3_)] + [(d3, s3_)] * 8):
             service = Service(settings, Store(settings, d, s))

@@ -257,7 +257,8 @@ def test_two_rules_with_the_same_code_must_both_hold():
 
 
 def test_rule_masks_are_cached_per_distinct_rule(columns):
-    """Two drivers sharing a rule (with different rule ids) evaluate it once, with the same result."""
+    """Two drivers sharing a rule (with different rule ids) evaluate it once, with the same
+    result."""
     drivers = parse_drivers(
         [
             {

@@ -166,8 +166,8 @@ def test_a_generated_day_takes_the_fast_path_and_reads_as_the_models_read_it():
     ("first", "last"), [(4.0, -1.0), (-1.0, 4.0)], ids=["valid-then-invalid", "invalid-then-valid"]
 )
 def test_a_repeated_key_counts_as_its_last_value(first, last):
-    """orjson keeps a repeated key's last value; msgspec checks each, so it may refuse what the models
-    accept (the body then takes the slow path), never the other way round."""
+    """orjson keeps a repeated key's last value; msgspec checks each, so it may refuse what the
+    models accept (the body then takes the slow path), never the other way round."""
     body = json.dumps({"packages": [VALID]})
     raw = body.replace('"weight_kg": 4.25', f'"weight_kg": {first}, "weight_kg": {last}').encode()
     fast = _decode_fast(raw)

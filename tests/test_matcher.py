@@ -1,5 +1,6 @@
 """The matcher against independent oracles: networkx max flow and min-cost max flow on the full
-driver x package graph, built with the test's own reading of SPEC's rules table (tests/oracle.py)."""
+driver x package graph, built with the test's own reading of SPEC's rules table
+(tests/oracle.py)."""
 
 from __future__ import annotations
 
@@ -29,7 +30,7 @@ PROPERTY_SETTINGS = settings(
 )
 
 
-# --- a generated day, with some packages already held ----------------------------------------------
+# --- a generated day, with some packages already held ---------------------------------------------
 
 
 @PROPERTY_SETTINGS
@@ -117,7 +118,7 @@ def test_interchangeable_drivers_get_even_loads(case):
         assert max(load.values()) - min(load.values()) <= 1, load
 
 
-# --- personalised and adversarial fleets ------------------------------------------------------------
+# --- personalised and adversarial fleets ----------------------------------------------------------
 
 
 @PROPERTY_SETTINGS
@@ -190,7 +191,7 @@ def test_drivers_with_equal_rules_written_differently_share_the_load_evenly(rule
     assert result.assigned == case.optimum()
 
 
-# --- greedy is not enough ---------------------------------------------------------------------------
+# --- greedy is not enough -------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
@@ -233,7 +234,7 @@ def test_priority_on_the_full_brief_day():
     assert got == best_priority(day["drivers"], day["packages"], 10)
 
 
-# --- small cases written out ------------------------------------------------------------------------
+# --- small cases written out ----------------------------------------------------------------------
 
 
 def pkg(i: int, express=False, perishable=False, **kw) -> dict:

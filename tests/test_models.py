@@ -1,4 +1,5 @@
-"""The day's lists (SPEC section 1): what an import accepts, and what it refuses with a named error."""
+"""The day's lists (SPEC section 1): what an import accepts, and what it refuses with a named
+error."""
 
 from __future__ import annotations
 

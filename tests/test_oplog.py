@@ -66,7 +66,8 @@ def test_ten_thousand_events_arrive_complete_with_a_fifth_of_puts_failing(settin
     assert len(stored_ids) == len(ids), "an event was stored twice"
     assert log.dropped == 0
     print(
-        f"\n10,000 events, {counts['failed']} of {counts['sent']} PUT attempts failed, 0 lost, 0 duplicated"
+        f"\n10,000 events, {counts['failed']} of {counts['sent']} PUT attempts failed, "
+        "0 lost, 0 duplicated"
     )
 
 

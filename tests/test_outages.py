@@ -173,7 +173,8 @@ def _assert_table_is_committed_state(stack, day: str, cap: int) -> list[tuple[st
         "a package is in two runs"
     )
     assert set(pairs) == set(committed.pairs), (
-        f"lost {len(set(committed.pairs) - set(pairs))}, extra {len(set(pairs) - set(committed.pairs))}"
+        f"lost {len(set(committed.pairs) - set(pairs))}, "
+        f"extra {len(set(pairs) - set(committed.pairs))}"
     )
     held = Counter(p for _, p in pairs)
     assert not [p for p, n in held.items() if n > 1], "a package is held by two drivers"
@@ -376,7 +377,8 @@ def test_killed_and_restarted_emulator():
 
 def test_thirty_percent_throttled_still_99_percent_of_api_calls_succeed(emulated):
     """ThrottlingException on 30% of DynamoDB requests (injected before sending, so botocore's
-    retry logic handles them as real ones): at least 99% of API calls still answer as they should."""
+    retry logic handles them as real ones): at least 99% of API calls still answer as they
+    should."""
     from depot.http.app import create_app
 
     day = "2031-01-07"

@@ -1,5 +1,5 @@
-"""The generator of each day's lists (SPEC section 1, "The generator"): codes, params, distributions,
-determinism, and the `depot generate` command."""
+"""The generator of each day's lists (SPEC section 1, "The generator"): codes, params,
+distributions, determinism, and the `depot generate` command."""
 
 from __future__ import annotations
 
@@ -106,7 +106,7 @@ def test_unseeded_days_differ():
     assert [p["package_id"] for p in a["packages"]] != [p["package_id"] for p in b["packages"]]
 
 
-# --- the default day -------------------------------------------------------------------------------
+# --- the default day ------------------------------------------------------------------------------
 
 
 def test_default_day_is_the_briefs(default_day):

@@ -508,7 +508,8 @@ def test_declared_60_mib_is_413_at_once(api, tokens):
     with socket.create_connection(("127.0.0.1", api.port), timeout=10) as sock:
         sock.sendall(
             (
-                f"POST /manifests HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {tokens['dispatcher']}"
+                "POST /manifests HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                f"Authorization: Bearer {tokens['dispatcher']}"
                 f"\r\nContent-Type: application/json\r\nContent-Length: {60 * MiB}\r\n\r\n"
             ).encode()
         )

@@ -97,7 +97,10 @@ def test_readable_table(day_file):
         (None, [], "cannot read"),
         ("{not json", [], "not a valid day"),
         (
-            '{"drivers": [{"driver_id": "a", "rules": [{"rule_id": "r", "code": "MAX_WEIGHT", "params": {}}]}]}',
+            (
+                '{"drivers": [{"driver_id": "a", "rules": '
+                '[{"rule_id": "r", "code": "MAX_WEIGHT", "params": {}}]}]}'
+            ),
             [],
             "limit_kg",
         ),

@@ -25,7 +25,8 @@ class Settings(BaseSettings):
     aws_endpoint_url: str | None = Field(
         default=None, validation_alias=AliasChoices("AWS_ENDPOINT_URL", "DEPOT_AWS_ENDPOINT_URL")
     )
-    """Unset in ``dev``: the embedded emulator (``EMBEDDED_ENDPOINT``). Set but empty: AWS itself."""
+    """Unset in ``dev``: the embedded emulator (``EMBEDDED_ENDPOINT``). Set but empty: AWS
+    itself."""
     aws_region: str = Field(
         default="us-east-1",
         validation_alias=AliasChoices("AWS_REGION", "AWS_DEFAULT_REGION", "DEPOT_AWS_REGION"),

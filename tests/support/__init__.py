@@ -1,1 +1,2 @@
-"""What the tests share: processes (emulator, API), the fault harness, the browser, factories, figures."""
+"""What the tests share: processes (emulator, API), the fault harness, the browser, factories,
+figures."""

@@ -305,7 +305,8 @@ class FaultProxy:
             return self.seen[key]
 
     def wait_for(self, key: str, at_least: int, timeout: float) -> None:
-        """Wait until ``at_least`` requests of ``key`` (e.g. "BatchWriteItem:blackhole") were seen."""
+        """Wait until ``at_least`` requests of ``key`` (e.g. "BatchWriteItem:blackhole") were
+        seen."""
         deadline = time.monotonic() + timeout
         with self._changed:
             while self.seen[key] < at_least:
@@ -709,7 +710,8 @@ def scan_all(dynamodb, table: str, **kwargs: Any) -> list[dict[str, Any]]:
 def table_assignments(
     dynamodb, day: str, table: str = "DeliveryAssignments"
 ) -> list[tuple[str, str, str]]:
-    """(driver_id, package_id, status) of every item of ``day`` in the table, straight from a scan."""
+    """(driver_id, package_id, status) of every item of ``day`` in the table, straight from a
+    scan."""
     items = scan_all(
         dynamodb,
         table,
@@ -833,7 +835,7 @@ def import_day(
     return payload
 
 
-# --- the real app in this process (for botocore hooks on its clients) ------------------------------
+# --- the real app in this process (for botocore hooks on its clients) -----------------------------
 
 
 @contextmanager

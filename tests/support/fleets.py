@@ -48,7 +48,8 @@ class Case:
 
     def __repr__(self) -> str:
         return (
-            f"Case(drivers={[(d['driver_id'], [r['code'] for r in d['rules']]) for d in self.raw_drivers]}, "
+            "Case(drivers="
+            f"{[(d['driver_id'], [r['code'] for r in d['rules']]) for d in self.raw_drivers]}, "
             f"packages={len(self.packages)}, cap={self.cap}, held_counts={self.held_counts}, "
             f"held={sorted(self.holder)})"
         )
@@ -121,7 +122,7 @@ def check_valid(case: Case, result) -> list[tuple[str, int]]:
     return pairs
 
 
-# --- the properties ---------------------------------------------------------------------------------
+# --- the properties -------------------------------------------------------------------------------
 
 
 REGION_NAMES = ["north", "east", "south", "west"]
@@ -132,7 +133,8 @@ def _rule(code: str, params: dict) -> dict:
 
 
 def _num(low: float, high: float):
-    """A float parameter; rounded, since a value like 1e-300 is refused (DynamoDB cannot store it)."""
+    """A float parameter; rounded, since a value like 1e-300 is refused (DynamoDB cannot store
+    it)."""
     return st.floats(low, high).map(lambda v: round(v, 3))
 
 

@@ -38,7 +38,8 @@ def rule_accepts(code: str, params: Mapping[str, Any], pkg: Mapping[str, Any]) -
 
 
 def _rules_of(driver: Any) -> list[tuple[str, Mapping[str, Any]]]:
-    """(code, params) pairs of a driver given as a dict (raw JSON) or a ``depot.core.models.Driver``."""
+    """(code, params) pairs of a driver given as a dict (raw JSON) or a
+    ``depot.core.models.Driver``."""
     if isinstance(driver, Mapping):
         return [(r["code"], r.get("params", {})) for r in driver.get("rules", [])]
     return [(str(getattr(r.code, "value", r.code)), r.params) for r in driver.rules]

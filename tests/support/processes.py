@@ -63,7 +63,8 @@ def wait_for_line(proc: subprocess.Popen, needle: str, timeout: float = READY_TI
         sel.close()
     proc.kill()
     raise RuntimeError(
-        f"process did not print {needle!r}; output:\n{''.join(seen)}{pending.decode(errors='replace')}"
+        f"process did not print {needle!r}; output:\n"
+        f"{''.join(seen)}{pending.decode(errors='replace')}"
     )
 
 

@@ -172,7 +172,8 @@ class Plan:
     )  # package -> events
 
     def apply(self, changes: Sequence[Change]) -> Plan:
-        """The plan after ``changes`` (in version order; those at or below ``version`` are skipped)."""
+        """The plan after ``changes`` (in version order; those at or below ``version`` are
+        skipped)."""
         changes = [c for c in changes if c.version > self.version]
         if not changes:
             return self

@@ -72,9 +72,9 @@ def parse_manifest(raw: bytes) -> ManifestBody:
 
 # --- the fast decoder: a mirror of models.Package ---------------------------------------------
 
-# models.Identifier's length here; its pattern in one regex pass over all ids (``_valid_ids``), which
-# is a third of the cost of msgspec's per-string pattern. msgspec is strict already: a bool is not
-# a number, a string is not a number, a float is not an int (nor a hazmat class).
+# models.Identifier's length here; its pattern in one regex pass over all ids (``_valid_ids``),
+# which is a third of the cost of msgspec's per-string pattern. msgspec is strict already: a bool is
+# not a number, a string is not a number, a float is not an int (nor a hazmat class).
 _Identifier = Annotated[str, Meta(min_length=1, max_length=models.MAX_ID_CHARS)]
 _IDS = re.compile(r"(?:[A-Za-z0-9_.:\-]+\n)*")
 

@@ -660,7 +660,8 @@ class _Network:
         if best == 0:
             return flow
         gid = np.arange(len(self.tail), dtype=np.int64)
-        # (arcs, capacities, global arc ids, level bounds, total, whether to try the last flow first)
+        # (arcs, capacities, global arc ids, level bounds, total, whether to try the last flow
+        # first)
         stack = [(self.tail, self.head, cap, gid, 0, self.max_per_driver, best, False)]
         while stack:
             tail, head, cap, gid, lo, hi, total, hopeful = stack.pop()

@@ -186,7 +186,7 @@ ERRORS: dict[int | str, dict[str, Any]] = {
 }
 
 
-# --- wiring -------------------------------------------------------------------------------------------
+# --- wiring ---------------------------------------------------------------------------------------
 
 
 def actor_of(principal: auth.Principal) -> str:
@@ -445,7 +445,8 @@ def _install_routes(app: FastAPI) -> None:
     def carry_over(
         day: Date, body: CarryOverRequest, service: ServiceDep, principal: auth.DispatcherDep
     ) -> dict[str, Any]:
-        """Bring a day's failed and unassigned packages into ``day`` as their next attempt (SPEC 4)."""
+        """Bring a day's failed and unassigned packages into ``day`` as their next attempt \
+(SPEC 4)."""
         return service.carry_over(day.isoformat(), body.from_day.isoformat(), actor_of(principal))
 
     @app.get("/days/{day}/summary", tags=["board"], responses=ERRORS)
@@ -585,7 +586,8 @@ def _install_routes(app: FastAPI) -> None:
     @app.get("/ready", tags=["operations"], responses={503: {"model": dict}})
     def ready(service: ServiceDep):
         """DynamoDB and S3 answer, each reported on its own (checked at once: each may take the
-        whole retry budget when unreachable, and /ready must answer within the 10 s deadline too)."""
+        whole retry budget when unreachable, and /ready must answer within the 10 s deadline \
+too)."""
 
         import logging
 

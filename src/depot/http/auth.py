@@ -95,7 +95,7 @@ class AuthError(Exception):
         self.status, self.code, self.message = status, code, message
 
 
-# --- secrets ----------------------------------------------------------------------------------------
+# --- secrets --------------------------------------------------------------------------------------
 
 
 def _plain(value: Any) -> str | None:
@@ -149,8 +149,8 @@ def open_mode_refusal(settings, host: str | None = None) -> str | None:
     env = getattr(settings, "env", "dev")
     if env in ("test", "prod"):
         return (
-            f"DEPOT_AUTH_SECRET is not set and DEPOT_ENV={env}: refusing to start an unauthenticated "
-            f"API outside dev; {_SET_A_SECRET}"
+            f"DEPOT_AUTH_SECRET is not set and DEPOT_ENV={env}: refusing to start an "
+            f"unauthenticated API outside dev; {_SET_A_SECRET}"
         )
     if getattr(settings, "allow_open_mode", False):
         return None
@@ -195,7 +195,7 @@ def check_configuration(settings, host: str | None = None) -> list[str]:
     return secrets
 
 
-# --- tokens ------------------------------------------------------------------------------------------
+# --- tokens ---------------------------------------------------------------------------------------
 
 _TTL = re.compile(r"^\s*(\d+)\s*([smhd]?)\s*$")
 _UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -301,7 +301,7 @@ def _check_lifetime(claims: dict[str, Any]) -> None:
         )
 
 
-# --- the middleware ----------------------------------------------------------------------------------
+# --- the middleware -------------------------------------------------------------------------------
 
 
 def bearer_from_scope(scope) -> str | None:
@@ -342,7 +342,10 @@ class AuthMiddleware:
             challenge = (
                 'Bearer realm="depot"'
                 if exc.code == "unauthorized"
-                else f'Bearer realm="depot", error="invalid_token", error_description="{exc.message}"'
+                else (
+                    'Bearer realm="depot", error="invalid_token", '
+                    f'error_description="{exc.message}"'
+                )
             )
             return await send_json_error(
                 send, exc.status, exc.code, exc.message, headers={"WWW-Authenticate": challenge}
@@ -353,7 +356,7 @@ class AuthMiddleware:
         await self.app(scope, receive, send)
 
 
-# --- dependencies ------------------------------------------------------------------------------------
+# --- dependencies ---------------------------------------------------------------------------------
 
 _bearer = HTTPBearer(
     auto_error=False, description="`depot token --role dispatcher|driver` mints one"
@@ -379,7 +382,7 @@ PrincipalDep = Annotated[Principal, Depends(current_principal)]
 DispatcherDep = Annotated[Principal, Depends(require_dispatcher)]
 
 
-# --- object-level checks (another driver's object answers exactly like a missing one) -----------------
+# --- object-level checks (another driver's object answers exactly like a missing one) -------------
 
 
 def check_update(principal: Principal, driver_id: str, package_id: str) -> None:
@@ -412,7 +415,7 @@ def visible_package(principal: Principal, result: dict[str, Any], package_id: st
     return result
 
 
-# --- installation ------------------------------------------------------------------------------------
+# --- installation ---------------------------------------------------------------------------------
 
 
 def middleware(settings) -> list:
@@ -443,7 +446,8 @@ def install_handler(app) -> None:
 
 
 def mint_cli(role: str, driver_id: str | None, ttl: str) -> str:
-    """``depot token``: a token signed with the current DEPOT_AUTH_SECRET (ValueError explains refusals)."""
+    """``depot token``: a token signed with the current DEPOT_AUTH_SECRET (ValueError explains
+    refusals)."""
     from depot.config import Settings
 
     secrets = secrets_from(Settings())

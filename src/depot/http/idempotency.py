@@ -76,7 +76,9 @@ class IdempotencyRecords:
                         "lock_until": {"N": repr(now + LOCK_S)},
                         "expires_at": {"N": str(int(now + RETENTION_S))},
                     },
-                    ConditionExpression="attribute_not_exists(idempotency_key) OR expires_at < :now",
+                    ConditionExpression=(
+                        "attribute_not_exists(idempotency_key) OR expires_at < :now"
+                    ),
                     ExpressionAttributeValues={":now": {"N": str(int(now))}},
                 )
             return Begin("new")

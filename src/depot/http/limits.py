@@ -36,8 +36,9 @@ DRAIN_MAX_S = 15.0
 
 
 class BodyTooLarge(HTTPException):
-    """Raised from ``receive`` when the count passes the cap; FastAPI re-raises HTTPException, so the
-    app's handler answers 413 in the JSON error shape (and the middleware does if it escapes)."""
+    """Raised from ``receive`` when the count passes the cap; FastAPI re-raises HTTPException, so
+    the app's handler answers 413 in the JSON error shape (and the middleware does if it
+    escapes)."""
 
     def __init__(self, limit: int):
         super().__init__(413, f"the request body exceeds the limit of {limit:,} bytes")
@@ -159,7 +160,8 @@ async def _drain(receive, budget: int) -> None:
 
 
 class TokenBuckets:
-    """Token buckets keyed by caller; thread-safe; bounded in memory (idle full buckets are dropped)."""
+    """Token buckets keyed by caller; thread-safe; bounded in memory (idle full buckets are
+    dropped)."""
 
     def __init__(self, per_minute: int, max_keys: int = 100_000, clock=time.monotonic):
         self.capacity = float(per_minute)

@@ -76,7 +76,8 @@ def generate(
         payload = {"day": Date.fromisoformat(day).isoformat(), **payload}
     output.write_text(json.dumps(payload))
     console.print(
-        f"wrote {len(payload['drivers'])} drivers and {len(payload['packages'])} packages to {output}"
+        f"wrote {len(payload['drivers'])} drivers and "
+        f"{len(payload['packages'])} packages to {output}"
     )
 
 
@@ -136,7 +137,8 @@ def provision(
         bool, typer.Option(help="also store today's generated day if none is")
     ] = False,
 ) -> None:
-    """Create the tables and buckets at AWS_ENDPOINT_URL (Terraform if installed, else the app's bootstrap)."""
+    """Create the tables and buckets at AWS_ENDPOINT_URL (Terraform if installed, else the app's \
+bootstrap)."""
     from depot.config import get_settings
 
     _provision(get_settings().aws_endpoint_url, workspace)
@@ -171,7 +173,8 @@ def _provision(endpoint: str | None, workspace: str = "dev") -> None:
 def _start_emulator(host: str, port: int) -> subprocess.Popen:
     if _port_in_use(host, port):
         console.print(
-            f"[red]port {port} is already in use: stop what runs there (a previous `make run`?)[/red]"
+            f"[red]port {port} is already in use: "
+            "stop what runs there (a previous `make run`?)[/red]"
         )
         raise typer.Exit(1)
     proc = subprocess.Popen(
@@ -204,7 +207,8 @@ def serve(
     port: int = 8000,
     workers: Annotated[int, typer.Option(min=1, help="API processes")] = 1,
 ) -> None:
-    """Serve the API against AWS_ENDPOINT_URL (unset in dev: the embedded emulator on :4566; empty: AWS)."""
+    """Serve the API against AWS_ENDPOINT_URL (unset in dev: the embedded emulator on :4566; \
+empty: AWS)."""
     import uvicorn
     from pydantic import ValidationError
 
@@ -224,7 +228,10 @@ def serve(
     if refusal:
         console.print(refusal, style="red", markup=False, soft_wrap=True)
         raise typer.Exit(2)
-    banner = f"Depot API on http://{host}:{port} (storage: {settings.aws_endpoint_url or 'AWS'}, env {settings.env})"
+    banner = (
+        f"Depot API on http://{host}:{port} "
+        f"(storage: {settings.aws_endpoint_url or 'AWS'}, env {settings.env})"
+    )
     configure_logging()
     if workers > 1:
         console.print(banner)

@@ -184,7 +184,8 @@ def register(app: typer.Typer) -> None:
         url: Url = DEFAULT_URL,
         token: Token = None,
     ) -> None:
-        """POST /days/DAY/carry-over: failed and unassigned packages of --from become DAY's next attempt."""
+        """POST /days/DAY/carry-over: failed and unassigned packages of --from become DAY's \
+next attempt."""
         answer = call("POST", url, f"/days/{day}/carry-over", token, {"from": from_day})
         console.print_json(json.dumps({**answer, "carried_over": len(answer["carried_over"])}))
 

@@ -90,7 +90,10 @@ class Generator:
         return {
             "street": f"{rng.randint(1, 250)} {rng.choice(STREETS)}",
             "city": city,
-            "postcode": f"{city[:2].upper()}{rng.randint(1, 29)} {rng.randint(1, 9)}{rng.choice('ABDEFGHJLNPQRSTUWXYZ')}{rng.choice('ABDEFGHJLNPQRSTUWXYZ')}",
+            "postcode": (
+                f"{city[:2].upper()}{rng.randint(1, 29)} {rng.randint(1, 9)}"
+                f"{rng.choice('ABDEFGHJLNPQRSTUWXYZ')}{rng.choice('ABDEFGHJLNPQRSTUWXYZ')}"
+            ),
             "lat": round(lat + rng.uniform(-0.1, 0.1), 5),
             "lon": round(lon + rng.uniform(-0.1, 0.1), 5),
         }

@@ -1,4 +1,5 @@
-"""Provision the tables and buckets: with Terraform (``infra/``) where it can, else the app's bootstrap.
+"""Provision the tables and buckets: with Terraform (``infra/``) where it can, else the app's
+bootstrap.
 
 ``provision(settings, workspace)`` returns which path it took:
 
@@ -9,8 +10,8 @@
   the workspace's resources (a fresh embedded emulator), the old state is discarded first, so it
   never claims resources the emulator lacks.
 - ``"bootstrap"``: anywhere else with an endpoint (no Terraform, an installed package without
-  ``infra/``, or ``DEPOT_PROVISION=bootstrap``): ``depot.storage.tables.bootstrap``, which creates the same
-  tables and buckets (tests/test_infra.py proves it).
+  ``infra/``, or ``DEPOT_PROVISION=bootstrap``): ``depot.storage.tables.bootstrap``, which creates
+  the same tables and buckets (tests/test_infra.py proves it).
 - ``"skipped"``: no endpoint, i.e. real AWS, whose infrastructure is Terraform's job
   (``make terraform-apply``, infra/README.md), not the app's.
 
@@ -54,7 +55,8 @@ def terraform_available() -> bool:
 
 
 def provision(settings: Settings, workspace: str = "dev") -> str:
-    """Create the tables and buckets ``settings`` names; return ``"terraform"``, ``"bootstrap"`` or ``"skipped"``."""
+    """Create the tables and buckets ``settings`` names; return ``"terraform"``, ``"bootstrap"`` or
+    ``"skipped"``."""
     mode = os.environ.get("DEPOT_PROVISION", "auto").lower()
     if not settings.aws_endpoint_url and mode != "bootstrap":
         log.info("no AWS_ENDPOINT_URL: AWS is provisioned by `make terraform-apply`, not the app")
