@@ -304,10 +304,10 @@ def _classify(
         atom_first, atom_of = _unique_rows(np.column_stack([col.coord for col in coords]))
 
     # an atom's eligible types: the AND over columns of the types accepting its cell there
-    bits = None
-    for col, acc in zip(coords, types.accepts):
-        column_bits = _pack(acc.T)[col.coord[atom_first]]  # (atoms x words)
-        bits = column_bits if bits is None else bits & column_bits
+    per_column = [_pack(acc.T)[col.coord[atom_first]] for col, acc in zip(coords, types.accepts)]
+    bits = (
+        np.bitwise_and.reduce(per_column) if len(per_column) > 1 else per_column[0]
+    )  # (atoms x words)
     if not classes:
         return types, bits, atom_of, tier, table
     class_first, class_of_atom = _unique_rows(bits)
@@ -350,7 +350,7 @@ def _bit_positions(
     width = bits.shape[1]
     flat = bits.reshape(-1)
     nz = np.flatnonzero(flat)
-    r, b = np.nonzero(np.unpackbits(flat[nz][:, None], axis=1, bitorder=bitorder))
+    r, b = np.nonzero(np.unpackbits(flat[nz][:, None], axis=1, bitorder=bitorder))  # type: ignore[call-overload]
     pos = nz[r]
     row, col = pos // width, (pos % width) * 8 + b
     keep = col < count
@@ -428,7 +428,7 @@ def match(
     available = np.ones(len(packages), dtype=bool) if held is None else ~held
     remaining = [max(0, max_per_driver - held_counts.get(d.driver_id, 0)) for d in drivers]
     active = [i for i, r in enumerate(remaining) if r > 0]
-    empty = {d.driver_id: [] for d in drivers}
+    empty: dict[str, list[int]] = {d.driver_id: [] for d in drivers}
     if not active or not available.any():
         return MatchResult(empty)
 
@@ -500,7 +500,10 @@ class _Network:
         self.sub_arc0 = self.class_arc0 + len(c_idx)
         self.bucket_arc0 = self.sub_arc0 + len(sub_tail)
         self.buckets: list[list[tuple[int, list[int], int]]] = []  # type -> (held, drivers, arc)
-        b_type, b_held, b_count, b_room = [], [], [], []
+        b_type: list[int] = []
+        b_held: list[int] = []
+        b_count: list[int] = []
+        b_room: list[int] = []
         for t, members in enumerate(comp.type_drivers):
             by_held: dict[int, list[int]] = {}
             for i in members:
@@ -609,7 +612,7 @@ class _Network:
                     [
                         np.arange(4),
                         group_arcs[np.isin(self.comp.group_tier, open_tiers)],
-                        class_arcs[offered[self.c_idx]],
+                        class_arcs[np.asarray(offered)[self.c_idx]],
                         rest,
                     ]
                 )

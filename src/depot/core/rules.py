@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -186,7 +186,9 @@ def column_coordinates(
         view = _OneColumn(column, uniq)
         answers = np.vstack(
             [
-                np.asarray(PREDICATES[rules[r][0]](view, rules[r][1]), dtype=np.bool_)
+                np.asarray(
+                    PREDICATES[rules[r][0]](cast(PackageColumns, view), rules[r][1]), dtype=np.bool_
+                )
                 for r in members
             ]
         )  # (rules x distinct values), value order

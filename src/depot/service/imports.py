@@ -251,8 +251,8 @@ class Imports(Context):
                 f"{first['package_id']} is {first['status']} on {first['day']}",
                 {"packages": refused[:100]},
             )
-        for other, pool in carry.items():
-            self._carry_out(other, day, pool, actor)
+        for other, stranded in carry.items():
+            self._carry_out(other, day, stranded, actor)
         for p, attempts in found.items():
             self._archive(p, attempts)
         return found
