@@ -29,8 +29,8 @@ from depot.storage.store import StorageUnavailable, Store
 
 log = logging.getLogger("depot.events")
 
-POLL_S = 0.2
-FLUSH_S = 0.05
+POLL_S = 0.25
+FLUSH_S = 0.25  # a flush costs two serialised emulator calls: at most four a second
 GAP_WAIT_S = 3.0  # a number taken but not yet stored after this long was lost: skip it
 STATUS_COUNTS = ("accepted", "in_progress", "delivered", "failed_to_deliver")
 

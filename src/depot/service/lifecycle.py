@@ -80,7 +80,12 @@ class Lifecycle(Context):
                 f"no assignment of package {package_id!r} to driver {driver_id!r}",
                 {"driver_id": driver_id, "package_id": package_id},
             )
-        if current.get("releasing") and current["status"] in ("assigned", "accepted"):
+        live_claim = float(current.get("releasing_at", 0)) >= now - self.settings.claim_ttl_s
+        if (
+            current.get("releasing")
+            and live_claim
+            and current["status"] in ("assigned", "accepted")
+        ):
             raise StateConflict(
                 f"package {package_id!r} is being taken from driver {driver_id!r} by a plan change",
                 {

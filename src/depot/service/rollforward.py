@@ -175,7 +175,11 @@ class Writer:
         for pair in refused:
             item = items.get(pair)
             status = item["status"] if item else "pending_write"
-            if item and item.get("releasing") and status in ("assigned", "accepted"):
+            live = (
+                item
+                and float(item.get("releasing_at", 0)) >= time.time() - self.settings.claim_ttl_s
+            )
+            if item and item.get("releasing") and live and status in ("assigned", "accepted"):
                 status = "being_changed"
             details.append({"package_id": pair[1], "driver_id": pair[0], "status": status})
         names = ", ".join(f"{d['package_id']} ({d['status']})" for d in details[:10])

@@ -561,7 +561,8 @@ class Store:
                 out = self.dynamodb.update_item(
                     TableName=self.settings.assignments_table,
                     Key=_key(driver_id, package_id),
-                    UpdateExpression="SET " + ", ".join(sets) + " REMOVE #rel, #relat",
+                    # a stale claim is left in place: it is ignored as stale by every later write
+                    UpdateExpression="SET " + ", ".join(sets),
                     ConditionExpression=condition,
                     ExpressionAttributeNames=names,
                     ExpressionAttributeValues=values,
