@@ -7,6 +7,7 @@ workspace of ``infra/`` (see ``depot.storage.tables``).
 
 from __future__ import annotations
 
+import os
 from functools import lru_cache
 from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -16,12 +17,29 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 Environment = Literal["dev", "test", "prod"]
 EMBEDDED_ENDPOINT = "http://127.0.0.1:4566"
+LOCAL_CREDENTIALS = {
+    "AWS_ACCESS_KEY_ID": "test",
+    "AWS_SECRET_ACCESS_KEY": "test",
+    "AWS_DEFAULT_REGION": "us-east-1",
+}
+"""What a local emulator is given when no credentials are configured (emulators ignore them, but
+botocore signs every request)."""
+
+
+def use_local_credentials() -> None:
+    """Set ``LOCAL_CREDENTIALS`` where the environment has none (emulator processes, the CLI)."""
+    for name, value in LOCAL_CREDENTIALS.items():
+        os.environ.setdefault(name, value)
 
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="DEPOT_", extra="ignore")
 
     env: Environment = "dev"
+    provision: Literal["auto", "terraform", "bootstrap"] = "auto"
+    """How ``depot run`` and ``depot provision`` create storage (``DEPOT_PROVISION``)."""
+    repo_root: str | None = None
+    """Where ``infra/`` is looked for (``DEPOT_REPO_ROOT``); default: the checkout."""
     aws_endpoint_url: str | None = Field(
         default=None, validation_alias=AliasChoices("AWS_ENDPOINT_URL", "DEPOT_AWS_ENDPOINT_URL")
     )

@@ -188,9 +188,6 @@ class Driver(Strict):
     driver_id: Identifier = Field(validation_alias=AliasChoices("driver_id", "id"))
     rules: list[Rule] = Field(default_factory=list, max_length=100)
 
-    def rule_set_key(self) -> tuple:
-        return tuple(sorted(rule.key() for rule in self.rules))
-
 
 # --- Packages ---------------------------------------------------------------------------------
 

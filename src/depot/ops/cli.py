@@ -21,8 +21,6 @@ app = typer.Typer(
 )
 console = Console(stderr=True)
 
-EMBEDDED_ENDPOINT = "http://127.0.0.1:4566"
-
 
 def _port_in_use(host: str, port: int) -> bool:
     with socket.socket() as s:
@@ -30,9 +28,9 @@ def _port_in_use(host: str, port: int) -> bool:
 
 
 def _fake_credentials() -> None:
-    os.environ.setdefault("AWS_ACCESS_KEY_ID", "test")
-    os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "test")
-    os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
+    from depot.config import use_local_credentials
+
+    use_local_credentials()
 
 
 @app.command()
@@ -152,21 +150,13 @@ def _provision(endpoint: str | None, workspace: str = "dev") -> None:
     if endpoint:
         os.environ["AWS_ENDPOINT_URL"] = endpoint
     settings = Settings()
-    try:
-        from depot.ops.provision import provision as provision_with_terraform
-    except ImportError:
-        provision_with_terraform = None
-    if provision_with_terraform is not None:
-        how = provision_with_terraform(settings, workspace=workspace)
-    else:
-        from depot.storage.store import make_clients
-        from depot.storage.tables import bootstrap
+    from depot.ops.provision import provision as provision_with_terraform
 
-        bootstrap(*make_clients(settings), settings)
-        how = "bootstrap"
+    how = provision_with_terraform(settings, workspace=workspace)  # Terraform, else the bootstrap
     console.print(
         f"provisioned {settings.assignments_table}, {settings.days_table}, "
-        f"{settings.idempotency_table}, {settings.log_bucket}, {settings.state_bucket} ({how})"
+        f"{settings.events_table}, {settings.idempotency_table}, {settings.log_bucket}, "
+        f"{settings.state_bucket} ({how})"
     )
 
 

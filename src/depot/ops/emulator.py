@@ -17,7 +17,6 @@ reclaimed: what a request in flight holds at a freeze, measured at ~70 objects p
 from __future__ import annotations
 
 import gc
-import os
 import sys
 import threading
 from collections.abc import Callable, Iterable
@@ -56,9 +55,9 @@ class SerialisedApp:
 
 
 def _set_fake_credentials() -> None:
-    os.environ.setdefault("AWS_ACCESS_KEY_ID", "test")
-    os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "test")
-    os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
+    from depot.config import use_local_credentials
+
+    use_local_credentials()
 
 
 def make_server(host: str = "127.0.0.1", port: int = 4566):

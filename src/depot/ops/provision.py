@@ -30,7 +30,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from depot.config import Settings
+from depot.config import LOCAL_CREDENTIALS, Settings
 
 log = logging.getLogger(__name__)
 
@@ -42,9 +42,9 @@ class ProvisionError(RuntimeError):
     """Terraform was asked for and failed."""
 
 
-def infra_dir() -> Path | None:
+def infra_dir(settings: Settings | None = None) -> Path | None:
     """``infra/`` and its runner script, when the package runs from a checkout."""
-    root = Path(os.environ.get("DEPOT_REPO_ROOT", REPO_ROOT))
+    root = Path((settings or Settings()).repo_root or REPO_ROOT)
     if (root / "infra" / "main.tf").is_file() and (root / "scripts" / "terraform.sh").is_file():
         return root / "infra"
     return None
@@ -57,7 +57,7 @@ def terraform_available() -> bool:
 def provision(settings: Settings, workspace: str = "dev") -> str:
     """Create the tables and buckets ``settings`` names; return ``"terraform"``, ``"bootstrap"`` or
     ``"skipped"``."""
-    mode = os.environ.get("DEPOT_PROVISION", "auto").lower()
+    mode = settings.provision
     if not settings.aws_endpoint_url and mode != "bootstrap":
         log.info("no AWS_ENDPOINT_URL: AWS is provisioned by `make terraform-apply`, not the app")
         return "skipped"
@@ -144,10 +144,11 @@ def _emulator_has_any(endpoint: str, workspace: str, state_dir: Path) -> bool:
                 buckets.add(attrs.get("bucket"))
     import boto3
 
+    local = {name: os.environ.get(name, value) for name, value in LOCAL_CREDENTIALS.items()}
     session = boto3.session.Session(
-        aws_access_key_id=os.environ.get("AWS_ACCESS_KEY_ID", "test"),
-        aws_secret_access_key=os.environ.get("AWS_SECRET_ACCESS_KEY", "test"),
-        region_name=os.environ.get("AWS_REGION", os.environ.get("AWS_DEFAULT_REGION", "us-east-1")),
+        aws_access_key_id=local["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=local["AWS_SECRET_ACCESS_KEY"],
+        region_name=os.environ.get("AWS_REGION", local["AWS_DEFAULT_REGION"]),
     )
     try:
         existing_tables = set(
