@@ -28,6 +28,7 @@ import structlog
 from fastapi import Depends, Request, Security
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from depot.config import Settings
 from depot.errors import NotFound
 from depot.http.errors import error_response, send_json_error
 
@@ -105,12 +106,12 @@ def _plain(value: Any) -> str | None:
     return value or None
 
 
-def secrets_from(settings) -> list[str]:
+def secrets_from(settings: Settings) -> list[str]:
     """[current, *previous]; empty when authentication is off (open mode)."""
-    current = _plain(getattr(settings, "auth_secret", None))
+    current = _plain(settings.auth_secret)
     if not current:
         return []
-    previous = _plain(getattr(settings, "auth_previous_secrets", None)) or ""
+    previous = _plain(settings.auth_previous_secrets) or ""
     return [
         current,
         *[s.strip() for s in previous.split(",") if s.strip() and s.strip() != current],
@@ -140,21 +141,21 @@ def local_endpoint(endpoint: str | None) -> bool:
         return False
 
 
-def open_mode_refusal(settings, host: str | None = None) -> str | None:
+def open_mode_refusal(settings: Settings, host: str | None = None) -> str | None:
     """Why the API must not start open (no secret), or None. Open mode is allowed by itself only
     against a local emulator and, when the bind address ``host`` is known, on loopback; anywhere
     else only with DEPOT_ALLOW_OPEN_MODE=true. Never in the test or prod environment."""
     if secrets_from(settings):
         return None
-    env = getattr(settings, "env", "dev")
+    env = settings.env
     if env in ("test", "prod"):
         return (
             f"DEPOT_AUTH_SECRET is not set and DEPOT_ENV={env}: refusing to start an "
             f"unauthenticated API outside dev; {_SET_A_SECRET}"
         )
-    if getattr(settings, "allow_open_mode", False):
+    if settings.allow_open_mode:
         return None
-    endpoint = getattr(settings, "aws_endpoint_url", None)
+    endpoint = settings.aws_endpoint_url
     where = []
     if not local_endpoint(endpoint):
         where.append(f"against {'AWS' if not endpoint else endpoint} (not a local emulator)")
@@ -169,11 +170,11 @@ def open_mode_refusal(settings, host: str | None = None) -> str | None:
     )
 
 
-def check_configuration(settings, host: str | None = None) -> list[str]:
+def check_configuration(settings: Settings, host: str | None = None) -> list[str]:
     """Refuse to start an open API except where ``open_mode_refusal`` allows it; warn loudly
     about open mode when it is allowed."""
     secrets = secrets_from(settings)
-    env = getattr(settings, "env", "dev")
+    env = settings.env
     if not secrets:
         refusal = open_mode_refusal(settings, host)
         if refusal:
