@@ -74,6 +74,7 @@ class _Types:
     order: list[int]  # types, every one before the less demanding types it may feed
     hasse_tail: np.ndarray  # a -> b: a accepts a strict subset of what b accepts, nothing between
     hasse_head: np.ndarray
+    ordered: bool = False  # whether ``order`` and the Hasse arcs are filled in
 
 
 @dataclass
@@ -221,13 +222,20 @@ def _types(table: _RuleTable, active: Sequence[int], coords, ordered: bool = Tru
     for k, t in zip(keep.tolist(), type_of.tolist()):
         members[t].append(active[k])
     accepts = [box[keep[first]] for box in boxes]
-    if not ordered:
-        empty = np.zeros(0, dtype=np.int64)
-        return _Types(members, accepts, [], empty, empty)
-    tail, head = _hasse(accepts, len(first))
-    size = sum((a.sum(axis=1) for a in accepts), np.zeros(len(first), dtype=np.int64))
-    order = np.lexsort((np.arange(len(first)), size)).tolist()  # a strict subset is smaller
-    return _Types(members, accepts, order, tail, head)
+    empty = np.zeros(0, dtype=np.int64)
+    types = _Types(members, accepts, [], empty, empty)
+    if ordered:
+        _order_types(types)
+    return types
+
+
+def _order_types(types: _Types) -> None:
+    """Fill in the subset order of the types (``order`` and the Hasse arcs)."""
+    n = len(types.drivers)
+    types.hasse_tail, types.hasse_head = _hasse(types.accepts, n)
+    size = sum((a.sum(axis=1) for a in types.accepts), np.zeros(n, dtype=np.int64))
+    types.order = np.lexsort((np.arange(n), size)).tolist()  # a strict subset is smaller
+    types.ordered = True
 
 
 def _subset_matrix(accepts: list[np.ndarray], n: int) -> np.ndarray:
@@ -279,17 +287,19 @@ def _classify(
     candidates: np.ndarray,
     classes: bool = True,
     cells_out: list[np.ndarray] | None = None,
+    ordered: bool | None = None,
 ):
     """Types of the active drivers, and for each candidate package its class and tier.
 
     Returns ``(types, class_bits, class_of, tier, table)``; ``class_of`` and ``tier`` are per
     candidate, ``table`` the active drivers' rules. Without ``classes`` (who may take a package,
     not how to route it: ``explain``), the "classes" are the atoms and types are not ordered.
-    ``cells_out``, if given, receives per cut column each class's cell for one of its atoms.
+    ``cells_out``, if given, receives per cut column each class's cell for one of its atoms;
+    ``ordered`` (default: ``classes``) whether the types' subset order is computed now.
     """
     table = _rule_table([drivers[i] for i in active])
     coords = column_coordinates(packages, table.rules, candidates)
-    types = _types(table, active, coords, ordered=classes)
+    types = _types(table, active, coords, ordered=classes if ordered is None else ordered)
     tier = (packages.is_express[candidates].astype(np.int64) << 1) | packages.is_perishable[
         candidates
     ]
@@ -309,11 +319,11 @@ def _classify(
     else:
         atom_first, atom_of = _unique_rows(np.column_stack([col.coord for col in coords]))
 
-    # an atom's eligible types: the AND over columns of the types accepting its cell there
-    per_column = [_pack(acc.T)[col.coord[atom_first]] for col, acc in zip(coords, types.accepts)]
-    bits = (
-        np.bitwise_and.reduce(per_column) if len(per_column) > 1 else per_column[0]
-    )  # (atoms x words)
+    # an atom's eligible types: the AND over columns of the types accepting its cell there,
+    # (atoms x words), in place (a stack of every column's bits would be large)
+    bits = _pack(types.accepts[0].T)[coords[0].coord[atom_first]]
+    for col, acc in zip(coords[1:], types.accepts[1:]):
+        bits &= _pack(acc.T)[col.coord[atom_first]]
     if not classes:
         return types, bits, atom_of, tier, table
     class_first, class_of_atom = _unique_rows(bits)
@@ -331,7 +341,7 @@ def compress(
     candidates = np.flatnonzero(available)
     cells: list[np.ndarray] = []
     types, class_bits, class_of, tier, _ = _classify(
-        packages, drivers, active, candidates, cells_out=cells
+        packages, drivers, active, candidates, cells_out=cells, ordered=False
     )
     usable = class_bits.any(axis=1)
     keep = usable[class_of]
@@ -618,6 +628,8 @@ class _Network:
             self.n_nodes += stair.n_local
             self.node_order = stair.order
         else:
+            if not comp.types.ordered:
+                _order_types(comp.types)
             c_idx, t_idx, type_eligible, nested = _class_arcs(comp, class_sizes)
             sub_tail = comp.types.hasse_tail if nested else np.zeros(0, np.int64)
             sub_head = comp.types.hasse_head if nested else np.zeros(0, np.int64)
