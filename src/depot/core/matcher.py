@@ -915,13 +915,13 @@ class _Network:
 
         # what flows into each type: (class, amount) segments
         n_nodes = self.n_nodes - self.type0  # types, then any local nodes
-        inflow: list[list[list[int]]] = [[] for _ in range(n_nodes)]
+        inflow: list[list[tuple[int, int]]] = [[] for _ in range(n_nodes)]
         class_flow = flow[self.class_arc0 : self.sub_arc0]
         used = np.flatnonzero(class_flow > 0)
         for t, c, x in zip(
             self.t_idx[used].tolist(), self.c_idx[used].tolist(), class_flow[used].tolist()
         ):
-            inflow[t].append([c, x])
+            inflow[t].append((c, x))
         children: list[list[tuple[int, int]]] = [[] for _ in range(n_nodes)]
         sub_flow = flow[self.sub_arc0 : self.sub_arc0 + len(self.sub_tail)]
         used = np.flatnonzero(sub_flow > 0)
@@ -959,25 +959,28 @@ class _Network:
 
 
 class _Segments:
-    """A queue of (class, amount) segments that hands out units in order."""
+    """A queue of (class, amount) segments that hands out units in order (tuples: the collector
+    untracks them, lists would all pile up for its full collections)."""
 
-    def __init__(self, segments: list[list[int]]):
+    def __init__(self, segments: list[tuple[int, int]]):
         self.segments, self.at = segments, 0
 
-    def rest(self) -> list[list[int]]:
+    def rest(self) -> list[tuple[int, int]]:
         return self.segments[self.at :]
 
-    def take(self, amount: int) -> list[list[int]]:
+    def take(self, amount: int) -> list[tuple[int, int]]:
         out = []
+        segments = self.segments
         while amount > 0:
-            c, left = self.segments[self.at]
-            n = min(left, amount)
-            out.append([c, n])
-            amount -= n
-            if n == left:
+            c, left = segments[self.at]
+            if left <= amount:
+                out.append((c, left))
+                amount -= left
                 self.at += 1
             else:
-                self.segments[self.at][1] = left - n
+                out.append((c, amount))
+                segments[self.at] = (c, left - amount)
+                amount = 0
         return out
 
 
