@@ -532,12 +532,12 @@ def _strict_minimal(q2: np.ndarray, above: np.ndarray) -> np.ndarray:
     every marked point before it has a larger ``q2``."""
     small = np.int16 if len(q2) == 0 or int(q2.max()) < 32767 else np.int64
     big = np.iinfo(small).max
-    masked = np.where(above, q2.astype(small)[None, :], small(big))
-    before = np.minimum.accumulate(masked, axis=1)
-    prior = np.empty_like(before)
-    prior[:, 0] = big
-    prior[:, 1:] = before[:, :-1]
-    return above & (q2[None, :] < prior)
+    running = np.minimum.accumulate(np.where(above, q2.astype(small)[None, :], small(big)), axis=1)
+    out = np.empty(above.shape, dtype=bool)  # where the running minimum drops (only at marks)
+    if above.shape[1]:
+        out[:, 0] = running[:, 0] < big
+        np.less(running[:, 1:], running[:, :-1], out=out[:, 1:])
+    return out
 
 
 def _direct_arcs(comp: _Compressed) -> tuple[np.ndarray, np.ndarray]:
