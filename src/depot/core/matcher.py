@@ -954,7 +954,11 @@ class _Network:
             for child, amount in out[:-1]:
                 inflow[child].extend(take(amount))
             if out:  # the last one takes what is left (the flow is conserved at every node)
-                inflow[out[-1][0]].extend(segments.rest())
+                last = out[-1][0]
+                if inflow[last]:
+                    inflow[last].extend(segments.rest())
+                else:  # handed over, not copied (flow runs down long chains of local nodes)
+                    inflow[last] = segments.rest()
         return result
 
 
@@ -966,7 +970,8 @@ class _Segments:
         self.segments, self.at = segments, 0
 
     def rest(self) -> list[tuple[int, int]]:
-        return self.segments[self.at :]
+        """What is left; the queue is not used after this."""
+        return self.segments if self.at == 0 else self.segments[self.at :]
 
     def take(self, amount: int) -> list[tuple[int, int]]:
         out = []
