@@ -4,16 +4,21 @@ driver x package graph, built with the test's own reading of SPEC's rules table
 
 from __future__ import annotations
 
+import random
+from unittest import mock
+
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from depot.core import matcher
 from depot.core.matcher import greedy_first_fit, match
 from depot.core.models import parse_drivers
 from depot.core.rules import PackageColumns
 from depot.ops.generator import generate_day
 from support.fleets import (
+    REGION_NAMES,
     Case,
     cases,
     check_valid,
@@ -409,3 +414,63 @@ def test_balance_is_exact_across_blocks_and_holdings():
     loads = {d: len(v) for d, v in result.assignments.items()}
     assert result.assigned == 14
     assert loads == {"solo": 8, "b": 1, "c": 5}, loads
+
+
+# --- the staircase network (threshold columns chained per context) -------------------------------
+
+
+@settings(PROPERTY_SETTINGS, max_examples=120)
+@given(
+    case=fleet_cases("personalised", medium=True)
+    | fleet_cases("personalised")
+    | fleet_cases("adversarial", medium=True)
+    | cases(medium=True)
+    | cases(identical_drivers=True)
+)
+def test_the_staircase_network_reaches_the_full_objective(case):
+    """With the staircase tried on every day with a threshold column (not only the large ones it
+    is chosen for), every answer is still valid, optimal on the whole objective, deterministic."""
+    with mock.patch.object(matcher, "STAIRCASE_CLASSES_PER_CONTEXT", 0):
+        result = case.run()
+        check_valid(case, result)
+        assert objective(case, result) == best_objective(
+            case.raw_drivers, case.packages, case.cap, case.held_counts, case.holder
+        )
+        assert case.run().assignments == result.assignments
+
+
+def test_the_staircase_network_is_used_on_a_personalised_day():
+    """On a personalised fleet (weight and distance limits per driver) the staircase network is
+    chosen, is smaller than the maximal-types one and reaches the same objective."""
+    rng = random.Random(14)
+    n_drivers = 120
+    raw = []
+    for i in range(n_drivers):
+        start = rng.randint(6, 10)
+        rules = [
+            ("MAX_WEIGHT", {"limit_kg": round(rng.uniform(5, 20), 1)}),
+            ("TIME_WINDOW", {"start_hour": start, "end_hour": start + rng.randint(6, 10)}),
+            ("REGION_ONLY", {"allowed_regions": rng.sample(REGION_NAMES, 2)}),
+            ("MAX_DISTANCE", {"max_km": round(rng.uniform(30, 100), 1)}),
+        ]
+        raw.append(
+            {
+                "driver_id": f"d{i}",
+                "rules": [
+                    {"rule_id": f"d{i}-{k}", "code": c, "params": p}
+                    for k, (c, p) in enumerate(rules)
+                ],
+            }
+        )
+    day = generate_day(seed=14, drivers=n_drivers, packages_per_driver=50, with_destination=False)
+    packages = day["packages"]
+    case = Case(raw, packages, 30, {})
+    result = case.run()
+    assert result.representation == "staircase"
+    with mock.patch.object(matcher, "STAIRCASE_CLASSES_PER_CONTEXT", 10**9):
+        maximal = case.run()
+    assert maximal.representation != "staircase"
+    assert result.arcs < maximal.arcs
+    check_valid(case, result)
+    assert objective(case, result) == objective(case, maximal)
+    assert result.assigned == case.optimum()

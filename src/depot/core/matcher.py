@@ -51,7 +51,8 @@ class MatchResult:
     eligible_types: int = 0
     classes: int = 0
     arcs: int = 0
-    representation: str = ""  # "maximal" or "direct": which class -> type network was solved
+    # which class -> type network was solved: "maximal", "direct" or "staircase"
+    representation: str = ""
     flows: int = 0  # maximum-flow solves
     seconds: dict[str, float] = field(default_factory=dict)  # per stage (classify, network, ...)
 
@@ -60,6 +61,7 @@ class MatchResult:
         return sum(len(v) for v in self.assignments.values())
 
 
+STAIRCASE_CLASSES_PER_CONTEXT = 8  # classes per context below which the staircase is not tried
 CHUNK_CELLS = 1 << 24  # classes x types handled at once when listing arcs (bounds memory)
 
 
@@ -72,6 +74,7 @@ class _Types:
     order: list[int]  # types, every one before the less demanding types it may feed
     hasse_tail: np.ndarray  # a -> b: a accepts a strict subset of what b accepts, nothing between
     hasse_head: np.ndarray
+    ordered: bool = False  # whether ``order`` and the Hasse arcs are filled in
 
 
 @dataclass
@@ -83,6 +86,8 @@ class _Compressed:
     group_class: np.ndarray  # (class, tier) group -> class
     group_tier: np.ndarray  # group -> tier value (2*express + perishable)
     group_packages: list[np.ndarray]  # group -> package indices, in manifest order
+    # per cut column, each class's cell for one of its atoms (they all have the same types)
+    class_cells: list[np.ndarray] = field(default_factory=list)
 
     @property
     def type_drivers(self) -> list[list[int]]:
@@ -217,13 +222,20 @@ def _types(table: _RuleTable, active: Sequence[int], coords, ordered: bool = Tru
     for k, t in zip(keep.tolist(), type_of.tolist()):
         members[t].append(active[k])
     accepts = [box[keep[first]] for box in boxes]
-    if not ordered:
-        empty = np.zeros(0, dtype=np.int64)
-        return _Types(members, accepts, [], empty, empty)
-    tail, head = _hasse(accepts, len(first))
-    size = sum((a.sum(axis=1) for a in accepts), np.zeros(len(first), dtype=np.int64))
-    order = np.lexsort((np.arange(len(first)), size)).tolist()  # a strict subset is smaller
-    return _Types(members, accepts, order, tail, head)
+    empty = np.zeros(0, dtype=np.int64)
+    types = _Types(members, accepts, [], empty, empty)
+    if ordered:
+        _order_types(types)
+    return types
+
+
+def _order_types(types: _Types) -> None:
+    """Fill in the subset order of the types (``order`` and the Hasse arcs)."""
+    n = len(types.drivers)
+    types.hasse_tail, types.hasse_head = _hasse(types.accepts, n)
+    size = sum((a.sum(axis=1) for a in types.accepts), np.zeros(n, dtype=np.int64))
+    types.order = np.lexsort((np.arange(n), size)).tolist()  # a strict subset is smaller
+    types.ordered = True
 
 
 def _subset_matrix(accepts: list[np.ndarray], n: int) -> np.ndarray:
@@ -274,16 +286,20 @@ def _classify(
     active: Sequence[int],
     candidates: np.ndarray,
     classes: bool = True,
+    cells_out: list[np.ndarray] | None = None,
+    ordered: bool | None = None,
 ):
     """Types of the active drivers, and for each candidate package its class and tier.
 
     Returns ``(types, class_bits, class_of, tier, table)``; ``class_of`` and ``tier`` are per
     candidate, ``table`` the active drivers' rules. Without ``classes`` (who may take a package,
     not how to route it: ``explain``), the "classes" are the atoms and types are not ordered.
+    ``cells_out``, if given, receives per cut column each class's cell for one of its atoms;
+    ``ordered`` (default: ``classes``) whether the types' subset order is computed now.
     """
     table = _rule_table([drivers[i] for i in active])
     coords = column_coordinates(packages, table.rules, candidates)
-    types = _types(table, active, coords, ordered=classes)
+    types = _types(table, active, coords, ordered=classes if ordered is None else ordered)
     tier = (packages.is_express[candidates].astype(np.int64) << 1) | packages.is_perishable[
         candidates
     ]
@@ -303,14 +319,16 @@ def _classify(
     else:
         atom_first, atom_of = _unique_rows(np.column_stack([col.coord for col in coords]))
 
-    # an atom's eligible types: the AND over columns of the types accepting its cell there
-    per_column = [_pack(acc.T)[col.coord[atom_first]] for col, acc in zip(coords, types.accepts)]
-    bits = (
-        np.bitwise_and.reduce(per_column) if len(per_column) > 1 else per_column[0]
-    )  # (atoms x words)
+    # an atom's eligible types: the AND over columns of the types accepting its cell there,
+    # (atoms x words), in place (a stack of every column's bits would be large)
+    bits = _pack(types.accepts[0].T)[coords[0].coord[atom_first]]
+    for col, acc in zip(coords[1:], types.accepts[1:]):
+        bits &= _pack(acc.T)[col.coord[atom_first]]
     if not classes:
         return types, bits, atom_of, tier, table
     class_first, class_of_atom = _unique_rows(bits)
+    if cells_out is not None:
+        cells_out.extend(col.coord[atom_first[class_first]] for col in coords)
     return types, bits[class_first], class_of_atom[atom_of], tier, table
 
 
@@ -321,7 +339,10 @@ def compress(
     available: np.ndarray,
 ) -> _Compressed:
     candidates = np.flatnonzero(available)
-    types, class_bits, class_of, tier, _ = _classify(packages, drivers, active, candidates)
+    cells: list[np.ndarray] = []
+    types, class_bits, class_of, tier, _ = _classify(
+        packages, drivers, active, candidates, cells_out=cells, ordered=False
+    )
     usable = class_bits.any(axis=1)
     keep = usable[class_of]
     group_key = class_of[keep].astype(np.int64) * 4 + tier[keep]
@@ -338,6 +359,7 @@ def compress(
         group_class=(group_ids // 4).astype(np.int64),
         group_tier=(group_ids % 4).astype(np.int64),
         group_packages=group_packages,
+        class_cells=cells,
     )
 
 
@@ -406,6 +428,116 @@ def _class_arcs(
         np.bincount(t_idx, weights=class_sizes[c_idx], minlength=n_types).astype(np.int64),
         False,
     )
+
+
+@dataclass
+class _Staircase:
+    """A class -> type network for prefix (threshold) columns: see ``_staircase_arcs``."""
+
+    c_idx: np.ndarray  # class -> node (a type, or a local node numbered from ``n_types``)
+    t_idx: np.ndarray
+    sub_tail: np.ndarray  # node -> node
+    sub_head: np.ndarray
+    n_local: int
+    order: list[int]  # every node before those it feeds
+    offered: np.ndarray  # per type, the packages of the classes it may take (exact)
+
+
+def _staircase_arcs(comp: _Compressed, class_sizes: np.ndarray) -> _Staircase | None:
+    """A smaller class -> type network when some cut columns are thresholds (every type accepts
+    a prefix of their cells, as MAX_WEIGHT and MAX_DISTANCE do).
+
+    Take the two such columns with the most distinct thresholds; the other columns make a
+    class's *context* (its cells there). Within a context, a type is one point (its thresholds
+    on the two columns) and a class takes exactly the types of that context whose point lies in
+    its quadrant. So per context there is one local node per distinct point, an arc from each
+    to the points covering it in the 2-D dominance order and to its types, and a class needs an
+    arc only to the minimal points of its quadrant: arcs grow with the points per context, not
+    with classes x types. ``None`` when no column is a threshold column."""
+    types = comp.types
+    accepts = types.accepts
+    n_types, n_classes = len(types.drivers), len(comp.class_bits)
+    if not comp.class_cells or n_types == 0:
+        return None
+    prefix = []
+    for c, acc in enumerate(accepts):
+        k = acc.sum(axis=1)
+        if acc.shape[1] > 1 and np.array_equal(acc, np.arange(acc.shape[1])[None, :] < k[:, None]):
+            prefix.append((-len(np.unique(k)), c, k.astype(np.int64)))
+    if not prefix:
+        return None
+    prefix.sort(key=lambda x: (x[0], x[1]))
+    dims = [c for _, c, _ in prefix[:2]]
+    k1 = prefix[0][2]
+    lo1 = comp.class_cells[dims[0]].astype(np.int64)
+    if len(dims) > 1:
+        k2, lo2 = prefix[1][2], comp.class_cells[dims[1]].astype(np.int64)
+    else:
+        k2, lo2 = np.zeros(n_types, np.int64), np.full(n_classes, -1, np.int64)
+    context = [c for c in range(len(accepts)) if c not in dims]
+    if context:
+        ctx_first, ctx_of = _unique_rows(np.column_stack([comp.class_cells[c] for c in context]))
+    else:
+        ctx_first, ctx_of = np.zeros(1, np.int64), np.zeros(n_classes, np.int64)
+    if len(ctx_first) * STAIRCASE_CLASSES_PER_CONTEXT > n_classes:
+        return None  # too many contexts for the local networks to pay
+    width = int(k2.max()) + 1
+    by_ctx = np.argsort(ctx_of, kind="stable")
+    bounds = np.searchsorted(ctx_of[by_ctx], np.arange(len(ctx_first) + 1))
+    c_parts, t_parts, s_tails, s_heads = [], [], [], []
+    order: list[int] = []
+    offered = np.zeros(n_types, dtype=np.int64)
+    n_local = 0
+    for x, first in enumerate(ctx_first.tolist()):
+        members = by_ctx[bounds[x] : bounds[x + 1]]
+        inside = np.ones(n_types, dtype=bool)
+        for c in context:
+            inside &= accepts[c][:, comp.class_cells[c][first]]
+        tx = np.flatnonzero(inside)
+        if not len(tx):
+            continue
+        points, p_of = np.unique(k1[tx] * width + k2[tx], return_inverse=True)  # (k1, k2) order
+        q1, q2 = points // width, points % width
+        base = n_types + n_local
+        eligible = (q1[None, :] > lo1[members][:, None]) & (q2[None, :] > lo2[members][:, None])
+        rows, cols = np.nonzero(_strict_minimal(q2, eligible))
+        c_parts.append(members[rows])
+        t_parts.append(base + cols)
+        # the points covering a point: the minimal ones among those above it
+        above = (q1[None, :] >= q1[:, None]) & (q2[None, :] >= q2[:, None])
+        np.fill_diagonal(above, False)
+        a, b = np.nonzero(_strict_minimal(q2, above))
+        s_tails += [base + a, base + p_of]
+        s_heads += [base + b, tx]
+        offered[tx] += (class_sizes[members] @ eligible)[p_of]
+        order += range(base, base + len(points))
+        n_local += len(points)
+    order += range(n_types)
+    cat = np.concatenate
+    empty = [np.zeros(0, np.int64)]
+    return _Staircase(
+        cat(c_parts + empty).astype(np.int64),
+        cat(t_parts + empty).astype(np.int64),
+        cat(s_tails + empty).astype(np.int64),
+        cat(s_heads + empty).astype(np.int64),
+        n_local,
+        order,
+        offered,
+    )
+
+
+def _strict_minimal(q2: np.ndarray, above: np.ndarray) -> np.ndarray:
+    """Per row, the minimal points (in the 2-D dominance order) among those marked in ``above``;
+    the points are distinct and sorted by (q1, q2), so a marked point is minimal exactly when
+    every marked point before it has a larger ``q2``."""
+    small = np.int16 if len(q2) == 0 or int(q2.max()) < 32767 else np.int64
+    big = np.iinfo(small).max
+    running = np.minimum.accumulate(np.where(above, q2.astype(small)[None, :], small(big)), axis=1)
+    out = np.empty(above.shape, dtype=bool)  # where the running minimum drops (only at marks)
+    if above.shape[1]:
+        out[:, 0] = running[:, 0] < big
+        np.less(running[:, 1:], running[:, :-1], out=out[:, 1:])
+    return out
 
 
 def _direct_arcs(comp: _Compressed) -> tuple[np.ndarray, np.ndarray]:
@@ -484,15 +616,25 @@ class _Network:
         sizes = np.fromiter((len(g) for g in comp.group_packages), dtype=np.int64, count=n_groups)
         self.total = total = int(sizes.sum())
         self.tier_sizes = np.bincount(comp.group_tier, weights=sizes, minlength=4).astype(np.int64)
-        self.type_order = comp.types.order
 
         class_sizes = np.bincount(comp.group_class, weights=sizes, minlength=n_classes).astype(
             np.int64
         )
-        c_idx, t_idx, type_eligible, nested = _class_arcs(comp, class_sizes)
-        sub_tail = comp.types.hasse_tail if nested else np.zeros(0, np.int64)
-        sub_head = comp.types.hasse_head if nested else np.zeros(0, np.int64)
-        self.representation = "maximal" if nested else "direct"
+        stair = _staircase_arcs(comp, class_sizes)
+        if stair is not None:
+            c_idx, t_idx, type_eligible = stair.c_idx, stair.t_idx, stair.offered
+            sub_tail, sub_head = stair.sub_tail, stair.sub_head
+            self.representation = "staircase"
+            self.n_nodes += stair.n_local
+            self.node_order = stair.order
+        else:
+            if not comp.types.ordered:
+                _order_types(comp.types)
+            c_idx, t_idx, type_eligible, nested = _class_arcs(comp, class_sizes)
+            sub_tail = comp.types.hasse_tail if nested else np.zeros(0, np.int64)
+            sub_head = comp.types.hasse_head if nested else np.zeros(0, np.int64)
+            self.representation = "maximal" if nested else "direct"
+            self.node_order = comp.types.order
 
         # buckets: per type, per number already held; one arc into the sink each
         self.group_arc0 = 4
@@ -768,23 +910,32 @@ class _Network:
             class_pool[int(comp.group_class[g])].append(
                 comp.group_packages[g][: int(group_flow[g])]
             )
-        pools = {c: np.concatenate(p) for c, p in class_pool.items()}
+        pools = {c: p[0] if len(p) == 1 else np.concatenate(p) for c, p in class_pool.items()}
         cursor: dict[int, int] = defaultdict(int)
 
         # what flows into each type: (class, amount) segments
-        inflow: list[list[list[int]]] = [[] for _ in comp.type_drivers]
+        n_nodes = self.n_nodes - self.type0  # types, then any local nodes
+        inflow: list[list[tuple[int, int]]] = [[] for _ in range(n_nodes)]
         class_flow = flow[self.class_arc0 : self.sub_arc0]
-        for a in np.flatnonzero(class_flow > 0).tolist():
-            inflow[int(self.t_idx[a])].append([int(self.c_idx[a]), int(class_flow[a])])
-        children: list[list[tuple[int, int]]] = [[] for _ in comp.type_drivers]
+        used = np.flatnonzero(class_flow > 0)
+        for t, c, x in zip(
+            self.t_idx[used].tolist(), self.c_idx[used].tolist(), class_flow[used].tolist()
+        ):
+            inflow[t].append((c, x))
+        children: list[list[tuple[int, int]]] = [[] for _ in range(n_nodes)]
         sub_flow = flow[self.sub_arc0 : self.sub_arc0 + len(self.sub_tail)]
-        for a in np.flatnonzero(sub_flow > 0).tolist():
-            children[int(self.sub_tail[a])].append((int(self.sub_head[a]), int(sub_flow[a])))
+        used = np.flatnonzero(sub_flow > 0)
+        for a, b, x in zip(
+            self.sub_tail[used].tolist(), self.sub_head[used].tolist(), sub_flow[used].tolist()
+        ):
+            children[a].append((b, x))
 
         result: dict[int, list[int]] = {}
-        for t in self.type_order:  # every type before the less demanding types it feeds
-            take = _Segments(inflow[t]).take
-            for _h, ids, arc in self.buckets[t]:
+        n_types = len(comp.type_drivers)
+        for t in self.node_order:  # every node before the nodes it feeds
+            segments = _Segments(inflow[t])
+            take = segments.take
+            for _h, ids, arc in self.buckets[t] if t < n_types else ():
                 x = int(flow[arc])
                 if x == 0:
                     continue
@@ -799,28 +950,42 @@ class _Network:
                         picked.append(pools[c][s : s + amount])
                         cursor[c] = s + amount
                     result[i] = sorted(np.concatenate(picked).tolist())
-            for child, amount in children[t]:
+            out = children[t]
+            for child, amount in out[:-1]:
                 inflow[child].extend(take(amount))
+            if out:  # the last one takes what is left (the flow is conserved at every node)
+                last = out[-1][0]
+                if inflow[last]:
+                    inflow[last].extend(segments.rest())
+                else:  # handed over, not copied (flow runs down long chains of local nodes)
+                    inflow[last] = segments.rest()
         return result
 
 
 class _Segments:
-    """A queue of (class, amount) segments that hands out units in order."""
+    """A queue of (class, amount) segments that hands out units in order (tuples: the collector
+    untracks them, lists would all pile up for its full collections)."""
 
-    def __init__(self, segments: list[list[int]]):
+    def __init__(self, segments: list[tuple[int, int]]):
         self.segments, self.at = segments, 0
 
-    def take(self, amount: int) -> list[list[int]]:
+    def rest(self) -> list[tuple[int, int]]:
+        """What is left; the queue is not used after this."""
+        return self.segments if self.at == 0 else self.segments[self.at :]
+
+    def take(self, amount: int) -> list[tuple[int, int]]:
         out = []
+        segments = self.segments
         while amount > 0:
-            c, left = self.segments[self.at]
-            n = min(left, amount)
-            out.append([c, n])
-            amount -= n
-            if n == left:
+            c, left = segments[self.at]
+            if left <= amount:
+                out.append((c, left))
+                amount -= left
                 self.at += 1
             else:
-                self.segments[self.at][1] = left - n
+                out.append((c, amount))
+                segments[self.at] = (c, left - amount)
+                amount = 0
         return out
 
 
