@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from depot.config import Settings
+from depot.core.day import DayState
 from depot.service.days import Days
 from depot.service.events import Feed
 from depot.service.rollforward import Writer
@@ -23,3 +26,36 @@ class Context:
 
     def today(self) -> str:
         return datetime.now(ZoneInfo(self.settings.timezone)).date().isoformat()
+
+    def items_of_day(
+        self,
+        state: DayState,
+        pairs: Sequence[tuple[str, str]],
+        attributes: Sequence[str] | None = None,
+    ) -> dict[str, dict[str, Any]]:
+        """The day's item of each (driver, package), by package id: an item whose ``day`` is
+        another (the same driver took the package again later) is read from the attempt
+        archived beside it."""
+        found = {i["package_id"]: i for i in self.store.get_items(pairs, attributes=attributes)}
+        out: dict[str, dict[str, Any]] = {}
+        for driver_id, package_id in pairs:
+            item = found.get(package_id)
+            if item is not None and item.get("day", state.day) != state.day:
+                item = self.store.get_item(driver_id, archive_key(package_id, state.day))
+                if item is not None:
+                    item = {**item, "package_id": package_id}
+            if item is not None:
+                out[package_id] = item
+        return out
+
+    def statuses(self, state: DayState, package_ids: Sequence[str]) -> dict[str, str]:
+        """The status on that day of each of ``package_ids`` that is held (``pending_write``
+        while its item is not written yet)."""
+        pairs = [(state.plan.holder[p], p) for p in package_ids if p in state.plan.holder]
+        items = self.items_of_day(state, pairs, ("package_id", "status", "day"))
+        return {p: items.get(p, {}).get("status", "pending_write") for _, p in pairs}
+
+
+def archive_key(package_id: str, day: str) -> str:
+    """The sort key of a package's attempt of ``day`` kept beside its current item."""
+    return f"{package_id}#{day}"

@@ -27,7 +27,7 @@ from depot.core.day import MAX_ATTEMPTS, Change, DayState, Manifest
 from depot.core.manifest import parse_manifest
 from depot.core.models import Driver
 from depot.errors import Busy, StateConflict, UnprocessableInput
-from depot.service.context import Context
+from depot.service.context import Context, archive_key
 from depot.service.days import freeze_heap
 from depot.service.plan import rejecting_rules
 from depot.storage.store import VersionConflict, pack
@@ -38,10 +38,6 @@ OPEN_STATUSES = ("assigned", "accepted", "in_progress", "pending_write")
 
 def manifest_key(day: str, version: int) -> str:
     return f"manifests/{day}/{version:08d}-{uuid.uuid4().hex}.json"
-
-
-def archive_key(package_id: str, day: str) -> str:
-    return f"{package_id}#{day}"
 
 
 class Imports(Context):
@@ -218,7 +214,7 @@ class Imports(Context):
             here = [p for p in wanted if p in state.manifest.index]
             if not here:
                 continue
-            statuses = self._statuses(state, here)
+            statuses = self.statuses(state, here)
             for p in here:
                 status = statuses.get(p)
                 if p in state.plan.carried and state.plan.carried[p] == day:
@@ -282,16 +278,6 @@ class Imports(Context):
             if self.writer.commit(source, change, event) is not None:
                 return
 
-    def _statuses(self, state: DayState, package_ids: Sequence[str]) -> dict[str, str]:
-        pairs = [(state.plan.holder[p], p) for p in package_ids if p in state.plan.holder]
-        items = self.store.get_items(pairs, attributes=("package_id", "status", "day"))
-        found = {i["package_id"]: i["status"] for i in items if i.get("day") == state.day}
-        for _, p in pairs:
-            if p not in found:
-                archived = self.store.get_item(state.plan.holder[p], archive_key(p, state.day))
-                found[p] = archived["status"] if archived else "pending_write"
-        return found
-
     def _archive(self, package_id: str, attempts: list[dict[str, Any]]) -> None:
         for attempt in attempts:
             driver_id = attempt.get("driver_id")
@@ -329,7 +315,7 @@ class Imports(Context):
         source = self.writer.settled(from_day)
         plan = source.plan
         ids = [p["package_id"] for p in source.manifest.packages]
-        statuses = self._statuses(source, [p for p in ids if p in plan.holder])
+        statuses = self.statuses(source, [p for p in ids if p in plan.holder])
         target = self.days.state(day)
         already = set(target.manifest.index) if target else set()
         candidates, exhausted = [], []

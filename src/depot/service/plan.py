@@ -54,15 +54,8 @@ def known_driver(state: DayState, driver_id: str) -> Driver:
 
 
 class PlanChanges(Context):
-    def _statuses(self, state: DayState, package_ids: Sequence[str]) -> dict[str, str]:
-        """The current status of each held package (from its item)."""
-        pairs = [(state.plan.holder[p], p) for p in package_ids if p in state.plan.holder]
-        items = self.store.get_items(pairs, attributes=("package_id", "status"))
-        found = {i["package_id"]: i["status"] for i in items}
-        return {p: found.get(p, "pending_write") for _, p in pairs}
-
     def _refuse_unreleasable(self, state: DayState, package_ids: Sequence[str], what: str) -> None:
-        statuses = self._statuses(state, package_ids)
+        statuses = self.statuses(state, package_ids)
         refused = [
             {"package_id": p, "status": s} for p, s in statuses.items() if s not in RELEASABLE
         ]
@@ -221,7 +214,7 @@ class PlanChanges(Context):
                     ),
                     {"driver_id": driver_id, "status": ON_DUTY},
                 )
-            statuses = self._statuses(state, plan.held(driver_id))
+            statuses = self.statuses(state, plan.held(driver_id))
             released.extend(p for p, s in statuses.items() if s in RELEASABLE)
             kept.extend(p for p, s in statuses.items() if s == "in_progress")
             if driver_id in plan.off_duty and not released:
@@ -302,16 +295,7 @@ class PlanChanges(Context):
                 )
             todo = [p for p in package_ids if p not in plan.cancelled]
             held = [p for p in todo if p in plan.holder]
-            statuses = self._statuses(state, held)
-            refused = [
-                {"package_id": p, "status": s} for p, s in statuses.items() if s not in RELEASABLE
-            ]
-            if refused:
-                names = ", ".join(f"{r['package_id']} ({r['status']})" for r in refused[:10])
-                raise StateConflict(
-                    f"{len(refused)} package(s) cannot be cancelled: {names}",
-                    {"packages": refused[:100]},
-                )
+            self._refuse_unreleasable(state, held, "cancelled")
             if not todo:
                 return None
             change = Change(

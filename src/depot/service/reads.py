@@ -10,7 +10,6 @@ from __future__ import annotations
 import re
 import threading
 from collections import Counter, OrderedDict
-from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -20,8 +19,7 @@ from depot.core.day import OFF_DUTY, ON_DUTY, DayState
 from depot.core.explain import explain_unassigned
 from depot.core.rules import PackageColumns, RuleMasks
 from depot.errors import NotFound
-from depot.service.context import Context
-from depot.service.imports import archive_key
+from depot.service.context import Context, archive_key
 
 ITEM_FIELDS = ("package_id", "status", "updated_at", "day", "reason", "note", "proof", "attempt")
 STATUSES = ("assigned", "accepted", "in_progress", "delivered", "failed_to_deliver")
@@ -32,25 +30,6 @@ MEMO_ENTRIES = 16
 class Reads(Context):
     _encoded: tuple[tuple[str, int, str, str], bytes] | None = None
 
-    def items_of_day(
-        self,
-        state: DayState,
-        pairs: Sequence[tuple[str, str]],
-        attributes: Sequence[str] | None = ITEM_FIELDS,
-    ) -> dict[str, dict[str, Any]]:
-        """The day's item of each (driver, package), by package id."""
-        found = {i["package_id"]: i for i in self.store.get_items(pairs, attributes=attributes)}
-        out: dict[str, dict[str, Any]] = {}
-        for driver_id, package_id in pairs:
-            item = found.get(package_id)
-            if item is not None and item.get("day", state.day) != state.day:
-                item = self.store.get_item(driver_id, archive_key(package_id, state.day))
-                if item is not None:
-                    item = {**item, "package_id": package_id}
-            if item is not None:
-                out[package_id] = item
-        return out
-
     def driver_assignments(self, driver_id: str, day: str) -> dict[str, Any]:
         state = self.days.require(day)
         plan = state.plan
@@ -59,7 +38,7 @@ class Reads(Context):
                 f"driver {driver_id!r} is not in the manifest of {day}", {"driver_id": driver_id}
             )
         package_ids = plan.held(driver_id)
-        items = self.items_of_day(state, [(driver_id, p) for p in package_ids])
+        items = self.items_of_day(state, [(driver_id, p) for p in package_ids], ITEM_FIELDS)
         rows = []
         for p in package_ids:
             item = items.get(p, {})
