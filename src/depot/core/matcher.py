@@ -85,13 +85,18 @@ class _Compressed:
     class_bits: np.ndarray  # (classes x words) uint64: the class's eligible types, as bits
     group_class: np.ndarray  # (class, tier) group -> class
     group_tier: np.ndarray  # group -> tier value (2*express + perishable)
-    group_packages: list[np.ndarray]  # group -> package indices, in manifest order
+    grouped: np.ndarray  # the candidate packages by group, in manifest order within a group
+    group_start: np.ndarray  # group -> its first position in ``grouped`` (and the end, last)
     # per cut column, each class's cell for one of its atoms (they all have the same types)
     class_cells: list[np.ndarray] = field(default_factory=list)
 
     @property
     def type_drivers(self) -> list[list[int]]:
         return self.types.drivers
+
+    @property
+    def group_sizes(self) -> np.ndarray:
+        return np.diff(self.group_start)
 
     def class_eligible(self, classes: slice | None = None) -> np.ndarray:
         """(classes x types) bool, for a slice of the classes (the whole matrix may be large)."""
@@ -350,15 +355,14 @@ def compress(
     order = np.argsort(group_key, kind="stable")
     sorted_groups = group_key[order]
     group_ids, starts = np.unique(sorted_groups, return_index=True)
-    bounds = np.append(starts[1:], len(sorted_groups))
-    ordered = kept[order]
-    group_packages = [ordered[s:e] for s, e in zip(starts.tolist(), bounds.tolist())]
+    group_start = np.append(starts, len(sorted_groups)).astype(np.int64)
     return _Compressed(
         types=types,
         class_bits=class_bits,
         group_class=(group_ids // 4).astype(np.int64),
         group_tier=(group_ids % 4).astype(np.int64),
-        group_packages=group_packages,
+        grouped=kept[order],
+        group_start=group_start,
         class_cells=cells,
     )
 
@@ -567,7 +571,7 @@ def match(
     clock = _Clock()
     comp = compress(packages, drivers, active, available)
     clock.lap("classify")
-    if not comp.group_packages:
+    if not len(comp.grouped):
         return MatchResult(empty, eligible_types=len(comp.type_drivers), seconds=clock.laps)
 
     net = _Network(comp, drivers, remaining, held_counts, max_per_driver)
@@ -606,14 +610,14 @@ class _Network:
     def __init__(self, comp: _Compressed, drivers, remaining, held_counts, max_per_driver):
         self.comp = comp
         self.max_per_driver = max_per_driver
-        n_groups, n_classes = len(comp.group_packages), len(comp.class_bits)
+        n_groups, n_classes = len(comp.group_start) - 1, len(comp.class_bits)
         self.source, self.sink = 0, 1
         self.tier0 = 2
         self.class0 = self.tier0 + 4
         self.type0 = self.class0 + n_classes
         n_types = len(comp.type_drivers)
         self.n_nodes = self.type0 + n_types
-        sizes = np.fromiter((len(g) for g in comp.group_packages), dtype=np.int64, count=n_groups)
+        sizes = comp.group_sizes
         self.total = total = int(sizes.sum())
         self.tier_sizes = np.bincount(comp.group_tier, weights=sizes, minlength=4).astype(np.int64)
 
@@ -821,29 +825,34 @@ class _Network:
                     low = high
                 elif int(low.sum()) == total:
                     high = low
-                if not self._leaf(flow, tail, head, cap, gid, is_bucket, low, high, total):
+                if self._leaf(flow, tail, head, cap, gid, is_bucket, low, high, total) is not True:
                     raise RuntimeError("the balanced flow does not route every package")
                 continue
             level = lo + 1
             while level < hi - 1 and int(self.level_caps(level, buckets).sum()) < total:
                 level += 1
+            sub_cap = cap.copy()
+            sub_cap[is_bucket] = self.level_caps(level, buckets)
+            cut = None
             if hopeful and level - 1 >= lo and int(self.level_caps(level, buckets).sum()) >= total:
                 # a sub-problem is often one block: every load within one of the least level
                 # that can hold its total; if a flow between those two levels routes it, it is
                 # optimal (every truncated sum is at its maximum)
                 low, high = self.level_caps(level - 1, buckets), self.level_caps(level, buckets)
-                if self._leaf(flow, tail, head, cap, gid, is_bucket, low, high, total):
+                leaf = self._leaf(flow, tail, head, cap, gid, is_bucket, low, high, total)
+                if leaf is True:
                     continue
-            sub_cap = cap.copy()
-            sub_cap[is_bucket] = self.level_caps(level, buckets)
-            solver = self._max_flow(tail, head, sub_cap)
-            reached = int(solver.optimal_flow())
-            if reached == total:  # nobody needs to end above ``level``
-                stack.append((tail, head, cap, gid, lo, level, total, not hopeful))
-                continue
+                cut = leaf  # the failed leaf's flow, when it is also a maximum flow at ``level``
+            if cut is None:
+                solver = self._max_flow(tail, head, sub_cap)
+                reached = int(solver.optimal_flow())
+                if reached == total:  # nobody needs to end above ``level``
+                    stack.append((tail, head, cap, gid, lo, level, total, not hopeful))
+                    continue
+                cut = solver.get_source_side_min_cut(), self._flows(solver, len(tail))
+            source_side, arc_flow = cut
             side = np.zeros(self.n_nodes + 1, dtype=bool)
-            side[solver.get_source_side_min_cut()] = True
-            arc_flow = self._flows(solver, len(tail))
+            side[source_side] = True
             in_s, to_s = side[tail], side[head]
             to_sink = head == self.sink
             s_arcs = in_s & (to_s | to_sink)
@@ -877,44 +886,58 @@ class _Network:
             stack.append((t_tail, head[t_idx], cap[t_idx], t_gid, lo, level, t_total, True))
         return flow
 
-    def _leaf(self, flow, tail, head, cap, gid, is_bucket, low, high, total) -> bool:
+    def _leaf(self, flow, tail, head, cap, gid, is_bucket, low, high, total):
         """A maximum flow with every bucket between ``low`` and ``high``, of value ``total``:
         each bucket arc splits into one of capacity ``low`` to a new sink and one of
         ``high - low`` to the old sink, which passes ``total - sum(low)`` on to the new one; a
-        flow of value ``total`` saturates every arc into the new sink."""
+        flow of value ``total`` saturates every arc into the new sink.
+
+        ``True`` when it routes ``total`` (its flow is added to ``flow``). Otherwise, when the
+        old sink's arc to the new one is not saturated, the flow is also a maximum flow of the
+        network with every bucket capped at ``high`` (merge the two sinks: the flow stays
+        feasible, and the residual graph's source side, which then holds neither sink, is a cut
+        of the same capacity): its ``(source side, flow per arc)``, so the caller need not solve
+        that network again. ``None`` when neither holds."""
         end = self.n_nodes
         b_arcs = np.flatnonzero(is_bucket)
         leaf_cap = cap.copy()
         leaf_cap[b_arcs] = high - low
         x_tail = np.concatenate([tail, tail[b_arcs], np.array([self.sink], dtype=tail.dtype)])
         x_head = np.concatenate([head, np.full(len(b_arcs) + 1, end, dtype=head.dtype)])
-        x_cap = np.concatenate([leaf_cap, low, np.array([total - int(low.sum())], dtype=np.int64)])
+        spill = total - int(low.sum())
+        x_cap = np.concatenate([leaf_cap, low, np.array([spill], dtype=np.int64)])
         solver = self._max_flow(x_tail, x_head, x_cap, sink=end)
-        if int(solver.optimal_flow()) != total:
-            return False
         arc_flow = self._flows(solver, len(x_tail))
         sub = arc_flow[: len(tail)]
         sub[b_arcs] += arc_flow[len(tail) : len(tail) + len(b_arcs)]
+        if int(solver.optimal_flow()) != total:
+            if int(arc_flow[-1]) < spill:
+                return solver.get_source_side_min_cut(), sub
+            return None
         own = gid >= 0
         flow[gid[own]] += sub[own]
         return True
 
     def decompose(self, flow: np.ndarray) -> dict[int, list[int]]:
-        """Turn class-level flows into concrete packages, deterministically (manifest order)."""
-        comp = self.comp
-        n_groups = len(comp.group_packages)
-        group_flow = flow[self.group_arc0 : self.group_arc0 + n_groups]
-        # each class's offered packages: the first ``flow`` of each of its groups
-        class_pool: dict[int, list[np.ndarray]] = defaultdict(list)
-        for g in np.flatnonzero(group_flow > 0).tolist():
-            class_pool[int(comp.group_class[g])].append(
-                comp.group_packages[g][: int(group_flow[g])]
-            )
-        pools = {c: p[0] if len(p) == 1 else np.concatenate(p) for c, p in class_pool.items()}
-        cursor: dict[int, int] = defaultdict(int)
+        """Turn class-level flows into concrete packages, deterministically (manifest order).
 
-        # what flows into each type: (class, amount) segments
-        n_nodes = self.n_nodes - self.type0  # types, then any local nodes
+        The flow is followed node by node as (class, amount) segments; each driver ends with a
+        list of (class, amount) takes, turned into packages at the end in one pass: a class
+        hands out its offered packages (the first ``flow`` of each of its groups, in group
+        order) in the order its takes were made."""
+        comp = self.comp
+        n_groups = len(comp.group_start) - 1
+        group_flow = flow[self.group_arc0 : self.group_arc0 + n_groups]
+        n_classes = len(comp.class_bits)
+        # the offered packages, by class (groups are numbered class-major)
+        position = np.arange(len(comp.grouped)) - np.repeat(comp.group_start[:-1], comp.group_sizes)
+        offered = comp.grouped[position < np.repeat(group_flow, comp.group_sizes)]
+        class_start = np.zeros(n_classes + 1, dtype=np.int64)
+        np.add.at(class_start, comp.group_class + 1, group_flow)
+        class_start = np.cumsum(class_start)
+
+        # what flows into each node (types, then any local nodes): (class, amount) segments
+        n_nodes = self.n_nodes - self.type0
         inflow: list[list[tuple[int, int]]] = [[] for _ in range(n_nodes)]
         class_flow = flow[self.class_arc0 : self.sub_arc0]
         used = np.flatnonzero(class_flow > 0)
@@ -930,7 +953,7 @@ class _Network:
         ):
             children[a].append((b, x))
 
-        result: dict[int, list[int]] = {}
+        takes: list[tuple[int, int, int]] = []  # (driver, class, amount), in the order taken
         n_types = len(comp.type_drivers)
         for t in self.node_order:  # every node before the nodes it feeds
             segments = _Segments(inflow[t])
@@ -942,14 +965,8 @@ class _Network:
                 base, extra = divmod(x, len(ids))
                 for k, i in enumerate(ids):
                     n = base + (1 if k < extra else 0)
-                    if n == 0:
-                        continue
-                    picked = []
-                    for c, amount in take(n):
-                        s = cursor[c]
-                        picked.append(pools[c][s : s + amount])
-                        cursor[c] = s + amount
-                    result[i] = sorted(np.concatenate(picked).tolist())
+                    if n:
+                        takes.extend((i, c, amount) for c, amount in take(n))
             out = children[t]
             for child, amount in out[:-1]:
                 inflow[child].extend(take(amount))
@@ -959,7 +976,33 @@ class _Network:
                     inflow[last].extend(segments.rest())
                 else:  # handed over, not copied (flow runs down long chains of local nodes)
                     inflow[last] = segments.rest()
-        return result
+        return _packages_of_takes(takes, offered, class_start)
+
+
+def _packages_of_takes(
+    takes: list[tuple[int, int, int]], offered: np.ndarray, class_start: np.ndarray
+) -> dict[int, list[int]]:
+    """Each driver's packages, sorted: take ``k`` of class ``c`` gets the next ``amount`` of the
+    class's offered packages (a cursor per class, moved in the order of ``takes``)."""
+    if not takes:
+        return {}
+    drivers, classes, amounts = np.array(takes, dtype=np.int64).T
+    order = np.argsort(classes, kind="stable")  # per class, in the order taken
+    before = np.cumsum(amounts[order]) - amounts[order]  # units taken before, over all classes
+    first_of_class = np.searchsorted(classes[order], classes[order])  # its class's first take
+    within = before - before[first_of_class]  # the class's cursor when the take is made
+    start = np.empty_like(before)
+    start[order] = class_start[classes[order]] + within
+    units = int(amounts.sum())
+    offset = np.repeat(start - (np.cumsum(amounts) - amounts), amounts)
+    packages = offered[offset + np.arange(units)]
+    owner = np.repeat(drivers, amounts)
+    by = np.lexsort((packages, owner))
+    packages, owner = packages[by], owner[by]
+    cuts = np.flatnonzero(np.diff(owner)) + 1
+    starts = np.concatenate([[0], cuts]).tolist()
+    ends = np.concatenate([cuts, [units]]).tolist()
+    return {int(owner[s]): packages[s:e].tolist() for s, e in zip(starts, ends)}
 
 
 class _Segments:
