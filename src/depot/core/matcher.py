@@ -32,7 +32,6 @@ from __future__ import annotations
 import itertools
 import time
 import typing
-from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
