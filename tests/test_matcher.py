@@ -474,3 +474,25 @@ def test_the_staircase_network_is_used_on_a_personalised_day():
     check_valid(case, result)
     assert objective(case, result) == objective(case, maximal)
     assert result.assigned == case.optimum()
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    st.lists(st.lists(st.integers(0, 3), min_size=4, max_size=4), min_size=1, max_size=60),
+    st.sampled_from(["real", "every row clashes", "none"]),
+)
+def test_distinct_rows_are_found_exactly_whatever_the_hashes_say(values, hashes):
+    """``_unique_rows`` sorts 64-bit hashes of wide rows; rows that share a hash but differ
+    must still come out apart (forced here by a hash that is the same for every row)."""
+    rows = np.array(values, dtype=np.uint64) << np.uint64(62)  # differences in the top bits
+    expected = {}
+    labels = [expected.setdefault(tuple(r), len(expected)) for r in values]
+    firsts = [labels.index(k) for k in range(len(expected))]
+    fake = {
+        "every row clashes": lambda r: np.zeros(len(r), dtype=np.uint64),
+        "none": lambda r: None,
+    }
+    with mock.patch.object(matcher, "_row_hashes", fake.get(hashes, matcher._row_hashes)):
+        first, of_row = matcher._unique_rows(rows)
+    assert first.tolist() == firsts
+    assert of_row.tolist() == labels

@@ -178,11 +178,40 @@ def _unique_rows(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         key = rows[:, 0]
     else:
         key = rows.view(np.dtype((np.void, rows.dtype.itemsize * rows.shape[1]))).reshape(-1)
+        hashed = _row_hashes(rows)
+        if hashed is not None:
+            # sorting 64-bit hashes is much cheaper than sorting wide rows; rows that share a
+            # hash without being equal (rare) are told apart by their bytes
+            _, first, labels = np.unique(hashed, return_index=True, return_inverse=True)
+            labels = labels.reshape(-1)
+            clash = ~(rows == rows[first[labels]]).all(axis=1)
+            if clash.any():
+                tangled = np.flatnonzero(np.isin(labels, labels[clash]))
+                _, apart = np.unique(key[tangled], return_inverse=True)
+                labels[tangled] = len(first) + apart.reshape(-1)
+            key = labels
     _, first, inverse = np.unique(key, return_index=True, return_inverse=True)
+    return _by_first_occurrence(first, inverse.reshape(-1))
+
+
+def _by_first_occurrence(first: np.ndarray, inverse: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     rank = np.empty(len(first), dtype=np.int64)  # renumber by first occurrence
     order = np.argsort(first, kind="stable")
     rank[order] = np.arange(len(first))
-    return first[order], rank[inverse.reshape(-1)]
+    return first[order], rank[inverse]
+
+
+_HASH_WORDS = np.random.default_rng(20261202).integers(1, 2**63, size=4096, dtype=np.uint64) | 1
+
+
+def _row_hashes(rows: np.ndarray) -> np.ndarray | None:
+    """A 64-bit hash of each row of a wide array (``None`` when it is not made of 32-bit
+    words)."""
+    if rows.dtype.itemsize * rows.shape[1] % 4 or rows.shape[1] * rows.dtype.itemsize > 4 * 4096:
+        return None
+    # multilinear over 32-bit words with odd 64-bit multipliers, wrapping at 2**64 (over 64-bit
+    # words, differences in the top bit alone would cancel out)
+    return rows.view(np.uint32) @ _HASH_WORDS[: rows.shape[1] * rows.dtype.itemsize // 4]
 
 
 def _types(table: _RuleTable, active: Sequence[int], coords, ordered: bool = True) -> _Types:
@@ -502,17 +531,16 @@ def _staircase_arcs(comp: _Compressed, class_sizes: np.ndarray) -> _Staircase | 
         points, p_of = np.unique(k1[tx] * width + k2[tx], return_inverse=True)  # (k1, k2) order
         q1, q2 = points // width, points % width
         base = n_types + n_local
-        eligible = (q1[None, :] > lo1[members][:, None]) & (q2[None, :] > lo2[members][:, None])
-        rows, cols = np.nonzero(_strict_minimal(q2, eligible))
+        # a class takes the points after the last with q1 <= its cell, those with q2 above it;
+        # a point is covered by points after it (sorted by (q1, q2)) with q2 at least its own
+        start = np.searchsorted(q1, lo1[members], side="right")
+        rows, cols, taken = _quadrant_minima(q2, start, lo2[members], class_sizes[members])
         c_parts.append(members[rows])
         t_parts.append(base + cols)
-        # the points covering a point: the minimal ones among those above it
-        above = (q1[None, :] >= q1[:, None]) & (q2[None, :] >= q2[:, None])
-        np.fill_diagonal(above, False)
-        a, b = np.nonzero(_strict_minimal(q2, above))
+        a, b, _ = _quadrant_minima(q2, np.arange(1, len(points) + 1), q2 - 1)
         s_tails += [base + a, base + p_of]
         s_heads += [base + b, tx]
-        offered[tx] += (class_sizes[members] @ eligible)[p_of]
+        offered[tx] += taken[p_of]
         order += range(base, base + len(points))
         n_local += len(points)
     order += range(n_types)
@@ -529,18 +557,55 @@ def _staircase_arcs(comp: _Compressed, class_sizes: np.ndarray) -> _Staircase | 
     )
 
 
-def _strict_minimal(q2: np.ndarray, above: np.ndarray) -> np.ndarray:
-    """Per row, the minimal points (in the 2-D dominance order) among those marked in ``above``;
-    the points are distinct and sorted by (q1, q2), so a marked point is minimal exactly when
-    every marked point before it has a larger ``q2``."""
-    small = np.int16 if len(q2) == 0 or int(q2.max()) < 32767 else np.int64
+QUADRANT_CELLS = 1 << 22  # rows x columns of one block of ``_quadrant_minima``
+
+
+def _quadrant_minima(
+    q2: np.ndarray, start: np.ndarray, floor: np.ndarray, weights: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per query row ``i``, the minimal points (2-D dominance) of those at positions ``j >=
+    start[i]`` with ``q2[j] > floor[i]``; the points are distinct and sorted by (q1, q2), so such
+    a point is minimal exactly when every earlier one of them has a larger ``q2``.
+
+    Returns (row, point) pairs in row-major order and, with ``weights``, per point the sum of
+    the weights of the rows that take it (minimal or not). Rows are handled in blocks of
+    similar ``start``, each over the columns from its least start only (about half the cells
+    of the whole matrix)."""
+    n = len(q2)
+    small = np.int16 if n == 0 or int(q2.max()) < 32767 else np.int64
     big = np.iinfo(small).max
-    running = np.minimum.accumulate(np.where(above, q2.astype(small)[None, :], small(big)), axis=1)
-    out = np.empty(above.shape, dtype=bool)  # where the running minimum drops (only at marks)
-    if above.shape[1]:
-        out[:, 0] = running[:, 0] < big
-        np.less(running[:, 1:], running[:, :-1], out=out[:, 1:])
-    return out
+    values = q2.astype(small)
+    order = np.argsort(start, kind="stable")
+    taken = np.zeros(n, dtype=np.int64)
+    rows_out, cols_out = [], []
+    lo = 0
+    while lo < len(order):
+        s0 = int(start[order[lo]])
+        width = max(1, n - s0)
+        hi = min(len(order), lo + max(1, QUADRANT_CELLS // width))
+        block = order[lo:hi]
+        lo = hi
+        if s0 >= n:
+            continue
+        cols = np.arange(s0, n)
+        marked = (cols[None, :] >= start[block][:, None]) & (
+            q2[s0:][None, :] > floor[block][:, None]
+        )
+        if weights is not None:
+            taken[s0:] += weights[block] @ marked
+        running = np.minimum.accumulate(np.where(marked, values[s0:][None, :], small(big)), axis=1)
+        minimal = np.empty(marked.shape, dtype=bool)  # where the running minimum drops
+        minimal[:, 0] = running[:, 0] < big
+        np.less(running[:, 1:], running[:, :-1], out=minimal[:, 1:])
+        r, c = np.nonzero(minimal)
+        rows_out.append(block[r])
+        cols_out.append(c + s0)
+    if not rows_out:
+        empty = np.zeros(0, np.int64)
+        return empty, empty, taken
+    rows, cols = np.concatenate(rows_out), np.concatenate(cols_out)
+    by = np.lexsort((cols, rows))
+    return rows[by].astype(np.int64), cols[by].astype(np.int64), taken
 
 
 def _direct_arcs(comp: _Compressed) -> tuple[np.ndarray, np.ndarray]:
