@@ -14,9 +14,9 @@ from typing import Any
 
 import numpy as np
 
-from depot.core.matcher import _classify
+from depot.core.matcher import _classify, _unique_rows
 from depot.core.models import Driver
-from depot.core.rules import PackageColumns, column_coordinates
+from depot.core.rules import PackageColumns
 
 TOP_RULES = 3
 
@@ -31,16 +31,16 @@ def explain_unassigned(
     (with ``rejected_by``: up to three rules, most refusing drivers first, ties in the order the
     rules first appear among ``drivers``)."""
     free = np.flatnonzero(~held) if held is not None else np.arange(len(packages))
-    out: dict[str, Any] = {}
     if not len(free):
-        return out
+        return {}
     if not drivers:  # nobody to take them (no /assign yet, or every named driver is off duty)
         message = "no on-duty driver was requested"
         return {
             packages.package_ids[i]: {"reason": "no_driver_named", "message": message} for i in free
         }
+    coords: list = []
     types, class_bits, class_of, _, table = _classify(
-        packages, drivers, list(range(len(drivers))), free, classes=False
+        packages, drivers, list(range(len(drivers))), free, classes=False, coords_out=coords
     )
     eligible = (
         class_bits.any(axis=1)[class_of] if types.drivers else np.zeros(len(free), dtype=bool)
@@ -57,14 +57,15 @@ def explain_unassigned(
     if len(bad) and rules:
         multiplicity = table.multiplicity()  # per rule: how many of the drivers' rules have it
         cand_rule, cand_score = [], []
-        for col in column_coordinates(packages, rules, free[bad]):
+        for col in coords:  # each rule decided once per cell; the cells of ``bad`` read off
             members = np.array(col.rules, dtype=np.int64)
             counts = multiplicity[members][:, None] * ~col.accepts  # (rules x cells)
             # per cell, this column's best rules: more refusals first, then first appearance
             score = counts * (len(rules) + 1) + (len(rules) - members)[:, None] * (counts > 0)
             best = np.argsort(-score, axis=0, kind="stable")[:TOP_RULES]  # (<=3 x cells)
-            cand_rule.append(members[best][:, col.coord].T)
-            cand_score.append(np.take_along_axis(score, best, axis=0)[:, col.coord].T)
+            cells = col.coord[bad]
+            cand_rule.append(members[best][:, cells].T)
+            cand_score.append(np.take_along_axis(score, best, axis=0)[:, cells].T)
         rule_c, score_c = np.hstack(cand_rule), np.hstack(cand_score)
         pick = np.argsort(-score_c, axis=1, kind="stable")[:, :TOP_RULES]
         chosen = np.take_along_axis(score_c, pick, axis=1)
@@ -72,26 +73,29 @@ def explain_unassigned(
         top_rule[:, :width] = np.where(chosen > 0, np.take_along_axis(rule_c, pick, axis=1), -1)
         top_count[:, :width] = chosen // (len(rules) + 1)
 
-    # distinct answers are few: build each once, then one fresh dict per package, in ``free`` order
+    # distinct answers are few: each is built once and shared by the packages that have it
+    # (read-only: callers copy before adding to an answer)
     answer = np.full(len(free), -1, dtype=np.int64)
-    tops: list[list[tuple[str, int]]] = []
+    answers: list[dict[str, Any]] = []
+    refused = "no requested driver's rules accept it"
     if len(bad):
-        distinct, which = np.unique(np.hstack([top_rule, top_count]), axis=0, return_inverse=True)
-        answer[bad] = which.reshape(-1)
-        tops = [
-            [(labels[r], n) for r, n in zip(row[:TOP_RULES], row[TOP_RULES:]) if r >= 0]
+        tops = np.hstack([top_rule, top_count])
+        first, which = _unique_rows(tops)
+        distinct = tops[first]
+        answer[bad] = which
+        answers = [
+            {
+                "reason": "no_eligible_driver",
+                "message": refused,
+                "rejected_by": [
+                    {"rule": labels[r], "drivers_refusing": n}
+                    for r, n in zip(row[:TOP_RULES], row[TOP_RULES:])
+                    if r >= 0
+                ],
+            }
             for row in distinct.tolist()
         ]
     full = f"every requested driver that accepts it already holds {max_per_driver}"
-    refused = "no requested driver's rules accept it"
+    answers.append({"reason": "eligible_drivers_full", "message": full})  # answer -1
     ids = packages.package_ids
-    for i, a in zip(free.tolist(), answer.tolist()):
-        if a < 0:
-            out[ids[i]] = {"reason": "eligible_drivers_full", "message": full}
-        else:
-            out[ids[i]] = {
-                "reason": "no_eligible_driver",
-                "message": refused,
-                "rejected_by": [{"rule": r, "drivers_refusing": n} for r, n in tops[a]],
-            }
-    return out
+    return {ids[i]: answers[a] for i, a in zip(free.tolist(), answer.tolist())}

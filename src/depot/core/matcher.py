@@ -31,14 +31,13 @@ from __future__ import annotations
 
 import itertools
 import time
-import typing
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 from ortools.graph.python import max_flow
 
-from depot.core.models import PARAMS_BY_CODE, Driver
+from depot.core.models import Driver
 from depot.core.rules import PackageColumns, column_coordinates
 
 
@@ -130,13 +129,6 @@ class _RuleTable:
         return np.bincount(flat, minlength=len(self.rules))
 
 
-_SET_PARAMS = frozenset(  # codes with a list param (a set: its order does not matter)
-    code.value
-    for code, model in PARAMS_BY_CODE.items()
-    if any(typing.get_origin(f.annotation) is list for f in model.model_fields.values())
-)
-
-
 def _rule_table(drivers: Sequence[Driver]) -> _RuleTable:
     keys: dict[tuple, int] = {}
     rules: list[tuple] = []
@@ -144,18 +136,7 @@ def _rule_table(drivers: Sequence[Driver]) -> _RuleTable:
     of_driver: list[list[int]] = []
     for driver in drivers:
         mine = []
-        for rule in driver.rules:
-            # equal exactly when ``Rule.key()`` is, at a fraction of its cost (inline: this runs
-            # once per rule of every driver): params are a validated model's dump, so one code's
-            # names always come in the same order; list params are sets
-            code = rule.code._value_
-            if code in _SET_PARAMS:
-                key = (
-                    code,
-                    *[tuple(sorted(v)) if isinstance(v, list) else v for v in rule.params.values()],
-                )
-            else:
-                key = (code, *rule.params.values())
+        for key, rule in zip(driver.rule_keys, driver.rules):
             r = keys.get(key)
             if r is None:
                 r = keys[key] = len(rules)
@@ -321,6 +302,7 @@ def _classify(
     classes: bool = True,
     cells_out: list[np.ndarray] | None = None,
     ordered: bool | None = None,
+    coords_out: list | None = None,
 ):
     """Types of the active drivers, and for each candidate package its class and tier.
 
@@ -328,10 +310,13 @@ def _classify(
     candidate, ``table`` the active drivers' rules. Without ``classes`` (who may take a package,
     not how to route it: ``explain``), the "classes" are the atoms and types are not ordered.
     ``cells_out``, if given, receives per cut column each class's cell for one of its atoms;
-    ``ordered`` (default: ``classes``) whether the types' subset order is computed now.
+    ``ordered`` (default: ``classes``) whether the types' subset order is computed now;
+    ``coords_out``, if given, receives the cut columns (``rules.column_coordinates``).
     """
     table = _rule_table([drivers[i] for i in active])
     coords = column_coordinates(packages, table.rules, candidates)
+    if coords_out is not None:
+        coords_out.extend(coords)
     types = _types(table, active, coords, ordered=classes if ordered is None else ordered)
     tier = (packages.is_express[candidates].astype(np.int64) << 1) | packages.is_perishable[
         candidates

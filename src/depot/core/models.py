@@ -7,9 +7,11 @@ they concern, so that an import can be refused with a message a dispatcher can a
 from __future__ import annotations
 
 import gc
+import typing
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from enum import StrEnum
+from functools import cached_property
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -182,11 +184,31 @@ def _freeze(value: Any) -> Any:
     return tuple(sorted(value)) if isinstance(value, list) else value
 
 
+SET_PARAMS = frozenset(  # codes with a list param (a set: its order does not matter)
+    code
+    for code, model in PARAMS_BY_CODE.items()
+    if any(typing.get_origin(f.annotation) is list for f in model.model_fields.values())
+)
+
+
 class Driver(Strict):
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
     driver_id: Identifier = Field(validation_alias=AliasChoices("driver_id", "id"))
     rules: list[Rule] = Field(default_factory=list, max_length=100)
+
+    @cached_property
+    def rule_keys(self) -> tuple[tuple, ...]:
+        """Per rule, a hashable identity of what it demands: equal exactly when ``Rule.key()``
+        is, at a fraction of its cost (params are a validated model's dump, so one code's names
+        always come in the same order; list params are sets). Kept with the driver: the matcher
+        and ``explain`` look the day's rules up on every run."""
+        return tuple(
+            (rule.code.value, *[_freeze(v) for v in rule.params.values()])
+            if rule.code in SET_PARAMS
+            else (rule.code.value, *rule.params.values())
+            for rule in self.rules
+        )
 
 
 # --- Packages ---------------------------------------------------------------------------------
