@@ -29,7 +29,7 @@ depends on the number of classes and types, not on the number of packages.
 
 from __future__ import annotations
 
-import itertools
+import threading
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -120,33 +120,52 @@ class _RuleTable:
     as indices into them."""
 
     rules: list[tuple]  # (code, params)
-    of_driver: list[list[int]]
+    flat: np.ndarray  # every driver's rules in turn, as indices into ``rules``
+    counts: np.ndarray  # per driver, how many of ``flat`` are its
     spelling: list  # per distinct rule, its last occurrence (a ``Rule``)
 
     def multiplicity(self) -> np.ndarray:
         """How many of the drivers' rules are each distinct rule."""
-        flat = np.fromiter(itertools.chain.from_iterable(self.of_driver), dtype=np.int64)
-        return np.bincount(flat, minlength=len(self.rules))
+        return np.bincount(self.flat, minlength=len(self.rules))
+
+
+_TABLES_KEPT = 4
+_tables: dict[tuple[int, ...], tuple[list[Driver], _RuleTable]] = {}
+_tables_lock = threading.Lock()
 
 
 def _rule_table(drivers: Sequence[Driver]) -> _RuleTable:
+    """The drivers' rule table, remembered for the last few lists of the same driver objects
+    (``match`` and then ``explain`` on one request, or the board's reads of one version of the
+    day, look up the same drivers: 100,000 rule keys are ~20 ms of hashing). The memo keeps the
+    drivers alive, so their ``id`` cannot be reused while it holds them; a table is never
+    modified after it is built."""
+    key = tuple(map(id, drivers))
+    with _tables_lock:
+        hit = _tables.get(key)
+    if hit is not None:
+        return hit[1]
+    table = _build_rule_table(drivers)
+    with _tables_lock:
+        _tables[key] = (list(drivers), table)
+        while len(_tables) > _TABLES_KEPT:
+            del _tables[next(iter(_tables))]
+    return table
+
+
+def _build_rule_table(drivers: Sequence[Driver]) -> _RuleTable:
     keys: dict[tuple, int] = {}
-    rules: list[tuple] = []
-    spelling: list = []
-    of_driver: list[list[int]] = []
-    for driver in drivers:
-        mine = []
-        for key, rule in zip(driver.rule_keys, driver.rules):
-            r = keys.get(key)
-            if r is None:
-                r = keys[key] = len(rules)
-                rules.append((rule.code, rule.params))
-                spelling.append(rule)
-            else:
-                spelling[r] = rule
-            mine.append(r)
-        of_driver.append(mine)
-    return _RuleTable(rules, of_driver, spelling)
+    # a new key gets the next index (``len`` is read before ``setdefault`` inserts it)
+    flat_list = [keys.setdefault(k, len(keys)) for d in drivers for k in d.rule_keys]
+    every = [rule for d in drivers for rule in d.rules]
+    flat = np.array(flat_list, dtype=np.int64)
+    counts = np.fromiter((len(d.rules) for d in drivers), dtype=np.int64, count=len(drivers))
+    first = np.full(len(keys), len(flat), dtype=np.int64)
+    np.minimum.at(first, flat, np.arange(len(flat)))
+    last = np.zeros(len(keys), dtype=np.int64)
+    np.maximum.at(last, flat, np.arange(len(flat)))
+    rules = [(every[i].code, every[i].params) for i in first.tolist()]
+    return _RuleTable(rules, flat, counts, [every[i] for i in last.tolist()])
 
 
 def _unique_rows(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -206,10 +225,7 @@ def _types(table: _RuleTable, active: Sequence[int], coords, ordered: bool = Tru
     for c, col in enumerate(coords):
         column_of[col.rules] = c
         row_of[col.rules] = np.arange(len(col.rules))
-    counts = np.fromiter((len(r) for r in table.of_driver), dtype=np.int64, count=n)
-    flat = np.fromiter(
-        itertools.chain.from_iterable(table.of_driver), dtype=np.int64, count=int(counts.sum())
-    )
+    counts, flat = table.counts, table.flat
     owner = np.repeat(np.arange(n), counts)  # driver position of each (driver, rule) pair
     boxes = []
     for c, col in enumerate(coords):
