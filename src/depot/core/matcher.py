@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from ortools.graph.python import max_flow
 
-from depot.core.models import Driver
+from depot.core.models import Driver, gc_paused
 from depot.core.rules import PackageColumns, column_coordinates
 
 
@@ -623,8 +623,21 @@ def match(
     """Assign the day's free packages to ``drivers``; see the module docstring for the objective.
 
     ``held_counts`` is how many packages each driver already holds for the day; ``held`` marks
-    packages held by anyone (they are not offered again).
+    packages held by anyone (they are not offered again). The cyclic collector is paused: the
+    decomposition allocates tens of thousands of small lists and tuples, none in cycles, and
+    each collection they trigger walks the whole heap (the day's records included).
     """
+    with gc_paused():
+        return _match(packages, drivers, max_per_driver, held_counts, held)
+
+
+def _match(
+    packages: PackageColumns,
+    drivers: Sequence[Driver],
+    max_per_driver: int,
+    held_counts: Mapping[str, int] | None,
+    held: np.ndarray | None,
+) -> MatchResult:
     held_counts = held_counts or {}
     available = np.ones(len(packages), dtype=bool) if held is None else ~held
     remaining = [max(0, max_per_driver - held_counts.get(d.driver_id, 0)) for d in drivers]
