@@ -12,7 +12,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from depot.core import matcher
+from depot.core import classes, networks
 from depot.core.matcher import greedy_first_fit, match
 from depot.core.models import parse_drivers
 from depot.core.rules import PackageColumns
@@ -430,7 +430,7 @@ def test_balance_is_exact_across_blocks_and_holdings():
 def test_the_staircase_network_reaches_the_full_objective(case):
     """With the staircase tried on every day with a threshold column (not only the large ones it
     is chosen for), every answer is still valid, optimal on the whole objective, deterministic."""
-    with mock.patch.object(matcher, "STAIRCASE_CLASSES_PER_CONTEXT", 0):
+    with mock.patch.object(networks, "STAIRCASE_CLASSES_PER_CONTEXT", 0):
         result = case.run()
         check_valid(case, result)
         assert objective(case, result) == best_objective(
@@ -467,7 +467,7 @@ def test_the_staircase_network_is_used_on_a_personalised_day():
     case = Case(raw, packages, 30, {})
     result = case.run()
     assert result.representation == "staircase"
-    with mock.patch.object(matcher, "STAIRCASE_CLASSES_PER_CONTEXT", 10**9):
+    with mock.patch.object(networks, "STAIRCASE_CLASSES_PER_CONTEXT", 10**9):
         maximal = case.run()
     assert maximal.representation != "staircase"
     assert result.arcs < maximal.arcs
@@ -492,7 +492,7 @@ def test_distinct_rows_are_found_exactly_whatever_the_hashes_say(values, hashes)
         "every row clashes": lambda r: np.zeros(len(r), dtype=np.uint64),
         "none": lambda r: None,
     }
-    with mock.patch.object(matcher, "_row_hashes", fake.get(hashes, matcher._row_hashes)):
-        first, of_row = matcher._unique_rows(rows)
+    with mock.patch.object(classes, "_row_hashes", fake.get(hashes, classes._row_hashes)):
+        first, of_row = classes._unique_rows(rows)
     assert first.tolist() == firsts
     assert of_row.tolist() == labels

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from depot.core.matcher import _classify, _unique_rows
+from depot.core.classes import _classify, _unique_rows
 from depot.core.models import Driver
 from depot.core.rules import PackageColumns
 

@@ -1,0 +1,232 @@
+"""The class -> type part of the matcher's flow network, in three representations: *direct*
+(an arc per eligible pair), *maximal* (arcs to the maximal eligible types, plus the types'
+Hasse arcs) and the *staircase* for two threshold columns. Pure; see docs/design.md.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from depot.core.classes import _Compressed, _unique_rows
+
+STAIRCASE_CLASSES_PER_CONTEXT = 8  # classes per context below which the staircase is not tried
+CHUNK_CELLS = 1 << 24  # classes x types handled at once when listing arcs (bounds memory)
+
+
+def _bit_positions(
+    bits: np.ndarray, count: int, bitorder: str = "big"
+) -> tuple[np.ndarray, np.ndarray]:
+    """(row, column) of every set bit of a packed (rows x bytes) bit matrix, row-major, columns
+    below ``count``: only the nonzero bytes are unpacked (the matrices here are sparse)."""
+    bits = np.ascontiguousarray(bits).view(np.uint8)
+    width = bits.shape[1]
+    flat = bits.reshape(-1)
+    nz = np.flatnonzero(flat)
+    r, b = np.nonzero(np.unpackbits(flat[nz][:, None], axis=1, bitorder=bitorder))  # type: ignore[call-overload]
+    pos = nz[r]
+    row, col = pos // width, (pos % width) * 8 + b
+    keep = col < count
+    return row[keep].astype(np.int64), col[keep].astype(np.int64)
+
+
+def _class_arcs(
+    comp: _Compressed, class_sizes: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, bool]:
+    """The class -> type arcs, and per type a bound on how many offered packages it may take.
+
+    Two representations, chosen by their size: *direct* (an arc to every eligible type) or
+    *maximal* (an arc only to the eligible types no more demanding eligible type covers, plus
+    the Hasse arcs between types, which carry the flow on to the less demanding ones)."""
+    types = comp.types
+    n_types, n_classes = len(types.drivers), len(comp.class_bits)
+    direct_arcs = int(np.bitwise_count(comp.class_bits).sum())
+    per_class = [(np.zeros(0, np.int64), np.zeros(0, np.int64))]
+    order = np.argsort(types.hasse_head, kind="stable")
+    tails, heads = types.hasse_tail[order], types.hasse_head[order]
+    if direct_arcs > len(tails):
+        has_pred, starts = np.unique(heads, return_index=True)
+        step = max(8, (CHUNK_CELLS // max(1, n_types, len(tails))) // 8 * 8)
+        for lo in range(0, n_classes, step):
+            part = slice(lo, min(n_classes, lo + step))
+            eligible = comp.class_eligible(part)
+            by_type = np.packbits(eligible.T, axis=1)  # (types x classes/8): type-major bits
+            if len(tails):
+                dominated = np.zeros_like(by_type)
+                dominated[has_pred] = np.bitwise_or.reduceat(by_type[tails], starts, axis=0)
+                by_type &= ~dominated
+            t_idx, c_idx = _bit_positions(by_type, eligible.shape[0])
+            per_class.append((c_idx + lo, t_idx))
+            if sum(len(c) for c, _ in per_class) + len(tails) >= direct_arcs:
+                break  # the maximal network is no smaller
+        else:
+            c_idx = np.concatenate([c for c, _ in per_class])
+            t_idx = np.concatenate([t for _, t in per_class])
+            # an upper bound of what each type is offered: its own arcs plus, along the Hasse
+            # arcs, what its predecessors are offered (a class may be counted more than once)
+            bound = np.bincount(t_idx, weights=class_sizes[c_idx], minlength=n_types)
+            preds: list[list[int]] = [[] for _ in range(n_types)]
+            for a, b in zip(types.hasse_tail.tolist(), types.hasse_head.tolist()):
+                preds[b].append(a)
+            for t in types.order:
+                for a in preds[t]:
+                    bound[t] += bound[a]
+            return c_idx, t_idx, np.minimum(bound, class_sizes.sum()).astype(np.int64), True
+    c_idx, t_idx = _direct_arcs(comp)
+    return (
+        c_idx,
+        t_idx,
+        np.bincount(t_idx, weights=class_sizes[c_idx], minlength=n_types).astype(np.int64),
+        False,
+    )
+
+
+@dataclass
+class _Staircase:
+    """A class -> type network for prefix (threshold) columns: see ``_staircase_arcs``."""
+
+    c_idx: np.ndarray  # class -> node (a type, or a local node numbered from ``n_types``)
+    t_idx: np.ndarray
+    sub_tail: np.ndarray  # node -> node
+    sub_head: np.ndarray
+    n_local: int
+    order: list[int]  # every node before those it feeds
+    offered: np.ndarray  # per type, the packages of the classes it may take (exact)
+
+
+def _staircase_arcs(comp: _Compressed, class_sizes: np.ndarray) -> _Staircase | None:
+    """A smaller class -> type network when some cut columns are thresholds (every type accepts
+    a prefix of their cells, as MAX_WEIGHT and MAX_DISTANCE do).
+
+    Take the two such columns with the most distinct thresholds; the other columns make a
+    class's *context* (its cells there). Within a context, a type is one point (its thresholds
+    on the two columns) and a class takes exactly the types of that context whose point lies in
+    its quadrant. So per context there is one local node per distinct point, an arc from each
+    to the points covering it in the 2-D dominance order and to its types, and a class needs an
+    arc only to the minimal points of its quadrant: arcs grow with the points per context, not
+    with classes x types. ``None`` when no column is a threshold column."""
+    types = comp.types
+    accepts = types.accepts
+    n_types, n_classes = len(types.drivers), len(comp.class_bits)
+    if not comp.class_cells or n_types == 0:
+        return None
+    prefix = []
+    for c, acc in enumerate(accepts):
+        k = acc.sum(axis=1)
+        if acc.shape[1] > 1 and np.array_equal(acc, np.arange(acc.shape[1])[None, :] < k[:, None]):
+            prefix.append((-len(np.unique(k)), c, k.astype(np.int64)))
+    if not prefix:
+        return None
+    prefix.sort(key=lambda x: (x[0], x[1]))
+    dims = [c for _, c, _ in prefix[:2]]
+    k1 = prefix[0][2]
+    lo1 = comp.class_cells[dims[0]].astype(np.int64)
+    if len(dims) > 1:
+        k2, lo2 = prefix[1][2], comp.class_cells[dims[1]].astype(np.int64)
+    else:
+        k2, lo2 = np.zeros(n_types, np.int64), np.full(n_classes, -1, np.int64)
+    context = [c for c in range(len(accepts)) if c not in dims]
+    if context:
+        ctx_first, ctx_of = _unique_rows(np.column_stack([comp.class_cells[c] for c in context]))
+    else:
+        ctx_first, ctx_of = np.zeros(1, np.int64), np.zeros(n_classes, np.int64)
+    if len(ctx_first) * STAIRCASE_CLASSES_PER_CONTEXT > n_classes:
+        return None  # too many contexts for the local networks to pay
+    width = int(k2.max()) + 1
+    by_ctx = np.argsort(ctx_of, kind="stable")
+    bounds = np.searchsorted(ctx_of[by_ctx], np.arange(len(ctx_first) + 1))
+    c_parts, t_parts, s_tails, s_heads = [], [], [], []
+    order: list[int] = []
+    offered = np.zeros(n_types, dtype=np.int64)
+    n_local = 0
+    for x, first in enumerate(ctx_first.tolist()):
+        members = by_ctx[bounds[x] : bounds[x + 1]]
+        inside = np.ones(n_types, dtype=bool)
+        for c in context:
+            inside &= accepts[c][:, comp.class_cells[c][first]]
+        tx = np.flatnonzero(inside)
+        if not len(tx):
+            continue
+        points, p_of = np.unique(k1[tx] * width + k2[tx], return_inverse=True)  # (k1, k2) order
+        q1, q2 = points // width, points % width
+        base = n_types + n_local
+        # a class takes the points after the last with q1 <= its cell, those with q2 above it;
+        # a point is covered by points after it (sorted by (q1, q2)) with q2 at least its own
+        start = np.searchsorted(q1, lo1[members], side="right")
+        rows, cols, taken = _quadrant_minima(q2, start, lo2[members], class_sizes[members])
+        c_parts.append(members[rows])
+        t_parts.append(base + cols)
+        a, b, _ = _quadrant_minima(q2, np.arange(1, len(points) + 1), q2 - 1)
+        s_tails += [base + a, base + p_of]
+        s_heads += [base + b, tx]
+        offered[tx] += taken[p_of]
+        order += range(base, base + len(points))
+        n_local += len(points)
+    order += range(n_types)
+    cat = np.concatenate
+    empty = [np.zeros(0, np.int64)]
+    return _Staircase(
+        cat(c_parts + empty).astype(np.int64),
+        cat(t_parts + empty).astype(np.int64),
+        cat(s_tails + empty).astype(np.int64),
+        cat(s_heads + empty).astype(np.int64),
+        n_local,
+        order,
+        offered,
+    )
+
+
+QUADRANT_CELLS = 1 << 22  # rows x columns of one block of ``_quadrant_minima``
+
+
+def _quadrant_minima(
+    q2: np.ndarray, start: np.ndarray, floor: np.ndarray, weights: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per query row ``i``, the minimal points (2-D dominance) of those at positions ``j >=
+    start[i]`` with ``q2[j] > floor[i]``; the points are distinct and sorted by (q1, q2), so such
+    a point is minimal exactly when every earlier one of them has a larger ``q2``.
+
+    Returns (row, point) pairs in row-major order and, with ``weights``, per point the sum of
+    the weights of the rows that take it (minimal or not). Rows are handled in blocks of
+    similar ``start``, each over the columns from its least start only (about half the cells
+    of the whole matrix)."""
+    n = len(q2)
+    small = np.int16 if n == 0 or int(q2.max()) < 32767 else np.int64
+    big = np.iinfo(small).max
+    values = q2.astype(small)
+    order = np.argsort(start, kind="stable")
+    taken = np.zeros(n, dtype=np.int64)
+    rows_out, cols_out = [], []
+    lo = 0
+    while lo < len(order):
+        s0 = int(start[order[lo]])
+        width = max(1, n - s0)
+        hi = min(len(order), lo + max(1, QUADRANT_CELLS // width))
+        block = order[lo:hi]
+        lo = hi
+        if s0 >= n:
+            continue
+        cols = np.arange(s0, n)
+        marked = (cols[None, :] >= start[block][:, None]) & (
+            q2[s0:][None, :] > floor[block][:, None]
+        )
+        if weights is not None:
+            taken[s0:] += weights[block] @ marked
+        running = np.minimum.accumulate(np.where(marked, values[s0:][None, :], small(big)), axis=1)
+        minimal = np.empty(marked.shape, dtype=bool)  # where the running minimum drops
+        minimal[:, 0] = running[:, 0] < big
+        np.less(running[:, 1:], running[:, :-1], out=minimal[:, 1:])
+        r, c = np.nonzero(minimal)
+        rows_out.append(block[r])
+        cols_out.append(c + s0)
+    if not rows_out:
+        empty = np.zeros(0, np.int64)
+        return empty, empty, taken
+    rows, cols = np.concatenate(rows_out), np.concatenate(cols_out)
+    by = np.lexsort((cols, rows))
+    return rows[by].astype(np.int64), cols[by].astype(np.int64), taken
+
+
+def _direct_arcs(comp: _Compressed) -> tuple[np.ndarray, np.ndarray]:
+    return _bit_positions(comp.class_bits, len(comp.types.drivers), bitorder="little")
