@@ -482,7 +482,7 @@ def test_the_staircase_network_is_used_on_a_personalised_day():
     st.sampled_from(["real", "every row clashes", "none"]),
 )
 def test_distinct_rows_are_found_exactly_whatever_the_hashes_say(values, hashes):
-    """``_unique_rows`` sorts 64-bit hashes of wide rows; rows that share a hash but differ
+    """``unique_rows`` sorts 64-bit hashes of wide rows; rows that share a hash but differ
     must still come out apart (forced here by a hash that is the same for every row)."""
     rows = np.array(values, dtype=np.uint64) << np.uint64(62)  # differences in the top bits
     expected = {}
@@ -493,6 +493,6 @@ def test_distinct_rows_are_found_exactly_whatever_the_hashes_say(values, hashes)
         "none": lambda r: None,
     }
     with mock.patch.object(classes, "_row_hashes", fake.get(hashes, classes._row_hashes)):
-        first, of_row = classes._unique_rows(rows)
+        first, of_row = classes.unique_rows(rows)
     assert first.tolist() == firsts
     assert of_row.tolist() == labels

@@ -19,7 +19,7 @@ from depot.core.rules import PackageColumns, column_coordinates
 
 
 @dataclass
-class _Types:
+class Types:
     """The requested drivers reduced to *types*: distinct acceptance boxes over the day's cells."""
 
     drivers: list[list[int]]  # type -> indices into the request's driver list, in request order
@@ -31,10 +31,10 @@ class _Types:
 
 
 @dataclass
-class _Compressed:
+class Compressed:
     """The day reduced to classes: what the flow network is built from."""
 
-    types: _Types
+    types: Types
     class_bits: np.ndarray  # (classes x words) uint64: the class's eligible types, as bits
     group_class: np.ndarray  # (class, tier) group -> class
     group_tier: np.ndarray  # group -> tier value (2*express + perishable)
@@ -54,10 +54,10 @@ class _Compressed:
     def class_eligible(self, classes: slice | None = None) -> np.ndarray:
         """(classes x types) bool, for a slice of the classes (the whole matrix may be large)."""
         bits = self.class_bits if classes is None else self.class_bits[classes]
-        return _unpack(bits, len(self.types.drivers))
+        return unpack(bits, len(self.types.drivers))
 
 
-def _unpack(bits: np.ndarray, n: int) -> np.ndarray:
+def unpack(bits: np.ndarray, n: int) -> np.ndarray:
     return np.unpackbits(bits.view(np.uint8), axis=1, bitorder="little")[:, :n].astype(bool)
 
 
@@ -123,7 +123,7 @@ def _build_rule_table(drivers: Sequence[Driver]) -> _RuleTable:
     return _RuleTable(rules, flat, counts, [every[i] for i in last.tolist()])
 
 
-def _unique_rows(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def unique_rows(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Indices of the first occurrence of each distinct row, and each row's distinct index (the
     distinct rows numbered in order of first occurrence, so the result follows the input)."""
     rows = np.ascontiguousarray(rows)
@@ -169,7 +169,7 @@ def _row_hashes(rows: np.ndarray) -> np.ndarray | None:
     return rows.view(np.uint32) @ _HASH_WORDS[: rows.shape[1] * rows.dtype.itemsize // 4]
 
 
-def _types(table: _RuleTable, active: Sequence[int], coords, ordered: bool = True) -> _Types:
+def _types(table: _RuleTable, active: Sequence[int], coords, ordered: bool = True) -> Types:
     """Each active driver's box (per cut column, the cells all its rules accept); equal boxes
     form one type. A type that accepts no cell of some column takes nothing and is dropped.
     ``table`` lists the rules of the active drivers, in that order; without ``ordered`` the
@@ -197,7 +197,7 @@ def _types(table: _RuleTable, active: Sequence[int], coords, ordered: bool = Tru
     keep = np.flatnonzero(nonempty)
     if coords:
         signature = np.hstack([_pack(box[keep]) for box in boxes])
-        first, type_of = _unique_rows(signature)
+        first, type_of = unique_rows(signature)
     else:
         first, type_of = (
             np.zeros(min(1, len(keep)), dtype=np.int64),
@@ -208,13 +208,13 @@ def _types(table: _RuleTable, active: Sequence[int], coords, ordered: bool = Tru
         members[t].append(active[k])
     accepts = [box[keep[first]] for box in boxes]
     empty = np.zeros(0, dtype=np.int64)
-    types = _Types(members, accepts, [], empty, empty)
+    types = Types(members, accepts, [], empty, empty)
     if ordered:
-        _order_types(types)
+        order_types(types)
     return types
 
 
-def _order_types(types: _Types) -> None:
+def order_types(types: Types) -> None:
     """Fill in the subset order of the types (``order`` and the Hasse arcs)."""
     n = len(types.drivers)
     types.hasse_tail, types.hasse_head = _hasse(types.accepts, n)
@@ -265,7 +265,7 @@ def _hasse(accepts: list[np.ndarray], n: int) -> tuple[np.ndarray, np.ndarray]:
     return np.concatenate(tails).astype(np.int64), np.concatenate(heads).astype(np.int64)
 
 
-def _classify(
+def classify(
     packages: PackageColumns,
     drivers: Sequence[Driver],
     active: Sequence[int],
@@ -304,9 +304,9 @@ def _classify(
         key = np.zeros(len(candidates), dtype=np.int64)
         for col, k in zip(coords, cells):
             key = key * k + col.coord
-        atom_first, atom_of = _unique_rows(key)
+        atom_first, atom_of = unique_rows(key)
     else:
-        atom_first, atom_of = _unique_rows(np.column_stack([col.coord for col in coords]))
+        atom_first, atom_of = unique_rows(np.column_stack([col.coord for col in coords]))
 
     # an atom's eligible types: the AND over columns of the types accepting its cell there,
     # (atoms x words), in place (a stack of every column's bits would be large)
@@ -315,7 +315,7 @@ def _classify(
         bits &= _pack(acc.T)[col.coord[atom_first]]
     if not classes:
         return types, bits, atom_of, tier, table
-    class_first, class_of_atom = _unique_rows(bits)
+    class_first, class_of_atom = unique_rows(bits)
     if cells_out is not None:
         cells_out.extend(col.coord[atom_first[class_first]] for col in coords)
     return types, bits[class_first], class_of_atom[atom_of], tier, table
@@ -326,10 +326,10 @@ def compress(
     drivers: Sequence[Driver],
     active: Sequence[int],
     available: np.ndarray,
-) -> _Compressed:
+) -> Compressed:
     candidates = np.flatnonzero(available)
     cells: list[np.ndarray] = []
-    types, class_bits, class_of, tier, _ = _classify(
+    types, class_bits, class_of, tier, _ = classify(
         packages, drivers, active, candidates, cells_out=cells, ordered=False
     )
     usable = class_bits.any(axis=1)
@@ -340,7 +340,7 @@ def compress(
     sorted_groups = group_key[order]
     group_ids, starts = np.unique(sorted_groups, return_index=True)
     group_start = np.append(starts, len(sorted_groups)).astype(np.int64)
-    return _Compressed(
+    return Compressed(
         types=types,
         class_bits=class_bits,
         group_class=(group_ids // 4).astype(np.int64),

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from depot.core.classes import _classify, _unique_rows
+from depot.core.classes import classify, unique_rows
 from depot.core.models import Driver
 from depot.core.rules import PackageColumns
 
@@ -39,7 +39,7 @@ def explain_unassigned(
             packages.package_ids[i]: {"reason": "no_driver_named", "message": message} for i in free
         }
     coords: list = []
-    types, class_bits, class_of, _, table = _classify(
+    types, class_bits, class_of, _, table = classify(
         packages, drivers, list(range(len(drivers))), free, classes=False, coords_out=coords
     )
     eligible = (
@@ -80,7 +80,7 @@ def explain_unassigned(
     refused = "no requested driver's rules accept it"
     if len(bad):
         tops = np.hstack([top_rule, top_count])
-        first, which = _unique_rows(tops)
+        first, which = unique_rows(tops)
         distinct = tops[first]
         answer[bad] = which
         answers = [

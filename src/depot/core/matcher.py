@@ -36,9 +36,9 @@ from dataclasses import dataclass, field
 import numpy as np
 from ortools.graph.python import max_flow
 
-from depot.core.classes import _classify, _Compressed, _order_types, _unpack, compress
+from depot.core.classes import Compressed, classify, compress, order_types, unpack
 from depot.core.models import Driver, gc_paused
-from depot.core.networks import _class_arcs, _staircase_arcs
+from depot.core.networks import class_arcs, staircase_arcs
 from depot.core.rules import PackageColumns
 
 
@@ -132,7 +132,7 @@ class _Network:
     *bucket* (the drivers of one type holding the same number already), no costs: every stage is
     an OR-Tools maximum flow (see ``solve``)."""
 
-    def __init__(self, comp: _Compressed, drivers, remaining, held_counts, max_per_driver):
+    def __init__(self, comp: Compressed, drivers, remaining, held_counts, max_per_driver):
         self.comp = comp
         self.max_per_driver = max_per_driver
         n_groups, n_classes = len(comp.group_start) - 1, len(comp.class_bits)
@@ -149,7 +149,7 @@ class _Network:
         class_sizes = np.bincount(comp.group_class, weights=sizes, minlength=n_classes).astype(
             np.int64
         )
-        stair = _staircase_arcs(comp, class_sizes)
+        stair = staircase_arcs(comp, class_sizes)
         if stair is not None:
             c_idx, t_idx, type_eligible = stair.c_idx, stair.t_idx, stair.offered
             sub_tail, sub_head = stair.sub_tail, stair.sub_head
@@ -158,8 +158,8 @@ class _Network:
             self.node_order = stair.order
         else:
             if not comp.types.ordered:
-                _order_types(comp.types)
-            c_idx, t_idx, type_eligible, nested = _class_arcs(comp, class_sizes)
+                order_types(comp.types)
+            c_idx, t_idx, type_eligible, nested = class_arcs(comp, class_sizes)
             sub_tail = comp.types.hasse_tail if nested else np.zeros(0, np.int64)
             sub_head = comp.types.hasse_head if nested else np.zeros(0, np.int64)
             self.representation = "maximal" if nested else "direct"
@@ -569,11 +569,11 @@ def greedy_first_fit(
     if max_per_driver <= 0 or not drivers or not len(packages):
         return out
     candidates = np.arange(len(packages))
-    types, class_bits, class_of, _, _ = _classify(
+    types, class_bits, class_of, _, _ = classify(
         packages, drivers, list(range(len(drivers))), candidates
     )
     eligible_drivers = []
-    for row in _unpack(class_bits, len(types.drivers)):
+    for row in unpack(class_bits, len(types.drivers)):
         ids = [i for t in np.flatnonzero(row).tolist() for i in types.drivers[t]]
         eligible_drivers.append(sorted(ids))
     cursor = [0] * len(eligible_drivers)

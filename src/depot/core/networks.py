@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from depot.core.classes import _Compressed, _unique_rows
+from depot.core.classes import Compressed, unique_rows
 
 STAIRCASE_CLASSES_PER_CONTEXT = 8  # classes per context below which the staircase is not tried
 CHUNK_CELLS = 1 << 24  # classes x types handled at once when listing arcs (bounds memory)
@@ -31,8 +31,8 @@ def _bit_positions(
     return row[keep].astype(np.int64), col[keep].astype(np.int64)
 
 
-def _class_arcs(
-    comp: _Compressed, class_sizes: np.ndarray
+def class_arcs(
+    comp: Compressed, class_sizes: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, bool]:
     """The class -> type arcs, and per type a bound on how many offered packages it may take.
 
@@ -83,8 +83,8 @@ def _class_arcs(
 
 
 @dataclass
-class _Staircase:
-    """A class -> type network for prefix (threshold) columns: see ``_staircase_arcs``."""
+class Staircase:
+    """A class -> type network for prefix (threshold) columns: see ``staircase_arcs``."""
 
     c_idx: np.ndarray  # class -> node (a type, or a local node numbered from ``n_types``)
     t_idx: np.ndarray
@@ -95,7 +95,7 @@ class _Staircase:
     offered: np.ndarray  # per type, the packages of the classes it may take (exact)
 
 
-def _staircase_arcs(comp: _Compressed, class_sizes: np.ndarray) -> _Staircase | None:
+def staircase_arcs(comp: Compressed, class_sizes: np.ndarray) -> Staircase | None:
     """A smaller class -> type network when some cut columns are thresholds (every type accepts
     a prefix of their cells, as MAX_WEIGHT and MAX_DISTANCE do).
 
@@ -128,7 +128,7 @@ def _staircase_arcs(comp: _Compressed, class_sizes: np.ndarray) -> _Staircase | 
         k2, lo2 = np.zeros(n_types, np.int64), np.full(n_classes, -1, np.int64)
     context = [c for c in range(len(accepts)) if c not in dims]
     if context:
-        ctx_first, ctx_of = _unique_rows(np.column_stack([comp.class_cells[c] for c in context]))
+        ctx_first, ctx_of = unique_rows(np.column_stack([comp.class_cells[c] for c in context]))
     else:
         ctx_first, ctx_of = np.zeros(1, np.int64), np.zeros(n_classes, np.int64)
     if len(ctx_first) * STAIRCASE_CLASSES_PER_CONTEXT > n_classes:
@@ -166,7 +166,7 @@ def _staircase_arcs(comp: _Compressed, class_sizes: np.ndarray) -> _Staircase | 
     order += range(n_types)
     cat = np.concatenate
     empty = [np.zeros(0, np.int64)]
-    return _Staircase(
+    return Staircase(
         cat(c_parts + empty).astype(np.int64),
         cat(t_parts + empty).astype(np.int64),
         cat(s_tails + empty).astype(np.int64),
@@ -228,5 +228,5 @@ def _quadrant_minima(
     return rows[by].astype(np.int64), cols[by].astype(np.int64), taken
 
 
-def _direct_arcs(comp: _Compressed) -> tuple[np.ndarray, np.ndarray]:
+def _direct_arcs(comp: Compressed) -> tuple[np.ndarray, np.ndarray]:
     return _bit_positions(comp.class_bits, len(comp.types.drivers), bitorder="little")
