@@ -1,11 +1,11 @@
-"""The dependencies the routes share: the service, who acts, which day."""
+"""The dependencies the routes share: the service, who acts, which day, a page of the board."""
 
 from __future__ import annotations
 
 from datetime import date as Date
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, Query, Request
 
 from depot.http import auth
 from depot.service import Service
@@ -29,3 +29,10 @@ def get_service(request: Request) -> Service:
 
 
 ServiceDep = Annotated[Service, Depends(get_service)]
+
+# The board's paging, one definition for every paged read (``/days/{day}/drivers``,
+# ``/days/{day}/unassigned``). Aliases rather than one ``Depends`` object: FastAPI solves a
+# sub-dependency's parameters before the route's own, which would reorder the validation errors
+# (and so change which one a 422's message names).
+Offset = Annotated[int, Query(ge=0, description="how many items to skip")]
+Limit = Annotated[int, Query(ge=1, le=200, description="how many items at most")]

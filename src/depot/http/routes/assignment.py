@@ -10,7 +10,7 @@ from depot.http import auth
 from depot.http.deps import ServiceDep, actor_of
 from depot.http.schemas import ERRORS, AssignmentItem, AssignRequest, AssignResponse, UpdateRequest
 
-router = APIRouter()
+router = APIRouter(tags=["assignment"])
 
 
 @router.post(
@@ -18,7 +18,6 @@ router = APIRouter()
     response_model=AssignResponse,
     response_model_exclude_none=True,
     responses=ERRORS,
-    tags=["assignment"],
 )
 def assign(
     body: AssignRequest,
@@ -34,7 +33,7 @@ def assign(
     ).response()
 
 
-@router.post("/update", response_model=AssignmentItem, responses=ERRORS, tags=["assignment"])
+@router.post("/update", response_model=AssignmentItem, responses=ERRORS)
 def update(body: UpdateRequest, service: ServiceDep, principal: auth.PrincipalDep):
     """Move a delivery through its lifecycle; 409 names the allowed next statuses."""
     auth.check_update(principal, body.driver_id, body.package_id)

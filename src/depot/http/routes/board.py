@@ -9,45 +9,45 @@ from fastapi import APIRouter, Query
 
 from depot.core.models import Identifier
 from depot.http import auth
-from depot.http.deps import ServiceDep, day_of
+from depot.http.deps import Limit, Offset, ServiceDep, day_of
 from depot.http.schemas import ERRORS
 
-router = APIRouter()
+router = APIRouter(tags=["board"])
 
 
-@router.get("/days/{day}/summary", tags=["board"], responses=ERRORS)
+@router.get("/days/{day}/summary", responses=ERRORS)
 def summary(day: Date, service: ServiceDep, _: auth.DispatcherDep) -> dict[str, Any]:
     """The day's counts (the board's tiles)."""
     return service.reads.summary(day.isoformat())
 
 
-@router.get("/days/{day}/drivers", tags=["board"], responses=ERRORS)
+@router.get("/days/{day}/drivers", responses=ERRORS)
 def drivers_page(
     day: Date,
     service: ServiceDep,
     _: auth.DispatcherDep,
-    offset: Annotated[int, Query(ge=0)] = 0,
-    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    offset: Offset = 0,
+    limit: Limit = 50,
     q: Annotated[str | None, Query(max_length=128)] = None,
 ) -> dict[str, Any]:
     """A page of the day's drivers: rules, load against the cap, statuses, availability."""
     return service.reads.drivers(day.isoformat(), offset, limit, q)
 
 
-@router.get("/days/{day}/unassigned", tags=["board"], responses=ERRORS)
+@router.get("/days/{day}/unassigned", responses=ERRORS)
 def unassigned_page(
     day: Date,
     service: ServiceDep,
     _: auth.DispatcherDep,
-    offset: Annotated[int, Query(ge=0)] = 0,
-    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    offset: Offset = 0,
+    limit: Limit = 50,
     reason: Annotated[str | None, Query(max_length=64)] = None,
 ) -> dict[str, Any]:
     """A page of the day's pool with the reason each package is unassigned."""
     return service.reads.unassigned(day.isoformat(), offset, limit, reason)
 
 
-@router.get("/days/{day}/map", tags=["board"], responses=ERRORS)
+@router.get("/days/{day}/map", responses=ERRORS)
 def day_map(
     day: Date,
     service: ServiceDep,
@@ -58,7 +58,7 @@ def day_map(
     return service.reads.map(day.isoformat(), color)
 
 
-@router.get("/packages/{package_id}/eligible-drivers", tags=["board"], responses=ERRORS)
+@router.get("/packages/{package_id}/eligible-drivers", responses=ERRORS)
 def eligible_drivers(
     package_id: Identifier, service: ServiceDep, _: auth.DispatcherDep, day: Date | None = None
 ) -> dict[str, Any]:

@@ -12,14 +12,13 @@ from depot.http import auth
 from depot.http.deps import ServiceDep, actor_of
 from depot.http.schemas import ERRORS, MANIFEST_SCHEMA, ManifestImported
 
-router = APIRouter()
+router = APIRouter(tags=["manifests"])
 
 
 @router.post(
     "/manifests",
     status_code=201,
     response_model=ManifestImported,
-    tags=["manifests"],
     responses=ERRORS,
     openapi_extra={
         "requestBody": {
@@ -34,7 +33,7 @@ async def import_manifest(request: Request, service: ServiceDep, principal: auth
     return await run_in_threadpool(service.import_body, raw, actor_of(principal))
 
 
-@router.get("/manifests/{day}", tags=["manifests"], responses=ERRORS)
+@router.get("/manifests/{day}", responses=ERRORS)
 def get_manifest(day: Date, service: ServiceDep, _: auth.DispatcherDep) -> Response:
     """The day's drivers and packages (encoded once per version of the day, with orjson:
     FastAPI's encoder held the GIL for seconds on a 100,000-package day)."""

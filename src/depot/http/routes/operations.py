@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from concurrent.futures import ThreadPoolExecutor
 
 from fastapi import APIRouter
@@ -11,28 +12,28 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from depot.http.deps import ServiceDep
 from depot.observability import REGISTRY
 
-router = APIRouter()
+log = logging.getLogger("depot.http.app")  # its name from before the routes moved
+
+router = APIRouter(tags=["operations"])
 
 
-@router.get("/metrics", tags=["operations"], response_class=PlainTextResponse)
+@router.get("/metrics", response_class=PlainTextResponse)
 def metrics() -> PlainTextResponse:
     """Prometheus metrics of this process."""
     return PlainTextResponse(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)
 
 
-@router.get("/health", tags=["operations"])
+@router.get("/health")
 def health() -> dict[str, str]:
     """The process is up."""
     return {"status": "ok"}
 
 
-@router.get("/ready", tags=["operations"], responses={503: {"model": dict}})
+@router.get("/ready", responses={503: {"model": dict}})
 def ready(service: ServiceDep):
     """DynamoDB and S3 answer, each reported on its own (checked at once: each may take the
     whole retry budget when unreachable, and /ready must answer within the 10 s deadline \
 too)."""
-
-    import logging
 
     def probe(name: str, check) -> str:
         try:
@@ -41,9 +42,7 @@ too)."""
         except Exception:
             # The detail (endpoints, bucket names, AWS messages) is for the operator's log,
             # not for whoever may call /ready without a token.
-            logging.getLogger("depot.http.app").warning(
-                "/ready: %s is unavailable", name, exc_info=True
-            )
+            log.warning("/ready: %s is unavailable", name, exc_info=True)
             return "unavailable"
 
     with ThreadPoolExecutor(max_workers=2) as pool:

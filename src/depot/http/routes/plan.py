@@ -19,10 +19,10 @@ from depot.http.schemas import (
     UnassignRequest,
 )
 
-router = APIRouter()
+router = APIRouter(tags=["plan"])
 
 
-@router.post("/unassign", tags=["plan"], responses=ERRORS)
+@router.post("/unassign", responses=ERRORS)
 def unassign(
     body: UnassignRequest, service: ServiceDep, principal: auth.DispatcherDep
 ) -> dict[str, Any]:
@@ -32,7 +32,7 @@ def unassign(
     )
 
 
-@router.post("/reassign", tags=["plan"], responses=ERRORS)
+@router.post("/reassign", responses=ERRORS)
 def reassign(
     body: ReassignRequest, service: ServiceDep, principal: auth.DispatcherDep
 ) -> dict[str, Any]:
@@ -46,7 +46,7 @@ def reassign(
     )
 
 
-@router.post("/drivers/{driver_id}/availability", tags=["plan"], responses=ERRORS)
+@router.post("/drivers/{driver_id}/availability", responses=ERRORS)
 def availability(
     driver_id: Identifier,
     body: AvailabilityRequest,
@@ -59,7 +59,7 @@ def availability(
     )
 
 
-@router.post("/cancel", tags=["plan"], responses=ERRORS)
+@router.post("/cancel", responses=ERRORS)
 def cancel(
     body: CancelRequest, service: ServiceDep, principal: auth.DispatcherDep
 ) -> dict[str, Any]:
@@ -69,7 +69,7 @@ def cancel(
     )
 
 
-@router.post("/days/{day}/carry-over", tags=["plan"], responses=ERRORS)
+@router.post("/days/{day}/carry-over", responses=ERRORS)
 def carry_over(
     day: Date, body: CarryOverRequest, service: ServiceDep, principal: auth.DispatcherDep
 ) -> dict[str, Any]:

@@ -19,7 +19,7 @@ from depot.service.events import encode
 
 HEARTBEAT_S = 15.0
 
-router = APIRouter()
+router = APIRouter(tags=["reads"])
 
 
 async def event_stream(request: Request, service: Service, day: str, after: int | None):
@@ -50,7 +50,7 @@ async def event_stream(request: Request, service: Service, day: str, after: int 
         service.feed.unsubscribe(day, queue)
 
 
-@router.get("/whoami", tags=["reads"])
+@router.get("/whoami")
 def whoami(principal: auth.PrincipalDep) -> dict[str, Any]:
     """Who the token says the caller is."""
     return {
@@ -61,7 +61,7 @@ def whoami(principal: auth.PrincipalDep) -> dict[str, Any]:
     }
 
 
-@router.get("/events", tags=["reads"], responses=ERRORS)
+@router.get("/events", responses=ERRORS)
 async def events(
     request: Request,
     service: ServiceDep,
@@ -79,7 +79,7 @@ async def events(
     )
 
 
-@router.get("/drivers/{driver_id}/assignments", tags=["reads"], responses=ERRORS)
+@router.get("/drivers/{driver_id}/assignments", responses=ERRORS)
 def driver_assignments(
     driver_id: Identifier,
     service: ServiceDep,
@@ -87,13 +87,12 @@ def driver_assignments(
     day: Date | None = None,
 ) -> dict[str, Any]:
     """The driver's packages for the day, with their statuses."""
-    auth.check_driver_read(
-        principal, service, driver_id, day.isoformat() if day else service.today()
-    )
-    return service.driver_assignments(driver_id, day.isoformat() if day else service.today())
+    day_ = day_of(day, service)
+    auth.check_driver_read(principal, service, driver_id, day_)
+    return service.driver_assignments(driver_id, day_)
 
 
-@router.get("/packages/{package_id}", tags=["reads"], responses=ERRORS)
+@router.get("/packages/{package_id}", responses=ERRORS)
 def get_package(
     package_id: Identifier,
     service: ServiceDep,
