@@ -1,5 +1,5 @@
-"""The API's request and response models (SPEC section 2) and the error responses every route
-documents."""
+"""The API's request and response models (SPEC section 2), the error responses every route
+documents, and the answers documented only (the board's big reads)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,9 @@ from collections import Counter
 from datetime import date as Date
 from typing import Annotated, Any, Literal
 
+from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic_core import to_json
 
 from depot.core.models import Driver, Identifier, Package, Status
 
@@ -149,3 +151,210 @@ class ErrorBody(BaseModel):
 ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": ErrorBody} for code in (400, 401, 403, 404, 409, 413, 422, 429, 503)
 }
+
+
+# --- answers --------------------------------------------------------------------------------------
+#
+# The fields are those the service returns, declared in the order it returns them (a response
+# model serialises its fields in declaration order, so the bytes on the wire stay the same), all
+# required where the service always sends the key (a default would add a null it never sent).
+# Open-ended records (a package as imported, an assignment item, a history event) stay dicts.
+
+Availability = Literal["on_duty", "off_duty"]
+
+
+class DayCounts(BaseModel):
+    drivers: int
+    packages: int
+    assigned: int
+    unassigned: int
+    accepted: int
+    in_progress: int
+    delivered: int
+    failed: int
+    cancelled: int
+    off_duty: int
+
+
+class DaySummary(BaseModel):
+    day: str
+    version: int
+    cap: int | None = Field(description="the day's max_per_driver (none before the first run)")
+    counts: DayCounts
+
+
+class EligibleDriver(BaseModel):
+    driver_id: str
+    load: int
+    cap: int | None
+    availability: Availability
+
+
+class EligibleDrivers(BaseModel):
+    package_id: str
+    day: str
+    drivers: list[EligibleDriver]
+
+
+class WhoAmI(BaseModel):
+    subject: str
+    role: Literal["dispatcher", "driver"]
+    driver_id: str | None
+    open_mode: bool
+
+
+class UnassignAnswer(BaseModel):
+    day: str
+    version: int
+    unassigned: list[str]
+    already_unassigned: list[str]
+
+
+class ReassignAnswer(BaseModel):
+    day: str
+    version: int
+    package_id: str
+    driver_id: str
+    from_driver_id: str | None
+    status: Literal["assigned"]
+
+
+class AvailabilityAnswer(BaseModel):
+    """The day's plan for its named drivers (as ``POST /assign`` answers) and what changed."""
+
+    assignments: dict[str, list[str]]
+    unassigned_packages: list[str]
+    unassigned_drivers: list[str]
+    day: str
+    version: int
+    driver_id: str
+    availability: Availability
+    released: list[str]
+    kept_in_progress: list[str]
+
+
+class CancelAnswer(BaseModel):
+    day: str
+    version: int
+    cancelled: list[str]
+    already_cancelled: list[str]
+
+
+class CarryOverAnswer(BaseModel):
+    model_config = ConfigDict(populate_by_name=True)
+    day: str
+    from_day: str = Field(alias="from")
+    carried_over: list[str]
+    exhausted: list[str] = Field(description="packages that had their last attempt")
+    version: int | None
+
+
+class PackageAnswer(BaseModel):
+    day: str
+    package: dict[str, Any] = Field(description="the package as imported (SPEC section 1)")
+    driver_id: str | None
+    status: str | None = Field(description="the item's status, cancelled, carried_over or none")
+    assignment: dict[str, Any] | None = Field(description="the assignment item, if it is held")
+    history: list[dict[str, Any]] = Field(description="the package's events across days")
+
+
+class Health(BaseModel):
+    status: Literal["ok"]
+
+
+class ReadyChecks(BaseModel):
+    dynamodb: Literal["ok", "unavailable"]
+    s3: Literal["ok", "unavailable"]
+
+
+class Readiness(BaseModel):
+    status: Literal["ready", "not_ready"]
+    checks: ReadyChecks
+
+
+# --- answers documented only ----------------------------------------------------------------------
+#
+# The board's big reads are not validated per request (a page of 200 drivers with their rules, a
+# map of 2,000 points, a driver's 1,000 packages): the route answers with ``json_answer`` and
+# these models only describe the answer in the OpenAPI document.
+
+
+class RuleOut(BaseModel):
+    rule_id: str
+    code: str
+    params: dict[str, Any]
+
+
+class DriverStatuses(BaseModel):
+    assigned: int
+    accepted: int
+    in_progress: int
+    delivered: int
+    failed_to_deliver: int
+
+
+class DriverRow(BaseModel):
+    driver_id: str
+    rules: list[RuleOut]
+    load: int
+    cap: int | None
+    availability: Availability
+    named: bool = Field(description="named by the day's runs")
+    statuses: DriverStatuses = Field(description="held packages by status")
+
+
+class DriversPage(BaseModel):
+    total: int
+    offset: int
+    limit: int
+    items: list[DriverRow]
+
+
+class UnassignedRow(BaseModel):
+    model_config = ConfigDict(extra="allow")  # rejected_by, with no_eligible_driver
+    package_id: str
+    reason: str
+    message: str
+    region: str
+    weight_kg: float
+    delivery_hour: int
+
+
+class UnassignedPage(BaseModel):
+    total: int
+    offset: int
+    limit: int
+    reasons: dict[str, int] = Field(description="how many packages of the pool have each reason")
+    items: list[UnassignedRow]
+
+
+class MapPoint(BaseModel):
+    lat: float
+    lon: float
+    count: int
+    key: str = Field(description="the driver, or where the package stands in the plan")
+
+
+class DayMap(BaseModel):
+    total: int
+    points: list[MapPoint]
+
+
+class DriverAssignment(BaseModel):
+    model_config = ConfigDict(extra="allow")  # the package's fields, reason, note, proof
+    package_id: str
+    status: str = Field(description="the item's status (pending_write until it is written)")
+    updated_at: float | None
+
+
+class DriverAssignments(BaseModel):
+    driver_id: str
+    day: str
+    availability: Availability
+    assignments: list[DriverAssignment]
+
+
+def json_answer(content: Any) -> Response:
+    """``content`` as JSON, encoded as FastAPI encodes a ``dict[str, Any]`` answer (pydantic's
+    Rust encoder: the same bytes) but without validating it against a model first."""
+    return Response(to_json(content), media_type="application/json")

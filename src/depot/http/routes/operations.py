@@ -10,6 +10,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from depot.http.deps import ServiceDep
+from depot.http.schemas import Health, Readiness
 from depot.observability import REGISTRY
 
 log = logging.getLogger("depot.http.app")  # its name from before the routes moved
@@ -23,13 +24,13 @@ def metrics() -> PlainTextResponse:
     return PlainTextResponse(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)
 
 
-@router.get("/health")
+@router.get("/health", response_model=Health)
 def health() -> dict[str, str]:
     """The process is up."""
     return {"status": "ok"}
 
 
-@router.get("/ready", responses={503: {"model": dict}})
+@router.get("/ready", response_model=Readiness, responses={503: {"model": Readiness}})
 def ready(service: ServiceDep):
     """DynamoDB and S3 answer, each reported on its own (checked at once: each may take the
     whole retry budget when unreachable, and /ready must answer within the 10 s deadline \

@@ -12,17 +12,22 @@ from depot.http import auth
 from depot.http.deps import ServiceDep, actor_of, day_of
 from depot.http.schemas import (
     ERRORS,
+    AvailabilityAnswer,
     AvailabilityRequest,
+    CancelAnswer,
     CancelRequest,
+    CarryOverAnswer,
     CarryOverRequest,
+    ReassignAnswer,
     ReassignRequest,
+    UnassignAnswer,
     UnassignRequest,
 )
 
 router = APIRouter(tags=["plan"])
 
 
-@router.post("/unassign", responses=ERRORS)
+@router.post("/unassign", response_model=UnassignAnswer, responses=ERRORS)
 def unassign(
     body: UnassignRequest, service: ServiceDep, principal: auth.DispatcherDep
 ) -> dict[str, Any]:
@@ -32,7 +37,7 @@ def unassign(
     )
 
 
-@router.post("/reassign", responses=ERRORS)
+@router.post("/reassign", response_model=ReassignAnswer, responses=ERRORS)
 def reassign(
     body: ReassignRequest, service: ServiceDep, principal: auth.DispatcherDep
 ) -> dict[str, Any]:
@@ -46,7 +51,9 @@ def reassign(
     )
 
 
-@router.post("/drivers/{driver_id}/availability", responses=ERRORS)
+@router.post(
+    "/drivers/{driver_id}/availability", response_model=AvailabilityAnswer, responses=ERRORS
+)
 def availability(
     driver_id: Identifier,
     body: AvailabilityRequest,
@@ -59,7 +66,7 @@ def availability(
     )
 
 
-@router.post("/cancel", responses=ERRORS)
+@router.post("/cancel", response_model=CancelAnswer, responses=ERRORS)
 def cancel(
     body: CancelRequest, service: ServiceDep, principal: auth.DispatcherDep
 ) -> dict[str, Any]:
@@ -69,7 +76,7 @@ def cancel(
     )
 
 
-@router.post("/days/{day}/carry-over", responses=ERRORS)
+@router.post("/days/{day}/carry-over", response_model=CarryOverAnswer, responses=ERRORS)
 def carry_over(
     day: Date, body: CarryOverRequest, service: ServiceDep, principal: auth.DispatcherDep
 ) -> dict[str, Any]:

@@ -1,4 +1,8 @@
-"""The reads: who the caller is, the day's change feed, a driver's packages, a package."""
+"""The reads: who the caller is, the day's change feed, a driver's packages, a package.
+
+A driver's packages (up to the cap, each with its whole record) are documented only and answered
+with ``json_answer``; ``/whoami`` and a package are validated against their models.
+"""
 
 from __future__ import annotations
 
@@ -8,12 +12,12 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Request
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import StreamingResponse
+from fastapi.responses import Response, StreamingResponse
 
 from depot.core.models import Identifier
 from depot.http import auth
 from depot.http.deps import ServiceDep, actor_of, day_of
-from depot.http.schemas import ERRORS
+from depot.http.schemas import ERRORS, DriverAssignments, PackageAnswer, WhoAmI, json_answer
 from depot.service import Service
 from depot.service.events import encode
 
@@ -50,7 +54,7 @@ async def event_stream(request: Request, service: Service, day: str, after: int 
         service.feed.unsubscribe(day, queue)
 
 
-@router.get("/whoami")
+@router.get("/whoami", response_model=WhoAmI)
 def whoami(principal: auth.PrincipalDep) -> dict[str, Any]:
     """Who the token says the caller is."""
     return {
@@ -79,20 +83,24 @@ async def events(
     )
 
 
-@router.get("/drivers/{driver_id}/assignments", responses=ERRORS)
+@router.get(
+    "/drivers/{driver_id}/assignments",
+    response_model=None,
+    responses={200: {"model": DriverAssignments}, **ERRORS},
+)
 def driver_assignments(
     driver_id: Identifier,
     service: ServiceDep,
     principal: auth.PrincipalDep,
     day: Date | None = None,
-) -> dict[str, Any]:
+) -> Response:
     """The driver's packages for the day, with their statuses."""
     day_ = day_of(day, service)
     auth.check_driver_read(principal, service, driver_id, day_)
-    return service.driver_assignments(driver_id, day_)
+    return json_answer(service.driver_assignments(driver_id, day_))
 
 
-@router.get("/packages/{package_id}", responses=ERRORS)
+@router.get("/packages/{package_id}", response_model=PackageAnswer, responses=ERRORS)
 def get_package(
     package_id: Identifier,
     service: ServiceDep,
