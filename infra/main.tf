@@ -1,6 +1,6 @@
 # Everything Depot stores: three DynamoDB tables and two S3 buckets, named per workspace.
-# The app's own bootstrap (src/depot/schema.py) creates the same thing where Terraform is not
-# installed; tests/test_infra.py proves the two agree.
+# The app's own bootstrap (src/depot/storage/tables.py) creates the same thing where Terraform is not
+# installed; tests/system/test_infra.py proves the two agree.
 
 locals {
   # One map of per-workspace settings: the only place where dev, test and prod differ.

@@ -1,6 +1,6 @@
 // Copies the browser builds the screens use from node_modules (installed by `npm ci` from
 // package-lock.json) into the Python package, which serves them itself: nothing is fetched at run
-// time. `make web` runs it; tests/test_browser_board.py checks the copies match the lock.
+// time. `make web` runs it; tests/http/test_browser_board.py checks the copies match the lock.
 import { copyFileSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";

@@ -98,7 +98,8 @@ OPERATIONS = [
     "GET /packages/{package_id}/eligible-drivers",
     "GET /whoami",
 ]
-STREAMS = {"GET /events"}  # an endless stream: tests/test_day_goes_on.py reads and resumes it
+# an endless stream: tests/service/test_day_goes_on.py reads and resumes it
+STREAMS = {"GET /events"}
 
 
 @pytest.fixture(scope="module")

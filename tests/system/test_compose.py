@@ -21,7 +21,7 @@ import jsonschema
 import pytest
 import yaml
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 LINT_BIN = REPO / ".venv-lint" / "bin"
 
 

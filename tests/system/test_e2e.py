@@ -56,7 +56,7 @@ def test_depot_run_answers_the_briefs_request_and_stops_on_ctrl_c():
         if not k.startswith("DEPOT_") and k != "AWS_ENDPOINT_URL"
     }
     # The embedded default with the app's own bootstrap: a Terraform apply against a fresh emulator
-    # takes about a minute and is tested on its own (tests/test_infra.py).
+    # takes about a minute and is tested on its own (tests/system/test_infra.py).
     env.update(DEPOT_PROVISION="bootstrap", PYTHONUNBUFFERED="1")
     proc = subprocess.Popen(
         [str(depot), "run", "--port", str(api_port), "--emulator-port", str(emulator_port)],

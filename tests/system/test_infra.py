@@ -25,7 +25,7 @@ from depot.ops import provision as prov
 from depot.storage.tables import bootstrap
 from support.processes import Emulator, start_emulator
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 INFRA = REPO / "infra"
 TERRAFORM = shutil.which("terraform")
 needs_terraform = pytest.mark.skipif(TERRAFORM is None, reason="terraform is not installed")

@@ -12,7 +12,7 @@ import pytest
 
 from support.oracle import max_assignable
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def depot(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:

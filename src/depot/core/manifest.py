@@ -5,7 +5,7 @@ Why two readers: parsing the 100,000 packages of a large day with orjson and val
 the models takes about 0.6 s; msgspec decodes the same bytes straight into structs carrying the
 same constraints in about 0.11 s (docs/performance.md). The models in ``depot.core.models`` stay the
 contract. The structs below mirror them and must never accept what the models refuse
-(``tests/test_manifest.py`` generates near-miss packages and checks exactly that); whatever the
+(``tests/core/test_manifest.py`` generates near-miss packages and checks exactly that); whatever the
 fast decoder refuses is read again by the models, whose errors are what the dispatcher sees.
 Drivers (a thousand, not a hundred thousand) always go through the models.
 """

@@ -11,7 +11,7 @@ bootstrap.
   never claims resources the emulator lacks.
 - ``"bootstrap"``: anywhere else with an endpoint (no Terraform, an installed package without
   ``infra/``, or ``DEPOT_PROVISION=bootstrap``): ``depot.storage.tables.bootstrap``, which creates
-  the same tables and buckets (tests/test_infra.py proves it).
+  the same tables and buckets (tests/system/test_infra.py proves it).
 - ``"skipped"``: no endpoint, i.e. real AWS, whose infrastructure is Terraform's job
   (``make terraform-apply``, infra/README.md), not the app's.
 

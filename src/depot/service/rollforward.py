@@ -341,7 +341,7 @@ class Writer:
             if not outage:
                 renewer.join()
             # On an outage the lease is deliberately not released: until it runs out it fences
-            # this writer's attempts that may still land late (tests/test_outages.py).
+            # this writer's attempts that may still land late (tests/system/test_outages.py).
         if should_stop():
             raise Busy(
                 "this change's lease ran out while writing it; it will be finished by the next call"
