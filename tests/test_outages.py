@@ -461,7 +461,7 @@ def test_half_of_every_batch_unprocessed_loses_none_of_10000_items(emulated):
         for i in range(10_000)
     ]
     started = time.monotonic()
-    service.store.write_items(records)
+    service.store.assignments.write_items(records)
     elapsed = time.monotonic() - started
     hook.remove()
     figure(
@@ -470,7 +470,9 @@ def test_half_of_every_batch_unprocessed_loses_none_of_10000_items(emulated):
         f"{hook.withheld} items returned unprocessed",
     )
     checker = make_service(emulated.emulator.endpoint)
-    found = checker.store.get_items([(r["driver_id"], r["package_id"]) for r in records])
+    found = checker.store.assignments.get_items(
+        [(r["driver_id"], r["package_id"]) for r in records]
+    )
     by_key = {(i["driver_id"], i["package_id"]): i for i in found}
     assert len(by_key) == 10_000, f"{10_000 - len(by_key)} items lost"
     assert all(by_key[(r["driver_id"], r["package_id"])] == r for r in records)
