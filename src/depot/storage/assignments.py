@@ -11,15 +11,14 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-from botocore.exceptions import ClientError
-
 from depot.config import Settings
 from depot.storage.aws import (
     BATCH_GET_SIZE,
     BATCH_WRITE_SIZE,
     ConditionFailed,
-    StorageUnavailable,
-    _chunks,
+    batch_write,
+    chunks,
+    conditional,
     from_item,
     outage_guard,
     to_attr,
@@ -33,6 +32,9 @@ def _key(driver_id: str, package_id: str) -> dict[str, Any]:
 
 @dataclass
 class AssignmentTable:
+    """The assignment items: batched writes and keyed reads, and the conditional updates that
+    keep ``/update`` and plan changes from overwriting each other."""
+
     settings: Settings
     dynamodb: Any
 
@@ -43,7 +45,7 @@ class AssignmentTable:
 
         ``should_stop`` is checked before each batch, so a writer that lost its lease stops.
         """
-        batches = [list(b) for b in _chunks(records, BATCH_WRITE_SIZE)]
+        batches = [list(b) for b in chunks(records, BATCH_WRITE_SIZE)]
         if not batches:
             return
         workers = max(1, min(self.settings.batch_write_workers, len(batches)))
@@ -66,16 +68,7 @@ class AssignmentTable:
             return
         table = self.settings.assignments_table
         requests = [{"PutRequest": {"Item": to_item(r)}} for r in records]
-        delay = 0.05
-        for attempt in range(12):
-            with outage_guard("writing assignments"):
-                out = self.dynamodb.batch_write_item(RequestItems={table: requests})
-            requests = out.get("UnprocessedItems", {}).get(table, [])
-            if not requests:
-                return
-            time.sleep(random.uniform(0, delay))  # backoff with full jitter before resending
-            delay = min(delay * 2, 2.0)
-        raise StorageUnavailable("writing assignments: items stayed unprocessed")
+        batch_write(self.dynamodb, table, requests, "writing assignments")
 
     def get_items(
         self, keys: Iterable[tuple[str, str]], attributes: Sequence[str] | None = None
@@ -95,10 +88,10 @@ class AssignmentTable:
                 "ProjectionExpression": ", ".join(names),
                 "ExpressionAttributeNames": names,
             }
-        for chunk in _chunks(list(keys), BATCH_GET_SIZE):
+        for chunk in chunks(list(keys), BATCH_GET_SIZE):
             pending = {
                 table: {
-                    "Keys": [{"driver_id": {"S": d}, "package_id": {"S": p}} for d, p in chunk],
+                    "Keys": [_key(d, p) for d, p in chunk],
                     "ConsistentRead": True,
                     **projection,
                 }
@@ -118,7 +111,7 @@ class AssignmentTable:
         with outage_guard("reading an assignment"):
             out = self.dynamodb.get_item(
                 TableName=self.settings.assignments_table,
-                Key={"driver_id": {"S": driver_id}, "package_id": {"S": package_id}},
+                Key=_key(driver_id, package_id),
                 ConsistentRead=True,
             )
         item = out.get("Item")
@@ -162,22 +155,20 @@ class AssignmentTable:
             f"attribute_exists(package_id) AND #s IN ({', '.join(placeholders)}) AND "
             "(attribute_not_exists(#rel) OR #relat < :stale)"
         )
-        try:
-            with outage_guard("updating a status"):
-                out = self.dynamodb.update_item(
-                    TableName=self.settings.assignments_table,
-                    Key=_key(driver_id, package_id),
-                    # a stale claim is left in place: it is ignored as stale by every later write
-                    UpdateExpression="SET " + ", ".join(sets),
-                    ConditionExpression=condition,
-                    ExpressionAttributeNames=names,
-                    ExpressionAttributeValues=values,
-                    ReturnValues="ALL_OLD",
-                )
-        except ClientError as exc:
-            if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
-                raise ConditionFailed(f"{driver_id}/{package_id}") from None
-            raise
+        out = conditional(
+            "updating a status",
+            self.dynamodb.update_item,
+            TableName=self.settings.assignments_table,
+            Key=_key(driver_id, package_id),
+            # a stale claim is left in place: it is ignored as stale by every later write
+            UpdateExpression="SET " + ", ".join(sets),
+            ConditionExpression=condition,
+            ExpressionAttributeNames=names,
+            ExpressionAttributeValues=values,
+            ReturnValues="ALL_OLD",
+        )
+        if out is None:
+            raise ConditionFailed(f"{driver_id}/{package_id}")
         old = from_item(out["Attributes"])
         new = {k: v for k, v in old.items() if k not in ("releasing", "releasing_at")}
         new.update(
@@ -198,78 +189,65 @@ class AssignmentTable:
         """Claim an item for a plan change that will remove it: only from ``assigned`` or
         ``accepted`` and only if no live mark of another change is on it. From then on a
         ``/update`` of it fails its condition: of the two, exactly one wins."""
-        try:
-            with outage_guard("claiming an assignment"):
-                out = self.dynamodb.update_item(
-                    TableName=self.settings.assignments_table,
-                    Key=_key(driver_id, package_id),
-                    UpdateExpression="SET #rel = :k, #relat = :now",
-                    ConditionExpression="attribute_exists(package_id) AND #s IN (:a, :c) AND "
-                    "(attribute_not_exists(#rel) OR #rel = :k OR #relat < :stale)",
-                    ExpressionAttributeNames={
-                        "#s": "status",
-                        "#rel": "releasing",
-                        "#relat": "releasing_at",
-                    },
-                    ExpressionAttributeValues={
-                        ":k": {"S": change_key},
-                        ":now": to_attr(now),
-                        ":stale": to_attr(stale_before),
-                        ":a": {"S": "assigned"},
-                        ":c": {"S": "accepted"},
-                    },
-                    ReturnValues="ALL_NEW",
-                )
-        except ClientError as exc:
-            if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
-                raise ConditionFailed(f"{driver_id}/{package_id}") from None
-            raise
+        out = conditional(
+            "claiming an assignment",
+            self.dynamodb.update_item,
+            TableName=self.settings.assignments_table,
+            Key=_key(driver_id, package_id),
+            UpdateExpression="SET #rel = :k, #relat = :now",
+            ConditionExpression="attribute_exists(package_id) AND #s IN (:a, :c) AND "
+            "(attribute_not_exists(#rel) OR #rel = :k OR #relat < :stale)",
+            ExpressionAttributeNames={
+                "#s": "status",
+                "#rel": "releasing",
+                "#relat": "releasing_at",
+            },
+            ExpressionAttributeValues={
+                ":k": {"S": change_key},
+                ":now": to_attr(now),
+                ":stale": to_attr(stale_before),
+                ":a": {"S": "assigned"},
+                ":c": {"S": "accepted"},
+            },
+            ReturnValues="ALL_NEW",
+        )
+        if out is None:
+            raise ConditionFailed(f"{driver_id}/{package_id}")
         return from_item(out["Attributes"])
 
     def unmark(self, driver_id: str, package_id: str, change_key: str) -> None:
         """Drop our claim (a plan change that did not commit)."""
-        try:
-            with outage_guard("releasing a claim"):
-                self.dynamodb.update_item(
-                    TableName=self.settings.assignments_table,
-                    Key=_key(driver_id, package_id),
-                    UpdateExpression="REMOVE #rel, #relat",
-                    ConditionExpression="#rel = :k",
-                    ExpressionAttributeNames={"#rel": "releasing", "#relat": "releasing_at"},
-                    ExpressionAttributeValues={":k": {"S": change_key}},
-                )
-        except ClientError as exc:
-            if exc.response["Error"]["Code"] != "ConditionalCheckFailedException":
-                raise
+        conditional(  # not ours (or gone): nothing to drop
+            "releasing a claim",
+            self.dynamodb.update_item,
+            TableName=self.settings.assignments_table,
+            Key=_key(driver_id, package_id),
+            UpdateExpression="REMOVE #rel, #relat",
+            ConditionExpression="#rel = :k",
+            ExpressionAttributeNames={"#rel": "releasing", "#relat": "releasing_at"},
+            ExpressionAttributeValues={":k": {"S": change_key}},
+        )
 
     def delete_claimed(self, driver_id: str, package_id: str, change_key: str) -> bool:
         """Delete an item our committed change claimed; False if it is gone already."""
-        try:
-            with outage_guard("removing an assignment"):
-                self.dynamodb.delete_item(
-                    TableName=self.settings.assignments_table,
-                    Key=_key(driver_id, package_id),
-                    ConditionExpression="#rel = :k",
-                    ExpressionAttributeNames={"#rel": "releasing"},
-                    ExpressionAttributeValues={":k": {"S": change_key}},
-                )
-        except ClientError as exc:
-            if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
-                return False
-            raise
-        return True
+        answer = conditional(
+            "removing an assignment",
+            self.dynamodb.delete_item,
+            TableName=self.settings.assignments_table,
+            Key=_key(driver_id, package_id),
+            ConditionExpression="#rel = :k",
+            ExpressionAttributeNames={"#rel": "releasing"},
+            ExpressionAttributeValues={":k": {"S": change_key}},
+        )
+        return answer is not None
 
     def put_item_once(self, record: dict[str, Any]) -> bool:
         """Put an item that must not exist yet (an archived attempt); False if it does."""
-        try:
-            with outage_guard("archiving an attempt"):
-                self.dynamodb.put_item(
-                    TableName=self.settings.assignments_table,
-                    Item=to_item(record),
-                    ConditionExpression="attribute_not_exists(package_id)",
-                )
-        except ClientError as exc:
-            if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
-                return False
-            raise
-        return True
+        answer = conditional(
+            "archiving an attempt",
+            self.dynamodb.put_item,
+            TableName=self.settings.assignments_table,
+            Item=to_item(record),
+            ConditionExpression="attribute_not_exists(package_id)",
+        )
+        return answer is not None

@@ -5,7 +5,9 @@ Outages surface as ``StorageUnavailable`` (the API answers 503); nothing else le
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+import random
+import time
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
@@ -177,6 +179,38 @@ def from_item(item: dict[str, Any]) -> dict[str, Any]:
     return {k: from_attr(v) for k, v in item.items()}
 
 
-def _chunks(seq: Sequence[T], size: int) -> Iterator[Sequence[T]]:
+def chunks(seq: Sequence[T], size: int) -> Iterator[Sequence[T]]:
     for i in range(0, len(seq), size):
         yield seq[i : i + size]
+
+
+# --- conditional writes and batches --------------------------------------------------------------
+
+CONDITION_FAILED = "ConditionalCheckFailedException"
+
+
+def conditional(what: str, write: Callable[..., dict[str, Any]], **request: Any) -> Any:
+    """``write(**request)`` under ``outage_guard(what)``: its answer, or None if the write's
+    condition did not hold (any other refusal is raised as it is)."""
+    try:
+        with outage_guard(what):
+            return write(**request)
+    except ClientError as exc:
+        if exc.response["Error"]["Code"] == CONDITION_FAILED:
+            return None
+        raise
+
+
+def batch_write(dynamodb: Any, table: str, requests: list[dict[str, Any]], what: str) -> None:
+    """One BatchWriteItem of at most 25 requests; what comes back unprocessed is sent again
+    after a backoff with full jitter, up to 12 attempts, then ``StorageUnavailable``."""
+    delay = 0.05
+    for _ in range(12):
+        with outage_guard(what):
+            out = dynamodb.batch_write_item(RequestItems={table: requests})
+        requests = out.get("UnprocessedItems", {}).get(table, [])
+        if not requests:
+            return
+        time.sleep(random.uniform(0, delay))  # backoff with full jitter before resending
+        delay = min(delay * 2, 2.0)
+    raise StorageUnavailable(f"{what}: items stayed unprocessed")

@@ -10,14 +10,14 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from botocore.exceptions import ClientError
-
 from depot.config import Settings
-from depot.storage.aws import VersionConflict, from_item, outage_guard, to_attr
+from depot.storage.aws import VersionConflict, conditional, from_item, outage_guard, to_attr
 
 
 @dataclass
 class DayTable:
+    """The day items: reads, the version-checked commits, compaction and the run leases."""
+
     settings: Settings
     dynamodb: Any
 
@@ -56,21 +56,17 @@ class DayTable:
         values: dict[str, Any],
     ) -> bool:
         """One conditional UpdateItem on the day's item; False if the condition did not hold."""
-        try:
-            with outage_guard(what):
-                self.dynamodb.update_item(
-                    TableName=self.settings.days_table,
-                    Key={"day": {"S": day}},
-                    UpdateExpression=update,
-                    ConditionExpression=condition,
-                    ExpressionAttributeNames=names,
-                    ExpressionAttributeValues=values,
-                )
-        except ClientError as exc:
-            if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
-                return False
-            raise
-        return True
+        answer = conditional(
+            what,
+            self.dynamodb.update_item,
+            TableName=self.settings.days_table,
+            Key={"day": {"S": day}},
+            UpdateExpression=update,
+            ConditionExpression=condition,
+            ExpressionAttributeNames=names,
+            ExpressionAttributeValues=values,
+        )
+        return answer is not None
 
     def _advance(self, day: str, expected: int, sets: dict[str, Any]) -> int:
         """SET ``sets`` and version = expected + 1, only if the day is still at ``expected``."""

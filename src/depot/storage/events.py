@@ -3,8 +3,6 @@ of a day is its counter (``last``, ``count_<status>``), the others its numbered 
 
 from __future__ import annotations
 
-import random
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -15,8 +13,8 @@ from depot.config import Settings
 from depot.storage.aws import (
     BATCH_GET_SIZE,
     BATCH_WRITE_SIZE,
-    StorageUnavailable,
-    _chunks,
+    batch_write,
+    chunks,
     outage_guard,
 )
 
@@ -27,6 +25,8 @@ def _event_key(day: str, seq: int) -> dict[str, Any]:
 
 @dataclass
 class EventTable:
+    """The numbered events of each day and the counter item that numbers them."""
+
     settings: Settings
     dynamodb: Any
 
@@ -55,7 +55,7 @@ class EventTable:
     def put_events(self, day: str, events: Sequence[dict[str, Any]]) -> None:
         """Store numbered events (each has ``seq``) with BatchWriteItem."""
         table = self.settings.events_table
-        for chunk in _chunks(list(events), BATCH_WRITE_SIZE):
+        for chunk in chunks(list(events), BATCH_WRITE_SIZE):
             requests = [
                 {
                     "PutRequest": {
@@ -67,17 +67,7 @@ class EventTable:
                 }
                 for e in chunk
             ]
-            delay = 0.05
-            for _ in range(12):
-                with outage_guard("storing events"):
-                    out = self.dynamodb.batch_write_item(RequestItems={table: requests})
-                requests = out.get("UnprocessedItems", {}).get(table, [])
-                if not requests:
-                    break
-                time.sleep(random.uniform(0, delay))
-                delay = min(delay * 2, 2.0)
-            else:
-                raise StorageUnavailable("storing events: items stayed unprocessed")
+            batch_write(self.dynamodb, table, requests, "storing events")
 
     def event_counter(self, day: str) -> dict[str, int]:
         """The counter item: ``last`` (the newest event number) and ``count_<status>`` figures."""
@@ -91,7 +81,7 @@ class EventTable:
     def get_events(self, day: str, seqs: Sequence[int]) -> dict[int, dict[str, Any]]:
         table = self.settings.events_table
         found: dict[int, dict[str, Any]] = {}
-        for chunk in _chunks(list(seqs), BATCH_GET_SIZE):
+        for chunk in chunks(list(seqs), BATCH_GET_SIZE):
             pending = {table: {"Keys": [_event_key(day, s) for s in chunk], "ConsistentRead": True}}
             while pending:
                 with outage_guard("reading events"):

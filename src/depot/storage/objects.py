@@ -30,6 +30,8 @@ def pack(document: bytes) -> bytes:
 
 @dataclass
 class StateBucket:
+    """The state bucket's JSON documents, each written once and never overwritten."""
+
     settings: Settings
     s3: Any
 

@@ -42,6 +42,9 @@ __all__ = [
 
 @dataclass
 class Store:
+    """The four resources over one DynamoDB and one S3 client, which they share (a botocore hook
+    registered on ``store.dynamodb`` sees every table's calls)."""
+
     settings: Settings
     dynamodb: Any
     s3: Any
@@ -56,7 +59,7 @@ class Store:
         self.assignments = AssignmentTable(self.settings, self.dynamodb)
         self.events = EventTable(self.settings, self.dynamodb)
 
-    # --- health -------------------------------------------------------------------------------
+    # --- health (the readiness probes) -------------------------------------------------------
 
     def check_dynamodb(self) -> None:
         with outage_guard("DynamoDB"):
