@@ -516,3 +516,17 @@ def test_stale_batch_write_landing_after_a_takeover_does_not_undo_a_status_updat
     assert item["status"]["S"] == "accepted", (
         "a late BatchWriteItem undid the driver's status update"
     )
+
+
+def test_readiness_checks_probe_each_dependency(emulated):
+    """``Service.readiness_checks`` (what ``/ready`` calls): one probe per dependency, quiet when
+    it answers; a table that is not there is reported as storage that is not provisioned."""
+    from depot.storage.store import StorageUnavailable
+
+    checks = emulated.direct.readiness_checks()
+    assert set(checks) == {"dynamodb", "s3"}
+    for check in checks.values():
+        assert check() is None
+    missing = make_service(emulated.emulator.endpoint, assignments_table="NoSuchTable")
+    with pytest.raises(StorageUnavailable, match="not provisioned"):
+        missing.readiness_checks()["dynamodb"]()
