@@ -71,7 +71,7 @@ class DieAtTheFirstWrite(Crash):
 def count_takeovers(service) -> list[int]:
     """Wrap the store's lease writes: count the take-overs that succeeded."""
     taken = [0]
-    original = service.store.set_lease
+    original = service.store.days.set_lease
 
     def set_lease(day, key, lease, *, if_owner=None, if_expired_before=None):
         ok = original(day, key, lease, if_owner=if_owner, if_expired_before=if_expired_before)
@@ -79,7 +79,7 @@ def count_takeovers(service) -> list[int]:
             taken[0] += 1
         return ok
 
-    service.store.set_lease = set_lease
+    service.store.days.set_lease = set_lease
     return taken
 
 

@@ -202,7 +202,7 @@ def test_a_batch_is_the_sum_of_its_items():
 def test_the_emulator_agrees_on_numbers(emulator, number):
     """What check_item accepts the emulator stores; what it refuses the emulator refuses
     (moto checks the magnitude's lower end; it lets 39 digits and 1E+126 through, DynamoDB not)."""
-    from depot.storage.store import to_item
+    from depot.storage.aws import to_item
 
     dynamodb = emulator.client("dynamodb")
     table = "HardeningLimits"

@@ -461,7 +461,7 @@ def test_half_of_every_batch_unprocessed_loses_none_of_10000_items(emulated):
         for i in range(10_000)
     ]
     started = time.monotonic()
-    service.store.write_items(records)
+    service.store.assignments.write_items(records)
     elapsed = time.monotonic() - started
     hook.remove()
     figure(
@@ -470,7 +470,9 @@ def test_half_of_every_batch_unprocessed_loses_none_of_10000_items(emulated):
         f"{hook.withheld} items returned unprocessed",
     )
     checker = make_service(emulated.emulator.endpoint)
-    found = checker.store.get_items([(r["driver_id"], r["package_id"]) for r in records])
+    found = checker.store.assignments.get_items(
+        [(r["driver_id"], r["package_id"]) for r in records]
+    )
     by_key = {(i["driver_id"], i["package_id"]): i for i in found}
     assert len(by_key) == 10_000, f"{10_000 - len(by_key)} items lost"
     assert all(by_key[(r["driver_id"], r["package_id"])] == r for r in records)
@@ -514,3 +516,17 @@ def test_stale_batch_write_landing_after_a_takeover_does_not_undo_a_status_updat
     assert item["status"]["S"] == "accepted", (
         "a late BatchWriteItem undid the driver's status update"
     )
+
+
+def test_readiness_checks_probe_each_dependency(emulated):
+    """``Service.readiness_checks`` (what ``/ready`` calls): one probe per dependency, quiet when
+    it answers; a table that is not there is reported as storage that is not provisioned."""
+    from depot.storage.store import StorageUnavailable
+
+    checks = emulated.direct.readiness_checks()
+    assert set(checks) == {"dynamodb", "s3"}
+    for check in checks.values():
+        assert check() is None
+    missing = make_service(emulated.emulator.endpoint, assignments_table="NoSuchTable")
+    with pytest.raises(StorageUnavailable, match="not provisioned"):
+        missing.readiness_checks()["dynamodb"]()

@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from depot.config import Settings
@@ -70,6 +71,11 @@ class Service:
     @events.setter
     def events(self, oplog: Any) -> None:
         self.feed.oplog = oplog
+
+    def readiness_checks(self) -> dict[str, Callable[[], None]]:
+        """The probes of ``/ready``, by dependency: each returns None or raises (an outage as
+        ``StorageUnavailable``); the HTTP layer need not reach into the store."""
+        return {"dynamodb": self.store.check_dynamodb, "s3": self.store.check_s3}
 
     # days
     def today(self) -> str:

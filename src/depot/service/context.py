@@ -36,12 +36,17 @@ class Context:
         """The day's item of each (driver, package), by package id: an item whose ``day`` is
         another (the same driver took the package again later) is read from the attempt
         archived beside it."""
-        found = {i["package_id"]: i for i in self.store.get_items(pairs, attributes=attributes)}
+        found = {
+            i["package_id"]: i
+            for i in self.store.assignments.get_items(pairs, attributes=attributes)
+        }
         out: dict[str, dict[str, Any]] = {}
         for driver_id, package_id in pairs:
             item = found.get(package_id)
             if item is not None and item.get("day", state.day) != state.day:
-                item = self.store.get_item(driver_id, archive_key(package_id, state.day))
+                item = self.store.assignments.get_item(
+                    driver_id, archive_key(package_id, state.day)
+                )
                 if item is not None:
                     item = {**item, "package_id": package_id}
             if item is not None:

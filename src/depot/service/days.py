@@ -65,7 +65,7 @@ class Days:
 
     def state(self, day: str) -> DayState | None:
         """The day as stored now: one GetItem, plus whatever changed since this process looked."""
-        item = self.store.get_day(day)
+        item = self.store.days.get_day(day)
         if item is None or "manifest_key" not in item:
             return None
         with self._lock:
@@ -130,7 +130,7 @@ class Days:
         if cached is not None and cached.plan.version >= snapshot_version:
             plan = cached.plan
         elif snapshot_key:
-            plan = Plan.from_snapshot(self.store.get_json(snapshot_key))
+            plan = Plan.from_snapshot(self.store.objects.get_json(snapshot_key))
         else:
             plan = Plan()
         plan = plan.apply(self._changes([k for k in log if change_version(k) > plan.version]))
@@ -138,9 +138,9 @@ class Days:
 
     def _changes(self, keys: list[str]) -> list[Change]:
         if len(keys) <= 2:
-            return [Change.from_json(self.store.get_json(k)) for k in keys]
+            return [Change.from_json(self.store.objects.get_json(k)) for k in keys]
         with ThreadPoolExecutor(max_workers=min(8, len(keys))) as pool:
-            return [Change.from_json(doc) for doc in pool.map(self.store.get_json, keys)]
+            return [Change.from_json(doc) for doc in pool.map(self.store.objects.get_json, keys)]
 
     def _load_manifest(self, day: str, key: str) -> Manifest:
         """The stored manifest ``key``: from the body this process imported, if it kept it, else
@@ -149,7 +149,7 @@ class Days:
             kept = self._kept_bodies.pop(day, None)
         if kept is not None and kept[0] == key:
             return Manifest.build(key, kept[1].drivers, kept[1].records())
-        return Manifest.from_stored(key, self.store.get_bytes(key))
+        return Manifest.from_stored(key, self.store.objects.get_bytes(key))
 
     def keep_body(self, day: str, key: str, body: ManifestBody) -> None:
         """Keep a first import's validated body until the day is next used (``_load_manifest``):
@@ -172,8 +172,10 @@ class Days:
             return
         key = change_key(state.day, plan.version, "snapshots")
         previous = (
-            self.store.get_json(state.snapshot_key).get("folded", []) if state.snapshot_key else []
+            self.store.objects.get_json(state.snapshot_key).get("folded", [])
+            if state.snapshot_key
+            else []
         )
         # the keys of every change folded so far: an audit of which stored changes committed
-        self.store.put_json(key, {**plan.to_snapshot(), "folded": previous + folded})
-        self.store.compact(state.day, key, plan.version, len(folded), state.snapshot_version)
+        self.store.objects.put_json(key, {**plan.to_snapshot(), "folded": previous + folded})
+        self.store.days.compact(state.day, key, plan.version, len(folded), state.snapshot_version)

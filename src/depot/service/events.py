@@ -83,9 +83,9 @@ class Feed:
                 for name, delta in counts.items():
                     total[name] = total.get(name, 0) + delta
             try:
-                last = self.store.next_event_seq(day, total, n=len(items))
+                last = self.store.events.next_event_seq(day, total, n=len(items))
                 first = last - len(items) + 1
-                self.store.put_events(
+                self.store.events.put_events(
                     day, [{**e, "seq": first + i} for i, (e, _) in enumerate(items)]
                 )
             except StorageUnavailable as exc:
@@ -104,14 +104,14 @@ class Feed:
             time.sleep(FLUSH_S)  # pacing, not synchronisation: gathers what arrives meanwhile
 
     def counts(self, day: str) -> dict[str, int]:
-        counter = self.store.event_counter(day)
+        counter = self.store.events.event_counter(day)
         return {s: max(0, counter.get(f"count_{s}", 0)) for s in STATUS_COUNTS}
 
     def last(self, day: str) -> int:
-        return self.store.event_counter(day).get("last", 0)
+        return self.store.events.event_counter(day).get("last", 0)
 
     def since(self, day: str, after: int, upto: int) -> list[dict[str, Any]]:
-        found = self.store.get_events(day, range(after + 1, upto + 1))
+        found = self.store.events.get_events(day, range(after + 1, upto + 1))
         return [found[s] for s in sorted(found)]
 
     def subscribe(self, day: str, loop: asyncio.AbstractEventLoop) -> asyncio.Queue:
@@ -186,7 +186,7 @@ class _Poller:
             return
         if last <= self.cursor:
             return
-        found = self.feed.store.get_events(self.day, range(self.cursor + 1, last + 1))
+        found = self.feed.store.events.get_events(self.day, range(self.cursor + 1, last + 1))
         ready = []
         for seq in range(self.cursor + 1, last + 1):
             if seq in found:

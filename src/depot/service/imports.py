@@ -30,7 +30,8 @@ from depot.errors import Busy, StateConflict, UnprocessableInput
 from depot.service.context import Context, archive_key
 from depot.service.days import freeze_heap
 from depot.service.plan import rejecting_rules
-from depot.storage.store import VersionConflict, pack
+from depot.storage.objects import pack
+from depot.storage.store import VersionConflict
 
 COMMIT_ATTEMPTS = 50
 OPEN_STATUSES = ("assigned", "accepted", "in_progress", "pending_write")
@@ -54,9 +55,9 @@ class Imports(Context):
                 day, body.drivers, body.records(), release=release, actor=actor, earlier=earlier
             )
         key = manifest_key(day, 1)
-        self.store.put_bytes(key, packed.result())
+        self.store.objects.put_bytes(key, packed.result())
         try:
-            version = self.store.commit_manifest(
+            version = self.store.days.commit_manifest(
                 day, 0, key, {"drivers": len(body.drivers), "packages": len(body.packages)}
             )
         except VersionConflict:  # another import of the day came first: merge into it
@@ -107,10 +108,10 @@ class Imports(Context):
                 self._release(state, rejected, actor)
                 continue  # the day moved: merge again on the new state
             key = manifest_key(day, (state.version if state else 0) + 1)
-            self.store.put_json(key, merged.to_stored())
+            self.store.objects.put_json(key, merged.to_stored())
             incarnation = uuid.uuid4().hex
             try:
-                version = self.store.commit_manifest(
+                version = self.store.days.commit_manifest(
                     day,
                     state.version if state else 0,
                     key,
@@ -204,7 +205,7 @@ class Imports(Context):
         with ThreadPoolExecutor(max_workers=8) as pool:  # one GetItem a day, at once
             stored = [
                 d
-                for d, item in zip(window, pool.map(self.store.get_day, window), strict=True)
+                for d, item in zip(window, pool.map(self.store.days.get_day, window), strict=True)
                 if item
             ]
         for other in stored:
@@ -283,9 +284,9 @@ class Imports(Context):
             driver_id = attempt.get("driver_id")
             if not driver_id:
                 continue
-            item = self.store.get_item(driver_id, package_id)
+            item = self.store.assignments.get_item(driver_id, package_id)
             if item and item.get("day") == attempt["day"]:
-                self.store.put_item_once(
+                self.store.assignments.put_item_once(
                     {
                         **item,
                         "package_id": archive_key(package_id, attempt["day"]),

@@ -60,7 +60,7 @@ class Lifecycle(Context):
         if allowed_from:
             stale = now - self.settings.claim_ttl_s
             try:
-                item = self.store.update_status(
+                item = self.store.assignments.update_status(
                     driver_id,
                     package_id,
                     status.value,
@@ -74,7 +74,7 @@ class Lifecycle(Context):
             else:
                 self._published(item, status, actor)
                 return _public(item)
-        current = self.store.get_item(driver_id, package_id)
+        current = self.store.assignments.get_item(driver_id, package_id)
         if current is None:
             raise NotFound(
                 f"no assignment of package {package_id!r} to driver {driver_id!r}",

@@ -76,7 +76,7 @@ class Reads(Context):
                 )
             )
         for candidate in candidates:
-            if not self.store.get_day(candidate):
+            if not self.store.days.get_day(candidate):
                 continue
             state = self.days.state(candidate)
             if state is None or package_id not in state.manifest.index:
@@ -104,12 +104,16 @@ class Reads(Context):
 
     def _days_held_by(self, driver_id: str, package_id: str, day: str | None) -> list[str]:
         """The day(s) on which ``driver_id`` holds ``package_id``, from its items alone."""
-        item = self.store.get_item(driver_id, package_id) if driver_id else None
+        item = self.store.assignments.get_item(driver_id, package_id) if driver_id else None
         if item is None:
             return []
         if day is None or item.get("day") == day:
             return [item["day"]]
-        return [day] if self.store.get_item(driver_id, archive_key(package_id, day)) else []
+        return (
+            [day]
+            if self.store.assignments.get_item(driver_id, archive_key(package_id, day))
+            else []
+        )
 
     def _window(self, day: str) -> list[str]:
         from depot.service.imports import Imports

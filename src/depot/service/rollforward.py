@@ -111,11 +111,11 @@ class Writer:
             check_items(records, "driver_id", "package_id")
         except UnstorableItem as exc:
             raise WriteRefused(f"the change cannot be stored: {exc.message}", exc.details) from None
-        self.store.put_json(key, change.to_json())
+        self.store.objects.put_json(key, change.to_json())
         claimed = self._claim(state, change, key)
         lease = self._lease()
         try:
-            self.store.commit_change(state.day, state.version, key, lease)
+            self.store.days.commit_change(state.day, state.version, key, lease)
         except VersionConflict:
             if not self._committed_anyway(state, key):
                 self._unclaim(change, key)
@@ -150,7 +150,9 @@ class Writer:
 
         def claim(pair: tuple[str, str]) -> tuple[tuple[str, str], dict[str, Any] | None]:
             try:
-                return pair, self.store.mark_release(pair[0], pair[1], key, started, stale)
+                return pair, self.store.assignments.mark_release(
+                    pair[0], pair[1], key, started, stale
+                )
             except ConditionFailed:
                 return pair, None
 
@@ -170,7 +172,9 @@ class Writer:
         return counts
 
     def _refusal(self, refused: list[tuple[str, str]]) -> StateConflict:
-        items = {(i["driver_id"], i["package_id"]): i for i in self.store.get_items(refused)}
+        items = {
+            (i["driver_id"], i["package_id"]): i for i in self.store.assignments.get_items(refused)
+        }
         details = []
         for pair in refused:
             item = items.get(pair)
@@ -190,12 +194,12 @@ class Writer:
 
     def _unclaim(self, change: Change, key: str) -> None:
         for package_id, driver_id in change.release.items():
-            self.store.unmark(driver_id, package_id, key)
+            self.store.assignments.unmark(driver_id, package_id, key)
 
     def _committed_anyway(self, state: DayState, key: str) -> bool:
         """Whether our commit was applied although its answer was lost (botocore's retry then
         found the condition false): the day then lists our change."""
-        item = self.store.get_day(state.day) or {}
+        item = self.store.days.get_day(state.day) or {}
         return key in item.get("log", []) or key in item.get("pending", {})
 
     def _lease(self) -> dict[str, Any]:
@@ -208,12 +212,12 @@ class Writer:
 
     def _take_over(self, state: DayState, key: str) -> None:
         lease = self._lease()
-        if not self.store.set_lease(state.day, key, lease, if_expired_before=time.time()):
+        if not self.store.days.set_lease(state.day, key, lease, if_expired_before=time.time()):
             return
         try:
             self._materialize(state, key, None, lease["owner"], records=None)
         except WriteRefused as refused:
-            self._abandon(state, key, Change.from_json(self.store.get_json(key)), refused)
+            self._abandon(state, key, Change.from_json(self.store.objects.get_json(key)), refused)
             return
         self.feed.log("change_rolled_forward", day=state.day, change=run_id(key))
 
@@ -225,7 +229,9 @@ class Writer:
         pairs = change.pairs()
         written = {
             (i["driver_id"], i["package_id"])
-            for i in self.store.get_items(pairs, attributes=("driver_id", "package_id", "run"))
+            for i in self.store.assignments.get_items(
+                pairs, attributes=("driver_id", "package_id", "run")
+            )
             if i.get("run") == rid
         }
         drop = {p: d for d, p in pairs if (d, p) not in written}
@@ -245,12 +251,12 @@ class Writer:
             version = current.version + 1
             undo = replace(undo, version=version)
             undo_key = change_key(current.day, version)
-            self.store.put_json(undo_key, undo.to_json())
+            self.store.objects.put_json(undo_key, undo.to_json())
             try:
-                self.store.commit_change(current.day, current.version, undo_key, self._lease())
+                self.store.days.commit_change(current.day, current.version, undo_key, self._lease())
             except VersionConflict:
                 continue
-            self.store.finish_run(current.day, undo_key)
+            self.store.days.finish_run(current.day, undo_key)
             self.days.remember(
                 replace(
                     current,
@@ -269,7 +275,7 @@ class Writer:
                 },
             )
             break
-        self.store.finish_run(state.day, key)
+        self.store.days.finish_run(state.day, key)
         raise refused
 
     def _materialize(
@@ -292,7 +298,7 @@ class Writer:
             while not stop.wait(self.settings.lease_renew_s):
                 until = time.time() + self.settings.lease_s
                 try:
-                    ok = self.store.set_lease(
+                    ok = self.store.days.set_lease(
                         state.day, key, {"owner": owner, "expires": until}, if_owner=owner
                     )
                 except StorageUnavailable:
@@ -317,16 +323,16 @@ class Writer:
         started = time.perf_counter()
         try:
             if change is None:
-                change = Change.from_json(self.store.get_json(key))
+                change = Change.from_json(self.store.objects.get_json(key))
             for package_id, driver_id in change.release.items():
                 if should_stop():
                     break
-                self.store.delete_claimed(driver_id, package_id, key)
+                self.store.assignments.delete_claimed(driver_id, package_id, key)
             if records is None:
                 records = self._missing(state, change, key)
             freeze_heap(state)
             if not should_stop():
-                self.store.write_items(records, should_stop=should_stop)
+                self.store.assignments.write_items(records, should_stop=should_stop)
         except StorageUnavailable:
             outage = True
             raise
@@ -346,7 +352,7 @@ class Writer:
             raise Busy(
                 "this change's lease ran out while writing it; it will be finished by the next call"
             )
-        self.store.finish_run(state.day, key)
+        self.store.days.finish_run(state.day, key)
         ASSIGN_RUN_SECONDS.labels("write").observe(time.perf_counter() - started)
 
     def _missing(self, state: DayState, change: Change, key: str) -> list[dict[str, Any]]:
@@ -355,7 +361,9 @@ class Writer:
         rid = run_id(key)
         present = {
             (i["driver_id"], i["package_id"])
-            for i in self.store.get_items(pairs, attributes=("driver_id", "package_id", "run"))
+            for i in self.store.assignments.get_items(
+                pairs, attributes=("driver_id", "package_id", "run")
+            )
             if i.get("run") == rid
         }
         return [

@@ -6,6 +6,7 @@ the same tables and buckets where Terraform is not installed, and a test proves 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from botocore.exceptions import ClientError
@@ -16,49 +17,41 @@ TTL_ATTRIBUTE = "expires_at"
 LOG_RETENTION_DAYS = 90
 
 
+@dataclass(frozen=True)
+class TableSpec:
+    """One table: the ``Settings`` field naming it, its string keys, whether items expire."""
+
+    setting: str
+    hash_key: str
+    range_key: str | None = None
+    ttl: bool = False
+
+    def name(self, settings: Settings) -> str:
+        return str(getattr(settings, self.setting))
+
+
+TABLES = (
+    TableSpec("assignments_table", "driver_id", "package_id"),
+    TableSpec("days_table", "day"),
+    TableSpec("events_table", "day", "seq"),
+    TableSpec("idempotency_table", "idempotency_key", ttl=True),
+)
+
+
+def create_table_request(spec: TableSpec, name: str) -> dict[str, Any]:
+    """``CreateTable`` arguments: on-demand billing, every key attribute a string."""
+    keys = [(spec.hash_key, "HASH")] + ([(spec.range_key, "RANGE")] if spec.range_key else [])
+    return {
+        "TableName": name,
+        "KeySchema": [{"AttributeName": a, "KeyType": kind} for a, kind in keys],
+        "AttributeDefinitions": [{"AttributeName": a, "AttributeType": "S"} for a, _ in keys],
+        "BillingMode": "PAY_PER_REQUEST",
+    }
+
+
 def table_definitions(settings: Settings) -> list[dict[str, Any]]:
     """``CreateTable`` arguments for every table, named as in ``settings``."""
-    return [
-        {
-            "TableName": settings.assignments_table,
-            "KeySchema": [
-                {"AttributeName": "driver_id", "KeyType": "HASH"},
-                {"AttributeName": "package_id", "KeyType": "RANGE"},
-            ],
-            "AttributeDefinitions": [
-                {"AttributeName": "driver_id", "AttributeType": "S"},
-                {"AttributeName": "package_id", "AttributeType": "S"},
-            ],
-            "BillingMode": "PAY_PER_REQUEST",
-        },
-        {
-            "TableName": settings.days_table,
-            "KeySchema": [{"AttributeName": "day", "KeyType": "HASH"}],
-            "AttributeDefinitions": [{"AttributeName": "day", "AttributeType": "S"}],
-            "BillingMode": "PAY_PER_REQUEST",
-        },
-        {
-            "TableName": settings.events_table,
-            "KeySchema": [
-                {"AttributeName": "day", "KeyType": "HASH"},
-                {"AttributeName": "seq", "KeyType": "RANGE"},
-            ],
-            "AttributeDefinitions": [
-                {"AttributeName": "day", "AttributeType": "S"},
-                {"AttributeName": "seq", "AttributeType": "S"},
-            ],
-            "BillingMode": "PAY_PER_REQUEST",
-        },
-        {
-            "TableName": settings.idempotency_table,
-            "KeySchema": [{"AttributeName": "idempotency_key", "KeyType": "HASH"}],
-            "AttributeDefinitions": [{"AttributeName": "idempotency_key", "AttributeType": "S"}],
-            "BillingMode": "PAY_PER_REQUEST",
-        },
-    ]
-
-
-TTL_TABLES = ("idempotency_table",)
+    return [create_table_request(spec, spec.name(settings)) for spec in TABLES]
 
 
 def bootstrap(dynamodb, s3, settings: Settings) -> list[str]:
@@ -72,8 +65,9 @@ def bootstrap(dynamodb, s3, settings: Settings) -> list[str]:
         dynamodb.create_table(**definition)
         dynamodb.get_waiter("table_exists").wait(TableName=name)
         created.append(name)
-    for attr in TTL_TABLES:
-        _enable_ttl(dynamodb, getattr(settings, attr))
+    for spec in TABLES:
+        if spec.ttl:
+            _enable_ttl(dynamodb, spec.name(settings))
     for definition in table_definitions(settings):
         dynamodb.update_continuous_backups(
             TableName=definition["TableName"],

@@ -46,11 +46,9 @@ too)."""
             log.warning("/ready: %s is unavailable", name, exc_info=True)
             return "unavailable"
 
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        futures = {
-            "dynamodb": pool.submit(probe, "dynamodb", service.store.check_dynamodb),
-            "s3": pool.submit(probe, "s3", service.store.check_s3),
-        }
+    probes = service.readiness_checks()
+    with ThreadPoolExecutor(max_workers=len(probes)) as pool:
+        futures = {name: pool.submit(probe, name, check) for name, check in probes.items()}
         checks = {name: future.result() for name, future in futures.items()}
     ok = all(v == "ok" for v in checks.values())
     return JSONResponse(
