@@ -11,9 +11,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from botocore.exceptions import ClientError
-
-from depot.storage.aws import outage_guard
+from depot.storage.aws import conditional, outage_guard
 
 RETENTION_S = 24 * 3600
 LOCK_S = 300
@@ -35,27 +33,23 @@ class IdempotencyRecords:
 
     def begin(self, key: str, fingerprint: str) -> Begin:
         now = self.clock()
-        try:
-            with outage_guard("recording the idempotency key"):
-                self.dynamodb.put_item(
-                    TableName=self.table,
-                    Item={
-                        "idempotency_key": {"S": key},
-                        "fingerprint": {"S": fingerprint},
-                        "state": {"S": "in_progress"},
-                        "created_at": {"N": repr(now)},
-                        "lock_until": {"N": repr(now + LOCK_S)},
-                        "expires_at": {"N": str(int(now + RETENTION_S))},
-                    },
-                    ConditionExpression=(
-                        "attribute_not_exists(idempotency_key) OR expires_at < :now"
-                    ),
-                    ExpressionAttributeValues={":now": {"N": str(int(now))}},
-                )
+        recorded = conditional(
+            "recording the idempotency key",
+            self.dynamodb.put_item,
+            TableName=self.table,
+            Item={
+                "idempotency_key": {"S": key},
+                "fingerprint": {"S": fingerprint},
+                "state": {"S": "in_progress"},
+                "created_at": {"N": repr(now)},
+                "lock_until": {"N": repr(now + LOCK_S)},
+                "expires_at": {"N": str(int(now + RETENTION_S))},
+            },
+            ConditionExpression="attribute_not_exists(idempotency_key) OR expires_at < :now",
+            ExpressionAttributeValues={":now": {"N": str(int(now))}},
+        )
+        if recorded is not None:
             return Begin("new")
-        except ClientError as exc:
-            if exc.response["Error"]["Code"] != "ConditionalCheckFailedException":
-                raise
         return self._existing(key, fingerprint, now)
 
     def _existing(self, key: str, fingerprint: str, now: float) -> Begin:
@@ -78,23 +72,19 @@ class IdempotencyRecords:
         )
 
     def _take_over(self, key: str, seen_lock: str, now: float) -> bool:
-        try:
-            with outage_guard("taking over the idempotency key"):
-                self.dynamodb.update_item(
-                    TableName=self.table,
-                    Key={"idempotency_key": {"S": key}},
-                    UpdateExpression="SET lock_until = :lock",
-                    ConditionExpression="lock_until = :seen",
-                    ExpressionAttributeValues={
-                        ":lock": {"N": repr(now + LOCK_S)},
-                        ":seen": {"N": seen_lock},
-                    },
-                )
-        except ClientError as exc:
-            if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
-                return False
-            raise
-        return True
+        taken = conditional(
+            "taking over the idempotency key",
+            self.dynamodb.update_item,
+            TableName=self.table,
+            Key={"idempotency_key": {"S": key}},
+            UpdateExpression="SET lock_until = :lock",
+            ConditionExpression="lock_until = :seen",
+            ExpressionAttributeValues={
+                ":lock": {"N": repr(now + LOCK_S)},
+                ":seen": {"N": seen_lock},
+            },
+        )
+        return taken is not None
 
     def _body(self, item: dict[str, Any]) -> bytes:
         if "body" in item:
