@@ -28,7 +28,7 @@ def _client(endpoint: str, service: str):
 
 def raw_item(i: int, package: dict[str, Any], prefix: str) -> dict[str, Any]:
     """An item shaped like Depot's assignment item (same attributes and sizes)."""
-    from depot.storage.store import to_item
+    from depot.storage.aws import to_item
 
     now = time.time()
     record = {
@@ -93,7 +93,7 @@ def import_rounds(
     The first round imports the bench's day (later assigned); the others import the same lists
     under other dates, so that each is a day's first import. Figures are medians.
     """
-    from depot.storage.store import pack
+    from depot.storage.objects import pack
 
     pairs = []
     for i in range(rounds):
