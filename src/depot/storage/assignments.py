@@ -3,9 +3,7 @@ parallel BatchWriteItem and updated by one conditional UpdateItem per status cha
 
 from __future__ import annotations
 
-import random
 import threading
-import time
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -16,6 +14,7 @@ from depot.storage.aws import (
     BATCH_GET_SIZE,
     BATCH_WRITE_SIZE,
     ConditionFailed,
+    batch_get,
     batch_write,
     chunks,
     conditional,
@@ -89,22 +88,11 @@ class AssignmentTable:
                 "ExpressionAttributeNames": names,
             }
         for chunk in chunks(list(keys), BATCH_GET_SIZE):
-            pending = {
-                table: {
-                    "Keys": [_key(d, p) for d, p in chunk],
-                    "ConsistentRead": True,
-                    **projection,
-                }
-            }
-            delay = 0.05
-            while pending:
-                with outage_guard("reading assignments"):
-                    out = self.dynamodb.batch_get_item(RequestItems=pending)
-                found.extend(from_item(i) for i in out.get("Responses", {}).get(table, []))
-                pending = out.get("UnprocessedKeys") or {}
-                if pending:
-                    time.sleep(random.uniform(0, delay))
-                    delay = min(delay * 2, 2.0)
+            keyed = [_key(d, p) for d, p in chunk]
+            found.extend(
+                from_item(i)
+                for i in batch_get(self.dynamodb, table, keyed, "reading assignments", **projection)
+            )
         return found
 
     def get_item(self, driver_id: str, package_id: str) -> dict[str, Any] | None:

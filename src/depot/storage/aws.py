@@ -201,6 +201,24 @@ def conditional(what: str, write: Callable[..., dict[str, Any]], **request: Any)
         raise
 
 
+def batch_get(
+    dynamodb: Any, table: str, keys: list[dict[str, Any]], what: str, **options: Any
+) -> Iterator[dict[str, Any]]:
+    """The items of ``keys`` (at most 100, one BatchGetItem, consistent), as they arrive; what
+    comes back unprocessed is asked again after a backoff with full jitter. ``options`` go into
+    the table's request (a ProjectionExpression, say)."""
+    pending: dict[str, Any] = {table: {"Keys": keys, "ConsistentRead": True, **options}}
+    delay = 0.05
+    while pending:
+        with outage_guard(what):
+            out = dynamodb.batch_get_item(RequestItems=pending)
+        yield from out.get("Responses", {}).get(table, [])
+        pending = out.get("UnprocessedKeys") or {}
+        if pending:
+            time.sleep(random.uniform(0, delay))  # backoff with full jitter before asking again
+            delay = min(delay * 2, 2.0)
+
+
 def batch_write(dynamodb: Any, table: str, requests: list[dict[str, Any]], what: str) -> None:
     """One BatchWriteItem of at most 25 requests; what comes back unprocessed is sent again
     after a backoff with full jitter, up to 12 attempts, then ``StorageUnavailable``."""

@@ -13,6 +13,7 @@ from depot.config import Settings
 from depot.storage.aws import (
     BATCH_GET_SIZE,
     BATCH_WRITE_SIZE,
+    batch_get,
     batch_write,
     chunks,
     outage_guard,
@@ -82,11 +83,7 @@ class EventTable:
         table = self.settings.events_table
         found: dict[int, dict[str, Any]] = {}
         for chunk in chunks(list(seqs), BATCH_GET_SIZE):
-            pending = {table: {"Keys": [_event_key(day, s) for s in chunk], "ConsistentRead": True}}
-            while pending:
-                with outage_guard("reading events"):
-                    out = self.dynamodb.batch_get_item(RequestItems=pending)
-                for item in out.get("Responses", {}).get(table, []):
-                    found[int(item["seq"]["S"])] = orjson.loads(item["event"]["S"])
-                pending = out.get("UnprocessedKeys") or {}
+            keys = [_event_key(day, s) for s in chunk]
+            for item in batch_get(self.dynamodb, table, keys, "reading events"):
+                found[int(item["seq"]["S"])] = orjson.loads(item["event"]["S"])
         return found
