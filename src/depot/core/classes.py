@@ -115,10 +115,9 @@ def _build_rule_table(drivers: Sequence[Driver]) -> _RuleTable:
     every = [rule for d in drivers for rule in d.rules]
     flat = np.array(flat_list, dtype=np.int64)
     counts = np.fromiter((len(d.rules) for d in drivers), dtype=np.int64, count=len(drivers))
-    first = np.full(len(keys), len(flat), dtype=np.int64)
-    np.minimum.at(first, flat, np.arange(len(flat)))
-    last = np.zeros(len(keys), dtype=np.int64)
-    np.maximum.at(last, flat, np.arange(len(flat)))
+    # each distinct rule's first and last occurrence (rules are numbered 0.. in key order)
+    first = np.unique(flat, return_index=True)[1]
+    last = len(flat) - 1 - np.unique(flat[::-1], return_index=True)[1]
     rules = [(every[i].code, every[i].params) for i in first.tolist()]
     return _RuleTable(rules, flat, counts, [every[i] for i in last.tolist()])
 
@@ -146,14 +145,10 @@ def unique_rows(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
                 labels[tangled] = len(first) + apart.reshape(-1)
             key = labels
     _, first, inverse = np.unique(key, return_index=True, return_inverse=True)
-    return _by_first_occurrence(first, inverse.reshape(-1))
-
-
-def _by_first_occurrence(first: np.ndarray, inverse: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     rank = np.empty(len(first), dtype=np.int64)  # renumber by first occurrence
     order = np.argsort(first, kind="stable")
     rank[order] = np.arange(len(first))
-    return first[order], rank[inverse]
+    return first[order], rank[inverse.reshape(-1)]
 
 
 _HASH_WORDS = np.random.default_rng(20261202).integers(1, 2**63, size=4096, dtype=np.uint64) | 1
