@@ -63,6 +63,17 @@ def plan_change(service: Service, day: str, op: str, rng: random.Random) -> None
         service.cancel(day, rng.sample(held, 2), "trial")
 
 
+def settled_assign(service: Service, day: str, drivers: list[str], after: str) -> dict:
+    """``/assign`` until it answers: Busy (its lease ran out while writing, say, when four trials
+    share the machine) means the next call finishes the run, which is what is asked again."""
+    for _ in range(20):
+        try:
+            return service.assign(day, drivers, PER_DRIVER).response()
+        except Busy:
+            continue
+    raise AssertionError(f"{day}: the day never settled after {after}")
+
+
 def test_crashes_in_the_middle_of_plan_changes(emulator):
     ddb, s3 = emulator.client("dynamodb"), emulator.client("s3")
     outcomes: Counter[str] = Counter()
@@ -88,7 +99,7 @@ def test_crashes_in_the_middle_of_plan_changes(emulator):
         import_day(
             writer, day, DRIVERS, PER_DRIVER, seed=5000 + i, max_rules=0, with_destination=False
         )
-        writer.assign(day, drivers, PER_DRIVER)
+        settled_assign(writer, day, drivers, "the first run")
         op = OPERATIONS[i % len(OPERATIONS)]
         crash = Crash([d1, s1], at=rng.randint(1, 12), applied=rng.random() < 0.5)
         try:
@@ -102,24 +113,19 @@ def test_crashes_in_the_middle_of_plan_changes(emulator):
             crash.remove()
 
         # the next process: for it every claim is old (claim_ttl_s=0: as if the TTL had passed,
-        # without waiting for it), which is what it would be once the dead writer's TTL ran out
+        # without waiting for it), which is what it would be once the dead writer's TTL ran out.
+        # Its own lease has room (a 0.3 s lease ran out while it wrote, 20 times in a row, when
+        # the whole suite loaded the machine): the dead writer's short lease is what is tested.
         later = make_settings(
             emulator.endpoint,
             assignments_table=table,
-            lease_s=0.3,
-            lease_renew_s=0.1,
+            lease_s=2.0,
+            lease_renew_s=0.5,
             claim_ttl_s=0.0,
         )
         d2, s2 = make_clients(later)
         fresh = Service(later, Store(later, d2, s2))
-        for _ in range(20):
-            try:
-                answer = fresh.assign(day, drivers, PER_DRIVER).response()
-                break
-            except Busy:
-                continue
-        else:
-            raise AssertionError(f"{day}: the day never settled after {op} {what}")
+        answer = settled_assign(fresh, day, drivers, f"{op} {what}")
         state = fresh.require_day(day)
         items = table_assignments(ddb, day, table=table)
         pairs = {(p, d) for d, p, _ in items}
