@@ -425,18 +425,57 @@ def test_balance_is_exact_across_blocks_and_holdings():
     | fleet_cases("personalised")
     | fleet_cases("adversarial", medium=True)
     | cases(medium=True)
-    | cases(identical_drivers=True)
+    | cases(identical_drivers=True),
+    key_cells=st.sampled_from([0, classes.QUADRANT_KEY_CELLS]),
 )
-def test_the_staircase_network_reaches_the_full_objective(case):
+def test_the_staircase_network_reaches_the_full_objective(case, key_cells):
     """With the staircase tried on every day with a threshold column (not only the large ones it
-    is chosen for), every answer is still valid, optimal on the whole objective, deterministic."""
-    with mock.patch.object(networks, "STAIRCASE_CLASSES_PER_CONTEXT", 0):
+    is chosen for), and its classes' quadrants named exactly or not, every answer is still
+    valid, optimal on the whole objective, deterministic."""
+    with (
+        mock.patch.object(classes, "STAIRCASE_CLASSES_PER_CONTEXT", 0),
+        mock.patch.object(classes, "QUADRANT_KEY_CELLS", key_cells),
+    ):
         result = case.run()
         check_valid(case, result)
         assert objective(case, result) == best_objective(
             case.raw_drivers, case.packages, case.cap, case.held_counts, case.holder
         )
         assert case.run().assignments == result.assignments
+
+
+@settings(PROPERTY_SETTINGS, max_examples=150)
+@given(
+    points=st.sets(st.tuples(st.integers(0, 9), st.integers(0, 9)), max_size=40),
+    rows=st.lists(
+        st.tuples(st.integers(0, 41), st.integers(-1, 10), st.integers(1, 5)), max_size=30
+    ),
+    cells=st.sampled_from([1, 7, 64, 1 << 22]),
+    bands=st.sampled_from([1, 3, 8]),
+)
+def test_quadrant_minima_are_the_minimal_points_of_each_quadrant(points, rows, cells, bands):
+    """The staircase's kernel against its definition, in any blocking of the rows: per row, the
+    points at or after ``start`` with ``q2`` above ``floor`` that no other such point dominates,
+    and per point the weight of the rows whose quadrant holds it."""
+    pts = sorted(points)
+    q2 = np.array([b for _, b in pts], dtype=np.int64)
+    start = np.array([min(s, len(pts)) for s, _, _ in rows], dtype=np.int64)
+    floor = np.array([f for _, f, _ in rows], dtype=np.int64)
+    weights = np.array([w for _, _, w in rows], dtype=np.int64)
+    expected_pairs, expected_taken = [], [0] * len(pts)
+    for i, (s, f, w) in enumerate(zip(start.tolist(), floor.tolist(), weights.tolist())):
+        inside = [j for j in range(s, len(pts)) if pts[j][1] > f]
+        for j in inside:
+            expected_taken[j] += w
+            if not any(pts[k][0] <= pts[j][0] and pts[k][1] <= pts[j][1] for k in inside if k != j):
+                expected_pairs.append((i, j))
+    with (
+        mock.patch.object(networks, "QUADRANT_CELLS", cells),
+        mock.patch.object(networks, "START_BANDS", bands),
+    ):
+        got_rows, got_cols, taken = networks._quadrant_minima(q2, start, floor, weights)
+    assert list(zip(got_rows.tolist(), got_cols.tolist())) == expected_pairs
+    assert taken.tolist() == expected_taken
 
 
 def test_the_staircase_network_is_used_on_a_personalised_day():
@@ -467,7 +506,7 @@ def test_the_staircase_network_is_used_on_a_personalised_day():
     case = Case(raw, packages, 30, {})
     result = case.run()
     assert result.representation == "staircase"
-    with mock.patch.object(networks, "STAIRCASE_CLASSES_PER_CONTEXT", 10**9):
+    with mock.patch.object(classes, "STAIRCASE_CLASSES_PER_CONTEXT", 10**9):
         maximal = case.run()
     assert maximal.representation != "staircase"
     assert result.arcs < maximal.arcs

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -30,18 +30,71 @@ class Types:
     ordered: bool = False  # whether ``order`` and the Hasse arcs are filled in
 
 
+@dataclass(frozen=True)
+class Thresholds:
+    """Cut columns every type accepts a prefix of (as MAX_WEIGHT and MAX_DISTANCE give): the
+    two with the most distinct prefixes, and the others, which make a package's *context*."""
+
+    dims: tuple[int, ...]  # one or two columns
+    k1: np.ndarray  # per type, how many cells of ``dims[0]`` it accepts
+    k2: np.ndarray  # the same for ``dims[1]`` (zeros with one column)
+    context: tuple[int, ...]
+    # once the classes are made: each class's context, and each context's types
+    class_context: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    context_types: list[np.ndarray] = field(default_factory=list)
+
+    def class_thresholds(self, cells: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        """Per class (or atom), its cell in ``dims[0]`` and in ``dims[1]`` (-1 with one)."""
+        lo1 = cells[self.dims[0]].astype(np.int64)
+        if len(self.dims) > 1:
+            return lo1, cells[self.dims[1]].astype(np.int64)
+        return lo1, np.full(len(lo1), -1, np.int64)
+
+    def types_in_context(self, types: Types, cells: list[np.ndarray], first: int) -> np.ndarray:
+        """The types that accept class (or atom) ``first``'s cells in the context columns."""
+        inside = np.ones(len(types.drivers), dtype=bool)
+        for c in self.context:
+            inside &= types.accepts[c][:, cells[c][first]]
+        return np.flatnonzero(inside)
+
+    def points(self, tx: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The distinct (k1, k2) of types ``tx``, sorted: (q1, q2, each type's point)."""
+        width = int(self.k2.max()) + 1
+        points, p_of = np.unique(self.k1[tx] * width + self.k2[tx], return_inverse=True)
+        return points // width, points % width, p_of.reshape(-1)
+
+
+def threshold_columns(types: Types) -> Thresholds | None:
+    """The threshold layout of the types' cut columns, ``None`` when no column is one."""
+    prefix = []
+    for c, acc in enumerate(types.accepts):
+        k = acc.sum(axis=1)
+        if acc.shape[1] > 1 and np.array_equal(acc, np.arange(acc.shape[1])[None, :] < k[:, None]):
+            prefix.append((-len(np.unique(k)), c, k.astype(np.int64)))
+    if not prefix or not len(types.drivers):
+        return None
+    prefix.sort(key=lambda x: (x[0], x[1]))
+    dims = tuple(c for _, c, _ in prefix[:2])
+    k2 = prefix[1][2] if len(dims) > 1 else np.zeros(len(types.drivers), np.int64)
+    context = tuple(c for c in range(len(types.accepts)) if c not in dims)
+    return Thresholds(dims, prefix[0][2], k2, context)
+
+
 @dataclass
 class Compressed:
     """The day reduced to classes: what the flow network is built from."""
 
     types: Types
-    class_bits: np.ndarray  # (classes x words) uint64: the class's eligible types, as bits
+    class_bits: np.ndarray | None  # (classes x words) uint64: eligible types as bits (not kept
+    # when ``thresholds`` made the classes: the staircase reads them off their cells)
     group_class: np.ndarray  # (class, tier) group -> class
     group_tier: np.ndarray  # group -> tier value (2*express + perishable)
     grouped: np.ndarray  # the candidate packages by group, in manifest order within a group
     group_start: np.ndarray  # group -> its first position in ``grouped`` (and the end, last)
     # per cut column, each class's cell for one of its atoms (they all have the same types)
     class_cells: list[np.ndarray] = field(default_factory=list)
+    n_classes: int = 0
+    thresholds: Thresholds | None = None  # set when the classes are the staircase's
 
     @property
     def type_drivers(self) -> list[list[int]]:
@@ -53,6 +106,7 @@ class Compressed:
 
     def class_eligible(self, classes: slice | None = None) -> np.ndarray:
         """(classes x types) bool, for a slice of the classes (the whole matrix may be large)."""
+        assert self.class_bits is not None, "staircase classes keep no bits"
         bits = self.class_bits if classes is None else self.class_bits[classes]
         return unpack(bits, len(self.types.drivers))
 
@@ -260,14 +314,63 @@ def _hasse(accepts: list[np.ndarray], n: int) -> tuple[np.ndarray, np.ndarray]:
     return np.concatenate(tails).astype(np.int64), np.concatenate(heads).astype(np.int64)
 
 
+@dataclass
+class _Atoms:
+    """The candidates cut into atoms (the same cell in every cut column)."""
+
+    types: Types
+    coords: list  # per cut column, ``rules.ColumnCoordinates``
+    first: np.ndarray  # atom -> its first candidate
+    of: np.ndarray  # candidate -> its atom
+    tier: np.ndarray  # candidate -> 2*express + perishable
+    table: _RuleTable
+
+    def cells(self, atoms: np.ndarray) -> list[np.ndarray]:
+        """Per cut column, the cell of each of ``atoms``."""
+        return [col.coord[self.first[atoms]] for col in self.coords]
+
+
+def _atoms(packages, drivers, active, candidates, ordered: bool) -> _Atoms:
+    table = _rule_table([drivers[i] for i in active])
+    coords = column_coordinates(packages, table.rules, candidates)
+    types = _types(table, active, coords, ordered=ordered)
+    tier = (packages.is_express[candidates].astype(np.int64) << 1) | packages.is_perishable[
+        candidates
+    ]
+    if not coords:
+        first, of = np.zeros(min(1, len(candidates)), np.int64), np.zeros(len(candidates), np.int64)
+        return _Atoms(types, coords, first, of, tier, table)
+    first, of = unique_rows(_cell_key([col.coord for col in coords]))  # a package's atom
+    return _Atoms(types, coords, first, of, tier, table)
+
+
+def _cell_key(cells: list[np.ndarray]) -> np.ndarray:
+    """Rows of cells (one array per column) as one integer each when they fit, else as rows."""
+    sizes = [int(c.max()) + 1 if len(c) else 1 for c in cells]
+    if np.prod(np.array(sizes, dtype=np.float64)) >= 2.0**62:
+        return np.column_stack(cells)
+    key = np.zeros(len(cells[0]), dtype=np.int64)
+    for c, k in zip(cells, sizes):
+        key = key * k + c
+    return key
+
+
+def _atom_bits(atoms: _Atoms) -> np.ndarray:
+    """An atom's eligible types: the AND over columns of the types accepting its cell there,
+    (atoms x words), in place (a stack of every column's bits would be large)."""
+    coords, first = atoms.coords, atoms.first
+    bits = _pack(atoms.types.accepts[0].T)[coords[0].coord[first]]
+    for col, acc in zip(coords[1:], atoms.types.accepts[1:]):
+        bits &= _pack(acc.T)[col.coord[first]]
+    return bits
+
+
 def classify(
     packages: PackageColumns,
     drivers: Sequence[Driver],
     active: Sequence[int],
     candidates: np.ndarray,
     classes: bool = True,
-    cells_out: list[np.ndarray] | None = None,
-    ordered: bool | None = None,
     coords_out: list | None = None,
 ):
     """Types of the active drivers, and for each candidate package its class and tier.
@@ -275,45 +378,19 @@ def classify(
     Returns ``(types, class_bits, class_of, tier, table)``; ``class_of`` and ``tier`` are per
     candidate, ``table`` the active drivers' rules. Without ``classes`` (who may take a package,
     not how to route it: ``explain``), the "classes" are the atoms and types are not ordered.
-    ``cells_out``, if given, receives per cut column each class's cell for one of its atoms;
-    ``ordered`` (default: ``classes``) whether the types' subset order is computed now;
     ``coords_out``, if given, receives the cut columns (``rules.column_coordinates``).
     """
-    table = _rule_table([drivers[i] for i in active])
-    coords = column_coordinates(packages, table.rules, candidates)
+    atoms = _atoms(packages, drivers, active, candidates, ordered=classes)
     if coords_out is not None:
-        coords_out.extend(coords)
-    types = _types(table, active, coords, ordered=classes if ordered is None else ordered)
-    tier = (packages.is_express[candidates].astype(np.int64) << 1) | packages.is_perishable[
-        candidates
-    ]
-    n_types = len(types.drivers)
-    if not coords:
-        class_of = np.zeros(len(candidates), dtype=np.int64)
-        bits = _pack(np.ones((1, n_types), dtype=bool))
-        return types, bits, class_of, tier, table
-
-    # a package's atom: its cell in every cut column, as one integer when it fits
-    cells = [col.accepts.shape[1] for col in coords]
-    if np.prod(np.array(cells, dtype=np.float64)) < 2.0**62:
-        key = np.zeros(len(candidates), dtype=np.int64)
-        for col, k in zip(coords, cells):
-            key = key * k + col.coord
-        atom_first, atom_of = unique_rows(key)
-    else:
-        atom_first, atom_of = unique_rows(np.column_stack([col.coord for col in coords]))
-
-    # an atom's eligible types: the AND over columns of the types accepting its cell there,
-    # (atoms x words), in place (a stack of every column's bits would be large)
-    bits = _pack(types.accepts[0].T)[coords[0].coord[atom_first]]
-    for col, acc in zip(coords[1:], types.accepts[1:]):
-        bits &= _pack(acc.T)[col.coord[atom_first]]
+        coords_out.extend(atoms.coords)
+    if not atoms.coords:
+        bits = _pack(np.ones((1, len(atoms.types.drivers)), dtype=bool))
+        return atoms.types, bits, atoms.of, atoms.tier, atoms.table
+    bits = _atom_bits(atoms)
     if not classes:
-        return types, bits, atom_of, tier, table
+        return atoms.types, bits, atoms.of, atoms.tier, atoms.table
     class_first, class_of_atom = unique_rows(bits)
-    if cells_out is not None:
-        cells_out.extend(col.coord[atom_first[class_first]] for col in coords)
-    return types, bits[class_first], class_of_atom[atom_of], tier, table
+    return atoms.types, bits[class_first], class_of_atom[atoms.of], atoms.tier, atoms.table
 
 
 def compress(
@@ -322,25 +399,145 @@ def compress(
     active: Sequence[int],
     available: np.ndarray,
 ) -> Compressed:
+    """The day's free packages as classes, grouped by (class, tier) for the flow network.
+
+    With threshold columns and few enough contexts the classes are the staircase's (see
+    ``_staircase_classes``): no per-class bitset of the types is built, which on a fleet of
+    personal limits is most of the classification's time and memory."""
     candidates = np.flatnonzero(available)
-    cells: list[np.ndarray] = []
-    types, class_bits, class_of, tier, _ = classify(
-        packages, drivers, active, candidates, cells_out=cells, ordered=False
-    )
-    usable = class_bits.any(axis=1)
-    keep = usable[class_of]
-    group_key = class_of[keep].astype(np.int64) * 4 + tier[keep]
+    atoms = _atoms(packages, drivers, active, candidates, ordered=False)
+    thresholds = threshold_columns(atoms.types) if atoms.coords else None
+    staircase = _staircase_classes(atoms, thresholds) if thresholds is not None else None
+    class_bits: np.ndarray | None = None
+    if staircase is not None:
+        class_of_atom, thresholds = staircase.class_of_atom, staircase.thresholds
+        usable_atom = class_of_atom >= 0
+        cells, n_classes = atoms.cells(staircase.first_atom), len(staircase.first_atom)
+    else:
+        thresholds = None
+        class_of_atom, class_bits, cells = _bit_classes(atoms)
+        usable_atom = np.asarray(class_bits.any(axis=1))[class_of_atom]
+        n_classes = len(class_bits)
+    class_of = class_of_atom[atoms.of]
+    keep = usable_atom[atoms.of]
+    group_key = class_of[keep].astype(np.int64) * 4 + atoms.tier[keep]
     kept = candidates[keep]
     order = np.argsort(group_key, kind="stable")
     sorted_groups = group_key[order]
     group_ids, starts = np.unique(sorted_groups, return_index=True)
     group_start = np.append(starts, len(sorted_groups)).astype(np.int64)
     return Compressed(
-        types=types,
+        types=atoms.types,
         class_bits=class_bits,
         group_class=(group_ids // 4).astype(np.int64),
         group_tier=(group_ids % 4).astype(np.int64),
         grouped=kept[order],
         group_start=group_start,
         class_cells=cells,
+        n_classes=n_classes,
+        thresholds=thresholds,
     )
+
+
+def _bit_classes(atoms: _Atoms) -> tuple[np.ndarray, np.ndarray, list[np.ndarray]]:
+    """Atoms with the same eligible types as one class: (class of each atom, each class's
+    eligible types as bits, per cut column each class's cell for its first atom)."""
+    if not atoms.coords:
+        bits = _pack(np.ones((1, len(atoms.types.drivers)), dtype=bool))
+        return np.zeros(len(atoms.first), np.int64), bits, []
+    bits = _atom_bits(atoms)
+    class_first, class_of_atom = unique_rows(bits)
+    return class_of_atom, bits[class_first], atoms.cells(class_first)
+
+
+STAIRCASE_CLASSES_PER_CONTEXT = 8  # classes per context below which the staircase is not tried
+
+
+def _staircase_classes(atoms: _Atoms, thresholds: Thresholds) -> _StaircaseClasses | None:
+    """Classes for the staircase network, from the atoms' cells alone. An atom's *context* is
+    the set of types that accept its cells in the context columns (cells accepted by the same
+    types are one context); within it, the types an atom may take are those whose point lies in
+    its quadrant, and that set depends only on how many points come before the quadrant in the
+    (q1, q2) order and how many distinct q2 values lie below it. So atoms with the same
+    (context, quadrant) form a class, numbered in order of first occurrence; atoms whose quadrant
+    holds no point are in none.
+
+    Two such classes may still have the same types (the network is as exact with both); the
+    classes are never coarser than the types allow. ``None`` when there are too many contexts
+    for the staircase to pay (``STAIRCASE_CLASSES_PER_CONTEXT``)."""
+    every = np.arange(len(atoms.first))
+    cells = atoms.cells(every)
+    lo1, lo2 = thresholds.class_thresholds(cells)
+    if thresholds.context:
+        cell_first, cell_ctx = unique_rows(_cell_key([cells[c] for c in thresholds.context]))
+    else:
+        cell_first, cell_ctx = np.zeros(1, np.int64), np.zeros(len(every), np.int64)
+    contexts: dict[bytes, int] = {}
+    context_types: list[np.ndarray] = []
+    ctx_of_cells = np.full(len(cell_first), -1, dtype=np.int64)
+    for x, first in enumerate(cell_first.tolist()):
+        tx = thresholds.types_in_context(atoms.types, cells, first)
+        if len(tx):
+            ctx_of_cells[x] = contexts.setdefault(tx.tobytes(), len(contexts))
+            if ctx_of_cells[x] == len(context_types):
+                context_types.append(tx)
+    ctx_of = ctx_of_cells[cell_ctx]
+    key = np.full(len(every), -1, dtype=np.int64)
+    by_ctx = np.argsort(ctx_of, kind="stable")
+    bounds = np.searchsorted(ctx_of[by_ctx], np.arange(len(context_types) + 1))
+    offset = 0
+    for x, tx in enumerate(context_types):
+        members = by_ctx[bounds[x] : bounds[x + 1]]
+        q1, q2, _ = thresholds.points(tx)
+        levels, rank = np.unique(q2, return_inverse=True)
+        start = np.searchsorted(q1, lo1[members], side="right")
+        above = np.searchsorted(levels, lo2[members], side="right")  # q2 > lo2: rank >= above
+        first_point, least = _quadrant_keys(rank.reshape(-1), len(levels), start, above)
+        inside = first_point < len(q1)
+        key[members[inside]] = offset + first_point[inside] * (len(levels) + 1) + least[inside]
+        offset += (len(q1) + 1) * (len(levels) + 1)
+    usable = np.flatnonzero(key >= 0)
+    class_first, class_of_usable = unique_rows(key[usable])
+    if len(context_types) * STAIRCASE_CLASSES_PER_CONTEXT > len(class_first):
+        return None
+    class_of = np.full(len(every), -1, dtype=np.int64)
+    class_of[usable] = class_of_usable
+    first_atom = usable[class_first]
+    layout = replace(thresholds, class_context=ctx_of[first_atom], context_types=context_types)
+    return _StaircaseClasses(class_of, first_atom, layout)
+
+
+QUADRANT_KEY_CELLS = 1 << 23  # points x levels of a context beyond which quadrants stay uncanonical
+
+
+def _quadrant_keys(
+    rank: np.ndarray, n_levels: int, start: np.ndarray, above: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per quadrant {points j >= start with rank[j] >= above} (points in (q1, q2) order, ``rank``
+    their q2's rank), a key that names its set of points: its first point and its least rank
+    (the set is then every point from the first on with at least that rank). The first point is
+    ``len(rank)`` for an empty quadrant. Read off two (points x levels) tables, the first point
+    from ``j`` with rank at least ``l`` and the least rank at least ``l`` from ``j`` on; on a
+    context too large for them, (start, above) itself (a key that may name a set twice)."""
+    n = len(rank)
+    if (n + 1) * (n_levels + 1) > QUADRANT_KEY_CELLS:
+        reach = np.append(np.maximum.accumulate(rank[::-1])[::-1], -1)  # the most rank from j
+        empty = reach[np.minimum(start, n)] < above
+        return np.where(empty, n, start), np.where(empty, 0, above)
+    small = np.int16 if max(n, n_levels) < 32767 else np.int64
+    at_least = rank[:, None] >= np.arange(n_levels + 1)[None, :]
+    first = np.full((n + 1, n_levels + 1), n, dtype=small)  # a last row: nothing from ``n`` on
+    smallest = np.full((n + 1, n_levels + 1), n_levels, dtype=small)
+    np.copyto(first[:n], np.arange(n, dtype=small)[:, None], where=at_least)
+    np.copyto(smallest[:n], rank.astype(small)[:, None], where=at_least)
+    np.minimum.accumulate(first[::-1], axis=0, out=first[::-1])
+    np.minimum.accumulate(smallest[::-1], axis=0, out=smallest[::-1])
+    first_point = first[start, above].astype(np.int64)
+    return first_point, smallest[np.minimum(first_point, n), above].astype(np.int64)
+
+
+@dataclass
+class _StaircaseClasses:
+    class_of_atom: np.ndarray  # -1: no type may take the atom
+    first_atom: np.ndarray  # class -> its first atom
+    thresholds: Thresholds  # with each class's context and each context's types

@@ -35,6 +35,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 from ortools.graph.python import max_flow
+from scipy.sparse import csr_array
+from scipy.sparse.csgraph import breadth_first_order
 
 from depot.core.classes import Compressed, classify, compress, order_types, unpack
 from depot.core.models import Driver, gc_paused
@@ -108,7 +110,7 @@ def _match(
     return MatchResult(
         {d.driver_id: assignments.get(i, []) for i, d in enumerate(drivers)},
         eligible_types=len(comp.type_drivers),
-        classes=len(comp.class_bits),
+        classes=comp.n_classes,
         arcs=len(net.tail),
         representation=net.representation,
         flows=net.flow_solves,
@@ -135,7 +137,7 @@ class _Network:
     def __init__(self, comp: Compressed, drivers, remaining, held_counts, max_per_driver):
         self.comp = comp
         self.max_per_driver = max_per_driver
-        n_groups, n_classes = len(comp.group_start) - 1, len(comp.class_bits)
+        n_groups, n_classes = len(comp.group_start) - 1, comp.n_classes
         self.source, self.sink = 0, 1
         self.tier0 = 2
         self.class0 = self.tier0 + 4
@@ -258,7 +260,7 @@ class _Network:
         group_arcs = np.arange(self.group_arc0, self.class_arc0)
         class_arcs = np.arange(self.class_arc0, self.sub_arc0)
         rest = np.arange(self.sub_arc0, len(self.tail))
-        class_tier = np.zeros((len(self.comp.class_bits), 4), dtype=bool)
+        class_tier = np.zeros((self.comp.n_classes, 4), dtype=bool)
         class_tier[self.comp.group_class, self.comp.group_tier] = True
 
         known: dict[tuple[int, ...], int] = {(): 0}  # a union of non-empty tiers -> its rank
@@ -336,7 +338,7 @@ class _Network:
         gid = np.arange(len(self.tail), dtype=np.int64)
         # (arcs, capacities, global arc ids, level bounds, total, whether to try the last flow
         # first)
-        stack = [(self.tail, self.head, cap, gid, 0, self.max_per_driver, best, False)]
+        stack = [(self.tail, self.head, cap, gid, 0, self.max_per_driver, best, True)]
         while stack:
             tail, head, cap, gid, lo, hi, total, hopeful = stack.pop()
             sub_buckets = self.bucket_of_arc[np.maximum(gid, 0)]
@@ -417,12 +419,13 @@ class _Network:
         ``high - low`` to the old sink, which passes ``total - sum(low)`` on to the new one; a
         flow of value ``total`` saturates every arc into the new sink.
 
-        ``True`` when it routes ``total`` (its flow is added to ``flow``). Otherwise, when the
-        old sink's arc to the new one is not saturated, the flow is also a maximum flow of the
-        network with every bucket capped at ``high`` (merge the two sinks: the flow stays
-        feasible, and the residual graph's source side, which then holds neither sink, is a cut
-        of the same capacity): its ``(source side, flow per arc)``, so the caller need not solve
-        that network again. ``None`` when neither holds."""
+        ``True`` when it routes ``total`` (its flow is added to ``flow``). Otherwise its flow,
+        the two sinks merged, is a flow of the network with every bucket capped at ``high``;
+        when it is a maximum flow there, the answer is ``(source side of the minimal cut, flow
+        per arc)``, so the caller need not solve that network again. It is one when the old
+        sink's arc to the new one is not saturated (the leaf's residual source side then holds
+        neither sink and is a cut of the same capacity), or else when the merged network's
+        residual graph does not reach the sink. ``None`` when it is not."""
         end = self.n_nodes
         b_arcs = np.flatnonzero(is_bucket)
         leaf_cap = cap.copy()
@@ -438,10 +441,25 @@ class _Network:
         if int(solver.optimal_flow()) != total:
             if int(arc_flow[-1]) < spill:
                 return solver.get_source_side_min_cut(), sub
-            return None
+            leaf_cap[b_arcs] = high
+            reached = self._residual_reach(tail, head, leaf_cap, sub)
+            return None if reached is None else (reached, sub)
         own = gid >= 0
         flow[gid[own]] += sub[own]
         return True
+
+    def _residual_reach(self, tail, head, cap, arc_flow) -> np.ndarray | None:
+        """The nodes the source reaches in the residual graph of ``arc_flow`` (arcs with room
+        forwards, arcs with flow backwards), or ``None`` when the sink is among them (the flow
+        is not maximum). For a maximum flow that set is the source side of the minimal cut,
+        whichever maximum flow it is."""
+        room, used = arc_flow < cap, arc_flow > 0
+        rows = np.concatenate([tail[room], head[used]])
+        cols = np.concatenate([head[room], tail[used]])
+        size = self.n_nodes + 1
+        graph = csr_array((np.ones(len(rows), dtype=np.int8), (rows, cols)), shape=(size, size))
+        reached = breadth_first_order(graph, self.source, directed=True, return_predecessors=False)
+        return None if np.any(reached == self.sink) else reached
 
     def decompose(self, flow: np.ndarray) -> dict[int, list[int]]:
         """Turn class-level flows into concrete packages, deterministically (manifest order).
@@ -453,7 +471,7 @@ class _Network:
         comp = self.comp
         n_groups = len(comp.group_start) - 1
         group_flow = flow[self.group_arc0 : self.group_arc0 + n_groups]
-        n_classes = len(comp.class_bits)
+        n_classes = comp.n_classes
         # the offered packages, by class (groups are numbered class-major)
         position = np.arange(len(comp.grouped)) - np.repeat(comp.group_start[:-1], comp.group_sizes)
         offered = comp.grouped[position < np.repeat(group_flow, comp.group_sizes)]

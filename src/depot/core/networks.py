@@ -9,9 +9,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from depot.core.classes import Compressed, unique_rows
+from depot.core.classes import Compressed
 
-STAIRCASE_CLASSES_PER_CONTEXT = 8  # classes per context below which the staircase is not tried
 CHUNK_CELLS = 1 << 24  # classes x types handled at once when listing arcs (bounds memory)
 
 
@@ -40,7 +39,8 @@ def class_arcs(
     *maximal* (an arc only to the eligible types no more demanding eligible type covers, plus
     the Hasse arcs between types, which carry the flow on to the less demanding ones)."""
     types = comp.types
-    n_types, n_classes = len(types.drivers), len(comp.class_bits)
+    n_types, n_classes = len(types.drivers), comp.n_classes
+    assert comp.class_bits is not None, "the maximal and direct networks read the class bits"
     direct_arcs = int(np.bitwise_count(comp.class_bits).sum())
     per_class = [(np.zeros(0, np.int64), np.zeros(0, np.int64))]
     order = np.argsort(types.hasse_head, kind="stable")
@@ -97,7 +97,8 @@ class Staircase:
 
 def staircase_arcs(comp: Compressed, class_sizes: np.ndarray) -> Staircase | None:
     """A smaller class -> type network when some cut columns are thresholds (every type accepts
-    a prefix of their cells, as MAX_WEIGHT and MAX_DISTANCE do).
+    a prefix of their cells, as MAX_WEIGHT and MAX_DISTANCE do) and the classes were made for it
+    (``classes.Thresholds``; ``None`` otherwise).
 
     Take the two such columns with the most distinct thresholds; the other columns make a
     class's *context* (its cells there). Within a context, a type is one point (its thresholds
@@ -105,51 +106,23 @@ def staircase_arcs(comp: Compressed, class_sizes: np.ndarray) -> Staircase | Non
     its quadrant. So per context there is one local node per distinct point, an arc from each
     to the points covering it in the 2-D dominance order and to its types, and a class needs an
     arc only to the minimal points of its quadrant: arcs grow with the points per context, not
-    with classes x types. ``None`` when no column is a threshold column."""
+    with classes x types."""
+    thresholds = comp.thresholds
+    if thresholds is None:
+        return None
     types = comp.types
-    accepts = types.accepts
-    n_types, n_classes = len(types.drivers), len(comp.class_bits)
-    if not comp.class_cells or n_types == 0:
-        return None
-    prefix = []
-    for c, acc in enumerate(accepts):
-        k = acc.sum(axis=1)
-        if acc.shape[1] > 1 and np.array_equal(acc, np.arange(acc.shape[1])[None, :] < k[:, None]):
-            prefix.append((-len(np.unique(k)), c, k.astype(np.int64)))
-    if not prefix:
-        return None
-    prefix.sort(key=lambda x: (x[0], x[1]))
-    dims = [c for _, c, _ in prefix[:2]]
-    k1 = prefix[0][2]
-    lo1 = comp.class_cells[dims[0]].astype(np.int64)
-    if len(dims) > 1:
-        k2, lo2 = prefix[1][2], comp.class_cells[dims[1]].astype(np.int64)
-    else:
-        k2, lo2 = np.zeros(n_types, np.int64), np.full(n_classes, -1, np.int64)
-    context = [c for c in range(len(accepts)) if c not in dims]
-    if context:
-        ctx_first, ctx_of = unique_rows(np.column_stack([comp.class_cells[c] for c in context]))
-    else:
-        ctx_first, ctx_of = np.zeros(1, np.int64), np.zeros(n_classes, np.int64)
-    if len(ctx_first) * STAIRCASE_CLASSES_PER_CONTEXT > n_classes:
-        return None  # too many contexts for the local networks to pay
-    width = int(k2.max()) + 1
+    n_types = len(types.drivers)
+    lo1, lo2 = thresholds.class_thresholds(comp.class_cells)
+    ctx_of = thresholds.class_context
     by_ctx = np.argsort(ctx_of, kind="stable")
-    bounds = np.searchsorted(ctx_of[by_ctx], np.arange(len(ctx_first) + 1))
+    bounds = np.searchsorted(ctx_of[by_ctx], np.arange(len(thresholds.context_types) + 1))
     c_parts, t_parts, s_tails, s_heads = [], [], [], []
     order: list[int] = []
     offered = np.zeros(n_types, dtype=np.int64)
     n_local = 0
-    for x, first in enumerate(ctx_first.tolist()):
+    for x, tx in enumerate(thresholds.context_types):
         members = by_ctx[bounds[x] : bounds[x + 1]]
-        inside = np.ones(n_types, dtype=bool)
-        for c in context:
-            inside &= accepts[c][:, comp.class_cells[c][first]]
-        tx = np.flatnonzero(inside)
-        if not len(tx):
-            continue
-        points, p_of = np.unique(k1[tx] * width + k2[tx], return_inverse=True)  # (k1, k2) order
-        q1, q2 = points // width, points % width
+        q1, q2, p_of = thresholds.points(tx)
         base = n_types + n_local
         # a class takes the points after the last with q1 <= its cell, those with q2 above it;
         # a point is covered by points after it (sorted by (q1, q2)) with q2 at least its own
@@ -157,12 +130,12 @@ def staircase_arcs(comp: Compressed, class_sizes: np.ndarray) -> Staircase | Non
         rows, cols, taken = _quadrant_minima(q2, start, lo2[members], class_sizes[members])
         c_parts.append(members[rows])
         t_parts.append(base + cols)
-        a, b, _ = _quadrant_minima(q2, np.arange(1, len(points) + 1), q2 - 1)
+        a, b, _ = _quadrant_minima(q2, np.arange(1, len(q1) + 1), q2 - 1)
         s_tails += [base + a, base + p_of]
         s_heads += [base + b, tx]
         offered[tx] += taken[p_of]
-        order += range(base, base + len(points))
-        n_local += len(points)
+        order += range(base, base + len(q1))
+        n_local += len(q1)
     order += range(n_types)
     cat = np.concatenate
     empty = [np.zeros(0, np.int64)]
@@ -178,6 +151,7 @@ def staircase_arcs(comp: Compressed, class_sizes: np.ndarray) -> Staircase | Non
 
 
 QUADRANT_CELLS = 1 << 22  # rows x columns of one block of ``_quadrant_minima``
+START_BANDS = 8  # bands of similar ``start`` whose rows ``_quadrant_minima`` sorts by floor
 
 
 def _quadrant_minima(
@@ -188,45 +162,77 @@ def _quadrant_minima(
     a point is minimal exactly when every earlier one of them has a larger ``q2``.
 
     Returns (row, point) pairs in row-major order and, with ``weights``, per point the sum of
-    the weights of the rows that take it (minimal or not). Rows are handled in blocks of
-    similar ``start``, each over the columns from its least start only (about half the cells
-    of the whole matrix)."""
+    the weights of the rows that take it (minimal or not). The minima are read off a dense
+    rows x columns matrix, so the rows go in blocks that need few columns: a band of similar
+    ``start``, sorted by floor, so that a block's columns are only the points at or after the
+    band's first start whose ``q2`` is above the block's least floor."""
     n = len(q2)
+    taken = (
+        np.zeros(n, dtype=np.int64)
+        if weights is None
+        else _quadrant_sums(q2, start, floor, weights)
+    )
     small = np.int16 if n == 0 or int(q2.max()) < 32767 else np.int64
     big = np.iinfo(small).max
     values = q2.astype(small)
-    order = np.argsort(start, kind="stable")
-    taken = np.zeros(n, dtype=np.int64)
+    band = max(1, -(-n // START_BANDS))
+    band_of = np.minimum(start, n) // band
+    order = np.lexsort((floor, band_of))
+    band_of, sorted_floor = band_of[order], floor[order]
     rows_out, cols_out = [], []
     lo = 0
     while lo < len(order):
-        s0 = int(start[order[lo]])
-        width = max(1, n - s0)
-        hi = min(len(order), lo + max(1, QUADRANT_CELLS // width))
-        block = order[lo:hi]
-        lo = hi
+        s0 = int(band_of[lo]) * band
+        band_end = int(np.searchsorted(band_of, band_of[lo], side="right"))
         if s0 >= n:
+            lo = band_end
             continue
         cols = np.arange(s0, n)
+        cols = cols[q2[cols] > sorted_floor[lo]]
+        hi = min(band_end, lo + max(1, QUADRANT_CELLS // max(1, len(cols))))
+        block = order[lo:hi]
+        lo = hi
+        if not len(cols):
+            continue
         marked = (cols[None, :] >= start[block][:, None]) & (
-            q2[s0:][None, :] > floor[block][:, None]
+            q2[cols][None, :] > floor[block][:, None]
         )
-        if weights is not None:
-            taken[s0:] += weights[block] @ marked
-        running = np.minimum.accumulate(np.where(marked, values[s0:][None, :], small(big)), axis=1)
+        masked = marked * (values[cols] - small(big))[None, :]  # unmarked cells: big
+        masked += small(big)
+        running = np.minimum.accumulate(masked, axis=1)
         minimal = np.empty(marked.shape, dtype=bool)  # where the running minimum drops
         minimal[:, 0] = running[:, 0] < big
         np.less(running[:, 1:], running[:, :-1], out=minimal[:, 1:])
         r, c = np.nonzero(minimal)
         rows_out.append(block[r])
-        cols_out.append(c + s0)
+        cols_out.append(cols[c])
     if not rows_out:
         empty = np.zeros(0, np.int64)
         return empty, empty, taken
     rows, cols = np.concatenate(rows_out), np.concatenate(cols_out)
-    by = np.lexsort((cols, rows))
+    by = np.argsort(rows, kind="stable")  # a row is in one block, its points already in order
     return rows[by].astype(np.int64), cols[by].astype(np.int64), taken
 
 
+def _quadrant_sums(
+    q2: np.ndarray, start: np.ndarray, floor: np.ndarray, weights: np.ndarray
+) -> np.ndarray:
+    """Per point ``j``, the sum of ``weights[i]`` over the rows with ``start[i] <= j`` and
+    ``floor[i] < q2[j]``: a 2-D prefix sum over (start, rank of the floor among the values)."""
+    n = len(q2)
+    values = np.unique(q2)
+    rank = np.searchsorted(values, q2)  # q2[j] > floor[i]  <=>  rank[j] >= at_least[i]
+    at_least = np.searchsorted(values, floor, side="right")
+    shape = (n + 1, len(values) + 1)
+    grid = np.bincount(
+        np.minimum(start, n) * shape[1] + at_least,
+        weights=weights,
+        minlength=shape[0] * shape[1],
+    )
+    grid = grid.reshape(shape).cumsum(axis=0).cumsum(axis=1)
+    return np.rint(grid[np.arange(n), rank]).astype(np.int64)
+
+
 def _direct_arcs(comp: Compressed) -> tuple[np.ndarray, np.ndarray]:
+    assert comp.class_bits is not None
     return _bit_positions(comp.class_bits, len(comp.types.drivers), bitorder="little")
