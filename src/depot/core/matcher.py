@@ -43,6 +43,8 @@ from depot.core.models import Driver, gc_paused
 from depot.core.networks import class_arcs, staircase_arcs
 from depot.core.rules import PackageColumns
 
+RESIDUAL_CHECK_ARCS = 20_000  # sub-networks from which a failed leaf's flow is checked for reuse
+
 
 @dataclass(frozen=True)
 class MatchResult:
@@ -338,7 +340,9 @@ class _Network:
         gid = np.arange(len(self.tail), dtype=np.int64)
         # (arcs, capacities, global arc ids, level bounds, total, whether to try the last flow
         # first)
-        stack = [(self.tail, self.head, cap, gid, 0, self.max_per_driver, best, True)]
+        # the whole is tried as one block first where a failed try still yields the level's cut
+        first_try = len(self.tail) >= RESIDUAL_CHECK_ARCS
+        stack = [(self.tail, self.head, cap, gid, 0, self.max_per_driver, best, first_try)]
         while stack:
             tail, head, cap, gid, lo, hi, total, hopeful = stack.pop()
             sub_buckets = self.bucket_of_arc[np.maximum(gid, 0)]
@@ -441,6 +445,8 @@ class _Network:
         if int(solver.optimal_flow()) != total:
             if int(arc_flow[-1]) < spill:
                 return solver.get_source_side_min_cut(), sub
+            if len(tail) < RESIDUAL_CHECK_ARCS:
+                return None  # solving the level's flow costs no more than the check
             leaf_cap[b_arcs] = high
             reached = self._residual_reach(tail, head, leaf_cap, sub)
             return None if reached is None else (reached, sub)

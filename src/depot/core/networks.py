@@ -175,7 +175,8 @@ def _quadrant_minima(
     small = np.int16 if n == 0 or int(q2.max()) < 32767 else np.int64
     big = np.iinfo(small).max
     values = q2.astype(small)
-    band = max(1, -(-n // START_BANDS))
+    bands = START_BANDS if len(start) * n > QUADRANT_CELLS else 1  # small: one block, all of it
+    band = max(1, -(-n // bands))
     band_of = np.minimum(start, n) // band
     order = np.lexsort((floor, band_of))
     band_of, sorted_floor = band_of[order], floor[order]
