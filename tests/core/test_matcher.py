@@ -454,11 +454,15 @@ def test_the_staircase_network_reaches_the_full_objective(case, bit_words, key_c
     ),
     cells=st.sampled_from([1, 7, 64, 1 << 22]),
     bands=st.sampled_from([1, 3, 8]),
+    loop_rows=st.sampled_from([1, networks.LOOP_ROWS]),
 )
-def test_quadrant_minima_are_the_minimal_points_of_each_quadrant(points, rows, cells, bands):
-    """The staircase's kernel against its definition, in any blocking of the rows: per row, the
-    points at or after ``start`` with ``q2`` above ``floor`` that no other such point dominates,
-    and per point the weight of the rows whose quadrant holds it."""
+def test_quadrant_minima_are_the_minimal_points_of_each_quadrant(
+    points, rows, cells, bands, loop_rows
+):
+    """The staircase's kernel against its definition, in any blocking of the rows and either way
+    of taking the running minimum: per row, the points at or after ``start`` with ``q2`` above
+    ``floor`` that no other such point dominates, and per point the weight of the rows whose
+    quadrant holds it."""
     pts = sorted(points)
     q2 = np.array([b for _, b in pts], dtype=np.int64)
     start = np.array([min(s, len(pts)) for s, _, _ in rows], dtype=np.int64)
@@ -474,6 +478,7 @@ def test_quadrant_minima_are_the_minimal_points_of_each_quadrant(points, rows, c
     with (
         mock.patch.object(networks, "QUADRANT_CELLS", cells),
         mock.patch.object(networks, "START_BANDS", bands),
+        mock.patch.object(networks, "LOOP_ROWS", loop_rows),
     ):
         got_rows, got_cols, taken = networks._quadrant_minima(q2, start, floor, weights)
     assert list(zip(got_rows.tolist(), got_cols.tolist())) == expected_pairs

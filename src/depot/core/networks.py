@@ -151,7 +151,7 @@ def staircase_arcs(comp: Compressed, class_sizes: np.ndarray) -> Staircase | Non
 
 
 QUADRANT_CELLS = 1 << 22  # rows x columns of one block of ``_quadrant_minima``
-START_BANDS = 8  # bands of similar ``start`` whose rows ``_quadrant_minima`` sorts by floor
+START_BANDS = 2  # bands of similar ``start`` whose rows ``_quadrant_minima`` sorts by floor
 
 
 def _quadrant_minima(
@@ -195,16 +195,7 @@ def _quadrant_minima(
         lo = hi
         if not len(cols):
             continue
-        marked = (cols[None, :] >= start[block][:, None]) & (
-            q2[cols][None, :] > floor[block][:, None]
-        )
-        masked = marked * (values[cols] - small(big))[None, :]  # unmarked cells: big
-        masked += small(big)
-        running = np.minimum.accumulate(masked, axis=1)
-        minimal = np.empty(marked.shape, dtype=bool)  # where the running minimum drops
-        minimal[:, 0] = running[:, 0] < big
-        np.less(running[:, 1:], running[:, :-1], out=minimal[:, 1:])
-        r, c = np.nonzero(minimal)
+        c, r = _running_minima(cols, start[block], floor[block], values[cols], small(big))
         rows_out.append(block[r])
         cols_out.append(cols[c])
     if not rows_out:
@@ -213,6 +204,31 @@ def _quadrant_minima(
     rows, cols = np.concatenate(rows_out), np.concatenate(cols_out)
     by = np.argsort(rows, kind="stable")  # a row is in one block, its points already in order
     return rows[by].astype(np.int64), cols[by].astype(np.int64), taken
+
+
+LOOP_ROWS = 64  # rows of a block from which the running minimum is a loop over its columns
+
+
+def _running_minima(
+    cols: np.ndarray, start: np.ndarray, floor: np.ndarray, values: np.ndarray, big
+) -> tuple[np.ndarray, np.ndarray]:
+    """(column, row) of the cells where a row's running minimum over its marked columns drops
+    (the row's minimal points), by column. The matrix is held columns x rows: the running
+    minimum is then one vector minimum per column, which for many rows is far cheaper than
+    numpy's accumulate along a row (measured 0.3 against 2.9 ns a cell); the drops are read off
+    the packed bits (the matrix is sparse)."""
+    marked = (cols[:, None] >= start[None, :]) & (values[:, None] > floor[None, :])
+    running = marked * (values - big)[:, None]  # unmarked cells: big
+    running += big
+    if len(start) >= LOOP_ROWS:
+        for c in range(1, len(cols)):
+            np.minimum(running[c - 1], running[c], out=running[c])
+    else:
+        running = np.minimum.accumulate(running, axis=0)
+    minimal = np.empty(marked.shape, dtype=bool)
+    minimal[0] = running[0] < big
+    np.less(running[1:], running[:-1], out=minimal[1:])
+    return _bit_positions(np.packbits(minimal, axis=1), len(start))
 
 
 def _quadrant_sums(
