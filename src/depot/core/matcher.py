@@ -339,10 +339,8 @@ class _Network:
             return flow
         gid = np.arange(len(self.tail), dtype=np.int64)
         # (arcs, capacities, global arc ids, level bounds, total, whether to try the last flow
-        # first)
-        # the whole is tried as one block first where a failed try still yields the level's cut
-        first_try = len(self.tail) >= RESIDUAL_CHECK_ARCS
-        stack = [(self.tail, self.head, cap, gid, 0, self.max_per_driver, best, first_try)]
+        # first: not on the whole, which is seldom one block, and a leaf's flow is the dearer)
+        stack = [(self.tail, self.head, cap, gid, 0, self.max_per_driver, best, False)]
         while stack:
             tail, head, cap, gid, lo, hi, total, hopeful = stack.pop()
             sub_buckets = self.bucket_of_arc[np.maximum(gid, 0)]
