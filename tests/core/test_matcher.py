@@ -455,12 +455,13 @@ def test_the_staircase_network_reaches_the_full_objective(case, bit_words, key_c
     cells=st.sampled_from([1, 7, 64, 1 << 22]),
     bands=st.sampled_from([1, 3, 8]),
     loop_rows=st.sampled_from([1, networks.LOOP_ROWS]),
+    small=st.sampled_from([0, networks.SMALL_QUADRANT_CELLS]),
 )
 def test_quadrant_minima_are_the_minimal_points_of_each_quadrant(
-    points, rows, cells, bands, loop_rows
+    points, rows, cells, bands, loop_rows, small
 ):
-    """The staircase's kernel against its definition, in any blocking of the rows and either way
-    of taking the running minimum: per row, the points at or after ``start`` with ``q2`` above
+    """The staircase's kernel against its definition, in one piece or in any blocking of the rows
+    and either way of taking the running minimum: per row, the points at or after ``start`` with ``q2`` above
     ``floor`` that no other such point dominates, and per point the weight of the rows whose
     quadrant holds it."""
     pts = sorted(points)
@@ -479,6 +480,7 @@ def test_quadrant_minima_are_the_minimal_points_of_each_quadrant(
         mock.patch.object(networks, "QUADRANT_CELLS", cells),
         mock.patch.object(networks, "START_BANDS", bands),
         mock.patch.object(networks, "LOOP_ROWS", loop_rows),
+        mock.patch.object(networks, "SMALL_QUADRANT_CELLS", small),
     ):
         got_rows, got_cols, taken = networks._quadrant_minima(q2, start, floor, weights)
     assert list(zip(got_rows.tolist(), got_cols.tolist())) == expected_pairs

@@ -35,8 +35,6 @@ from dataclasses import dataclass, field
 
 import numpy as np
 from ortools.graph.python import max_flow
-from scipy.sparse import csr_array
-from scipy.sparse.csgraph import breadth_first_order
 
 from depot.core.classes import Compressed, classify, compress, order_types, unpack
 from depot.core.models import Driver, gc_paused
@@ -456,7 +454,11 @@ class _Network:
         """The nodes the source reaches in the residual graph of ``arc_flow`` (arcs with room
         forwards, arcs with flow backwards), or ``None`` when the sink is among them (the flow
         is not maximum). For a maximum flow that set is the source side of the minimal cut,
-        whichever maximum flow it is."""
+        whichever maximum flow it is. SciPy is imported here, on the first sub-network large
+        enough to need it: it adds ~20 MiB to a process, more than a small day's whole match."""
+        from scipy.sparse import csr_array
+        from scipy.sparse.csgraph import breadth_first_order
+
         room, used = arc_flow < cap, arc_flow > 0
         rows = np.concatenate([tail[room], head[used]])
         cols = np.concatenate([head[room], tail[used]])

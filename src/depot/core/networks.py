@@ -167,6 +167,8 @@ def _quadrant_minima(
     ``start``, sorted by floor, so that a block's columns are only the points at or after the
     band's first start whose ``q2`` is above the block's least floor."""
     n = len(q2)
+    if len(start) * n <= SMALL_QUADRANT_CELLS:
+        return _small_quadrant_minima(q2, start, floor, weights)
     taken = (
         np.zeros(n, dtype=np.int64)
         if weights is None
@@ -203,6 +205,27 @@ def _quadrant_minima(
         return empty, empty, taken
     rows, cols = np.concatenate(rows_out), np.concatenate(cols_out)
     by = np.argsort(rows, kind="stable")  # a row is in one block, its points already in order
+    return rows[by].astype(np.int64), cols[by].astype(np.int64), taken
+
+
+SMALL_QUADRANT_CELLS = 1 << 15  # rows x points below which one matrix does it all
+
+
+def _small_quadrant_minima(
+    q2: np.ndarray, start: np.ndarray, floor: np.ndarray, weights: np.ndarray | None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``_quadrant_minima`` of a small matrix in one piece (a small day's contexts have a few
+    dozen points; the blocked path's fixed cost is then most of its time)."""
+    n = len(q2)
+    marked = (np.arange(n)[:, None] >= start[None, :]) & (q2[:, None] > floor[None, :])
+    taken = np.zeros(n, np.int64) if weights is None else marked.astype(np.int64) @ weights
+    big = np.iinfo(np.int64).max
+    running = np.minimum.accumulate(np.where(marked, q2[:, None], big), axis=0)
+    minimal = np.empty(marked.shape, dtype=bool)
+    minimal[:1] = running[:1] < big
+    np.less(running[1:], running[:-1], out=minimal[1:])
+    cols, rows = np.nonzero(minimal)
+    by = np.argsort(rows, kind="stable")
     return rows[by].astype(np.int64), cols[by].astype(np.int64), taken
 
 
