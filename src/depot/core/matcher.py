@@ -463,7 +463,7 @@ class _Network:
         rows = np.concatenate([tail[room], head[used]])
         cols = np.concatenate([head[room], tail[used]])
         size = self.n_nodes + 1
-        graph = csr_array((np.ones(len(rows), dtype=np.int8), (rows, cols)), shape=(size, size))
+        graph = csr_array((np.ones(len(rows), dtype=np.int32), (rows, cols)), shape=(size, size))
         reached = breadth_first_order(graph, self.source, directed=True, return_predecessors=False)
         return None if np.any(reached == self.sink) else reached
 
