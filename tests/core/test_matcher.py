@@ -461,9 +461,9 @@ def test_quadrant_minima_are_the_minimal_points_of_each_quadrant(
     points, rows, cells, bands, loop_rows, small
 ):
     """The staircase's kernel against its definition, in one piece or in any blocking of the rows
-    and either way of taking the running minimum: per row, the points at or after ``start`` with ``q2`` above
-    ``floor`` that no other such point dominates, and per point the weight of the rows whose
-    quadrant holds it."""
+    and either way of taking the running minimum: per row, the points at or after ``start`` with
+    ``q2`` above ``floor`` that no other such point dominates, and per point the weight of the
+    rows whose quadrant holds it."""
     pts = sorted(points)
     q2 = np.array([b for _, b in pts], dtype=np.int64)
     start = np.array([min(s, len(pts)) for s, _, _ in rows], dtype=np.int64)

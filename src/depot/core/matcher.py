@@ -240,6 +240,18 @@ class _Network:
             level - self.b_held[buckets], 0, self.b_room[buckets]
         )
 
+    def least_level(self, first: int, last: int, buckets: np.ndarray, total: int) -> int:
+        """The least level in ``first..last - 1`` whose caps hold ``total``, else ``last``: a
+        binary search (the caps grow with the level; a level is one pass over the buckets)."""
+        below, above = first, max(first, last)
+        while below < above:
+            mid = (below + above) // 2
+            if int(self.level_caps(mid, buckets).sum()) >= total:
+                above = mid
+            else:
+                below = mid + 1
+        return below
+
     def _max_flow(self, tail, head, cap, sink=1):
         solver = max_flow.SimpleMaxFlow()
         solver.add_arcs_with_capacity(tail, head, cap)
@@ -355,9 +367,7 @@ class _Network:
                 if self._leaf(flow, tail, head, cap, gid, is_bucket, low, high, total) is not True:
                     raise RuntimeError("the balanced flow does not route every package")
                 continue
-            level = lo + 1
-            while level < hi - 1 and int(self.level_caps(level, buckets).sum()) < total:
-                level += 1
+            level = self.least_level(lo + 1, hi - 1, buckets, total)
             sub_cap = cap.copy()
             sub_cap[is_bucket] = self.level_caps(level, buckets)
             cut = None

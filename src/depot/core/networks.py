@@ -224,9 +224,8 @@ def _small_quadrant_minima(
     minimal = np.empty(marked.shape, dtype=bool)
     minimal[:1] = running[:1] < big
     np.less(running[1:], running[:-1], out=minimal[1:])
-    cols, rows = np.nonzero(minimal)
-    by = np.argsort(rows, kind="stable")
-    return rows[by].astype(np.int64), cols[by].astype(np.int64), taken
+    rows, cols = np.nonzero(minimal.T)  # row-major: each row's points in order
+    return rows.astype(np.int64), cols.astype(np.int64), taken
 
 
 LOOP_ROWS = 64  # rows of a block from which the running minimum is a loop over its columns
