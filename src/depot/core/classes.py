@@ -31,6 +31,16 @@ class Types:
 
 
 @dataclass(frozen=True)
+class Context:
+    """One staircase context: its types and their distinct points (k1, k2), sorted."""
+
+    types: np.ndarray
+    q1: np.ndarray
+    q2: np.ndarray
+    point_of: np.ndarray  # each of ``types``'s point
+
+
+@dataclass(frozen=True)
 class Thresholds:
     """Cut columns every type accepts a prefix of (as MAX_WEIGHT and MAX_DISTANCE give): the
     two with the most distinct prefixes, and the others, which make a package's *context*."""
@@ -39,9 +49,9 @@ class Thresholds:
     k1: np.ndarray  # per type, how many cells of ``dims[0]`` it accepts
     k2: np.ndarray  # the same for ``dims[1]`` (zeros with one column)
     context: tuple[int, ...]
-    # once the classes are made: each class's context, and each context's types
+    # once the classes are made: each class's context (-1: none), and the contexts
     class_context: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
-    context_types: list[np.ndarray] = field(default_factory=list)
+    contexts: list[Context] = field(default_factory=list)
 
     def class_thresholds(self, cells: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
         """Per class (or atom), its cell in ``dims[0]`` and in ``dims[1]`` (-1 with one)."""
@@ -57,11 +67,11 @@ class Thresholds:
             inside &= types.accepts[c][:, cells[c][first]]
         return np.flatnonzero(inside)
 
-    def points(self, tx: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """The distinct (k1, k2) of types ``tx``, sorted: (q1, q2, each type's point)."""
+    def context_of(self, tx: np.ndarray) -> Context:
+        """The context of types ``tx``, with their distinct points."""
         width = int(self.k2.max()) + 1
         points, p_of = np.unique(self.k1[tx] * width + self.k2[tx], return_inverse=True)
-        return points // width, points % width, p_of.reshape(-1)
+        return Context(tx, points // width, points % width, p_of.reshape(-1))
 
 
 def threshold_columns(types: Types) -> Thresholds | None:
@@ -94,7 +104,7 @@ class Compressed:
     # per cut column, each class's cell for one of its atoms (they all have the same types)
     class_cells: list[np.ndarray] = field(default_factory=list)
     n_classes: int = 0
-    thresholds: Thresholds | None = None  # set when the classes are the staircase's
+    thresholds: Thresholds | None = None  # with the classes' contexts, when the staircase pays
 
     @property
     def type_drivers(self) -> list[list[int]]:
@@ -396,14 +406,10 @@ def classify(
     atoms = _atoms(packages, drivers, active, candidates, ordered=classes)
     if coords_out is not None:
         coords_out.extend(atoms.coords)
-    if not atoms.coords:
-        bits = _pack(np.ones((1, len(atoms.types.drivers)), dtype=bool))
-        return atoms.types, bits, atoms.of, atoms.tier, atoms.table
-    bits = _atom_bits(atoms)
-    if not classes:
-        return atoms.types, bits, atoms.of, atoms.tier, atoms.table
-    class_first, class_of_atom = unique_rows(bits)
-    return atoms.types, bits[class_first], class_of_atom[atoms.of], atoms.tier, atoms.table
+    if not classes and atoms.coords:
+        return atoms.types, _atom_bits(atoms), atoms.of, atoms.tier, atoms.table
+    _, class_of_atom, bits = _bit_classes(atoms)
+    return atoms.types, bits, class_of_atom[atoms.of], atoms.tier, atoms.table
 
 
 def compress(
@@ -414,9 +420,10 @@ def compress(
 ) -> Compressed:
     """The day's free packages as classes, grouped by (class, tier) for the flow network.
 
-    With threshold columns and few enough contexts the classes are the staircase's (see
-    ``_staircase_classes``): no per-class bitset of the types is built, which on a fleet of
-    personal limits is most of the classification's time and memory."""
+    With threshold columns and few enough contexts the staircase's layout is kept with them; past
+    ``BIT_CLASS_WORDS`` the classes are then made from the cells alone (``_staircase_classes``):
+    no per-class bitset of the types is built, which on a fleet of personal limits is most of
+    the classification's time and memory."""
     candidates = np.flatnonzero(available)
     atoms = _atoms(packages, drivers, active, candidates, ordered=False)
     thresholds = threshold_columns(atoms.types) if atoms.coords else None
@@ -430,9 +437,9 @@ def compress(
         usable_atom = class_of_atom >= 0
         cells, n_classes = atoms.cells(staircase.first_atom), len(staircase.first_atom)
     else:
-        class_of_atom, class_bits, cells = _bit_classes(atoms)
+        class_first, class_of_atom, class_bits = _bit_classes(atoms)
         usable_atom = np.asarray(class_bits.any(axis=1))[class_of_atom]
-        n_classes = len(class_bits)
+        cells, n_classes = atoms.cells(class_first), len(class_bits)
         if thresholds is not None:
             thresholds = _staircase_layout(atoms.types, thresholds, cells)
     class_of = class_of_atom[atoms.of]
@@ -456,15 +463,16 @@ def compress(
     )
 
 
-def _bit_classes(atoms: _Atoms) -> tuple[np.ndarray, np.ndarray, list[np.ndarray]]:
-    """Atoms with the same eligible types as one class: (class of each atom, each class's
-    eligible types as bits, per cut column each class's cell for its first atom)."""
+def _bit_classes(atoms: _Atoms) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Atoms with the same eligible types as one class: (each class's first atom, the class of
+    each atom, each class's eligible types as bits). Without cut columns, one class that every
+    type may take."""
     if not atoms.coords:
         bits = _pack(np.ones((1, len(atoms.types.drivers)), dtype=bool))
-        return np.zeros(len(atoms.first), np.int64), bits, []
+        return atoms.first[:1], np.zeros(len(atoms.first), np.int64), bits
     bits = _atom_bits(atoms)
     class_first, class_of_atom = unique_rows(bits)
-    return class_of_atom, bits[class_first], atoms.cells(class_first)
+    return class_first, class_of_atom, bits[class_first]
 
 
 # atoms x 64-bit words of types beyond which a threshold fleet's classes are the staircase's
@@ -475,11 +483,11 @@ STAIRCASE_CLASSES_PER_CONTEXT = 8  # classes per context below which the stairca
 
 def _contexts(
     types: Types, thresholds: Thresholds, cells: list[np.ndarray]
-) -> tuple[np.ndarray, list[np.ndarray]] | None:
+) -> tuple[np.ndarray, list[Context]] | None:
     """Each row's *context* (the set of types that accept its cells in the context columns:
-    cells accepted by the same types are one context; -1 when no type accepts them) and each
-    context's types. ``None`` when there are already too many distinct context cells for the
-    rows (a uniform or a mixed fleet: ``STAIRCASE_CLASSES_PER_CONTEXT``)."""
+    cells accepted by the same types are one context; -1 when no type accepts them) and the
+    contexts. ``None`` when there are already too many distinct context cells for the rows (a
+    uniform or a mixed fleet: ``STAIRCASE_CLASSES_PER_CONTEXT``)."""
     n = len(cells[0])
     if thresholds.context:
         cell_first, cell_ctx = unique_rows(_cell_key([cells[c] for c in thresholds.context]))
@@ -487,16 +495,16 @@ def _contexts(
         cell_first, cell_ctx = np.zeros(1, np.int64), np.zeros(n, np.int64)
     if len(cell_first) * STAIRCASE_CLASSES_PER_CONTEXT > n:
         return None
-    contexts: dict[bytes, int] = {}
-    context_types: list[np.ndarray] = []
+    seen: dict[bytes, int] = {}
+    contexts: list[Context] = []
     ctx_of_cells = np.full(len(cell_first), -1, dtype=np.int64)
     for x, first in enumerate(cell_first.tolist()):
         tx = thresholds.types_in_context(types, cells, first)
         if len(tx):
-            ctx_of_cells[x] = contexts.setdefault(tx.tobytes(), len(contexts))
-            if ctx_of_cells[x] == len(context_types):
-                context_types.append(tx)
-    return ctx_of_cells[cell_ctx], context_types
+            ctx_of_cells[x] = seen.setdefault(tx.tobytes(), len(seen))
+            if ctx_of_cells[x] == len(contexts):
+                contexts.append(thresholds.context_of(tx))
+    return ctx_of_cells[cell_ctx], contexts
 
 
 def _staircase_classes(atoms: _Atoms, thresholds: Thresholds) -> _StaircaseClasses | None:
@@ -514,15 +522,15 @@ def _staircase_classes(atoms: _Atoms, thresholds: Thresholds) -> _StaircaseClass
     found = _contexts(atoms.types, thresholds, cells)
     if found is None:
         return None
-    ctx_of, context_types = found
+    ctx_of, contexts = found
     lo1, lo2 = thresholds.class_thresholds(cells)
     key = np.full(len(every), -1, dtype=np.int64)
     by_ctx = np.argsort(ctx_of, kind="stable")
-    bounds = np.searchsorted(ctx_of[by_ctx], np.arange(len(context_types) + 1))
+    bounds = np.searchsorted(ctx_of[by_ctx], np.arange(len(contexts) + 1))
     offset = 0
-    for x, tx in enumerate(context_types):
+    for x, context in enumerate(contexts):
         members = by_ctx[bounds[x] : bounds[x + 1]]
-        q1, q2, _ = thresholds.points(tx)
+        q1, q2 = context.q1, context.q2
         levels, rank = np.unique(q2, return_inverse=True)
         start = np.searchsorted(q1, lo1[members], side="right")
         above = np.searchsorted(levels, lo2[members], side="right")  # q2 > lo2: rank >= above
@@ -532,12 +540,12 @@ def _staircase_classes(atoms: _Atoms, thresholds: Thresholds) -> _StaircaseClass
         offset += (len(q1) + 1) * (len(levels) + 1)
     usable = np.flatnonzero(key >= 0)
     class_first, class_of_usable = unique_rows(key[usable])
-    if len(context_types) * STAIRCASE_CLASSES_PER_CONTEXT > len(class_first):
+    first_atom = usable[class_first]
+    layout = _with_contexts(thresholds, ctx_of[first_atom], contexts)
+    if layout is None:
         return None
     class_of = np.full(len(every), -1, dtype=np.int64)
     class_of[usable] = class_of_usable
-    first_atom = usable[class_first]
-    layout = replace(thresholds, class_context=ctx_of[first_atom], context_types=context_types)
     return _StaircaseClasses(class_of, first_atom, layout)
 
 
@@ -547,12 +555,17 @@ def _staircase_layout(
     """The staircase's layout over classes made from bits (each class's context and each
     context's types), ``None`` when there are too many contexts for it to pay."""
     found = _contexts(types, thresholds, class_cells)
-    if found is None:
+    return None if found is None else _with_contexts(thresholds, *found)
+
+
+def _with_contexts(
+    thresholds: Thresholds, class_context: np.ndarray, contexts: list[Context]
+) -> Thresholds | None:
+    """The layout with the classes' contexts, ``None`` when the classes average fewer than
+    ``STAIRCASE_CLASSES_PER_CONTEXT`` a context (the local networks would not pay)."""
+    if len(contexts) * STAIRCASE_CLASSES_PER_CONTEXT > len(class_context):
         return None
-    ctx_of, context_types = found
-    if len(context_types) * STAIRCASE_CLASSES_PER_CONTEXT > len(ctx_of):
-        return None
-    return replace(thresholds, class_context=ctx_of, context_types=context_types)
+    return replace(thresholds, class_context=class_context, contexts=contexts)
 
 
 QUADRANT_KEY_CELLS = 1 << 23  # points x levels of a context beyond which quadrants stay uncanonical
@@ -588,4 +601,4 @@ def _quadrant_keys(
 class _StaircaseClasses:
     class_of_atom: np.ndarray  # -1: no type may take the atom
     first_atom: np.ndarray  # class -> its first atom
-    thresholds: Thresholds  # with each class's context and each context's types
+    thresholds: Thresholds  # with each class's context and the contexts

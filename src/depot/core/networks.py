@@ -115,14 +115,14 @@ def staircase_arcs(comp: Compressed, class_sizes: np.ndarray) -> Staircase | Non
     lo1, lo2 = thresholds.class_thresholds(comp.class_cells)
     ctx_of = thresholds.class_context
     by_ctx = np.argsort(ctx_of, kind="stable")
-    bounds = np.searchsorted(ctx_of[by_ctx], np.arange(len(thresholds.context_types) + 1))
+    bounds = np.searchsorted(ctx_of[by_ctx], np.arange(len(thresholds.contexts) + 1))
     c_parts, t_parts, s_tails, s_heads = [], [], [], []
     order: list[int] = []
     offered = np.zeros(n_types, dtype=np.int64)
     n_local = 0
-    for x, tx in enumerate(thresholds.context_types):
+    for x, context in enumerate(thresholds.contexts):
         members = by_ctx[bounds[x] : bounds[x + 1]]
-        q1, q2, p_of = thresholds.points(tx)
+        tx, q1, q2, p_of = context.types, context.q1, context.q2, context.point_of
         base = n_types + n_local
         # a class takes the points after the last with q1 <= its cell, those with q2 above it;
         # a point is covered by points after it (sorted by (q1, q2)) with q2 at least its own
@@ -165,7 +165,8 @@ def _quadrant_minima(
     the weights of the rows that take it (minimal or not). The minima are read off a dense
     rows x columns matrix, so the rows go in blocks that need few columns: a band of similar
     ``start``, sorted by floor, so that a block's columns are only the points at or after the
-    band's first start whose ``q2`` is above the block's least floor."""
+    band's first start whose ``q2`` is above the block's least floor (a small matrix is done in
+    one piece: ``_small_quadrant_minima``)."""
     n = len(q2)
     if len(start) * n <= SMALL_QUADRANT_CELLS:
         return _small_quadrant_minima(q2, start, floor, weights)
@@ -174,7 +175,7 @@ def _quadrant_minima(
         if weights is None
         else _quadrant_sums(q2, start, floor, weights)
     )
-    small = np.int16 if n == 0 or int(q2.max()) < 32767 else np.int64
+    small = np.int16 if int(q2.max()) < 32767 else np.int64
     big = np.iinfo(small).max
     values = q2.astype(small)
     bands = START_BANDS if len(start) * n > QUADRANT_CELLS else 1  # small: one block, all of it
@@ -221,10 +222,7 @@ def _small_quadrant_minima(
     taken = np.zeros(n, np.int64) if weights is None else marked.astype(np.int64) @ weights
     big = np.iinfo(np.int64).max
     running = np.minimum.accumulate(np.where(marked, q2[:, None], big), axis=0)
-    minimal = np.empty(marked.shape, dtype=bool)
-    minimal[:1] = running[:1] < big
-    np.less(running[1:], running[:-1], out=minimal[1:])
-    rows, cols = np.nonzero(minimal.T)  # row-major: each row's points in order
+    rows, cols = np.nonzero(_drops(running, big).T)  # row-major: each row's points in order
     return rows.astype(np.int64), cols.astype(np.int64), taken
 
 
@@ -247,10 +245,16 @@ def _running_minima(
             np.minimum(running[c - 1], running[c], out=running[c])
     else:
         running = np.minimum.accumulate(running, axis=0)
-    minimal = np.empty(marked.shape, dtype=bool)
-    minimal[0] = running[0] < big
+    return _bit_positions(np.packbits(_drops(running, big), axis=1), len(start))
+
+
+def _drops(running: np.ndarray, big) -> np.ndarray:
+    """Where a (columns x rows) running minimum drops: a row's minimal points (``big`` marks
+    the cells a row does not take)."""
+    minimal = np.empty(running.shape, dtype=bool)
+    minimal[:1] = running[:1] < big
     np.less(running[1:], running[:-1], out=minimal[1:])
-    return _bit_positions(np.packbits(minimal, axis=1), len(start))
+    return minimal
 
 
 def _quadrant_sums(
