@@ -295,3 +295,29 @@ def test_eligibility_matrix_agrees_with_the_oracle_on_generated_days(seed, max_r
     )
     assert got.dtype == np.bool_
     assert (got == expected).all()
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.sampled_from(["int8", "int16", "int64", "bool", "float64"]),
+    st.lists(st.integers(-(2**62), 2**62), max_size=40),
+    st.sampled_from([1, 3, 1 << 16, 1 << 40, 1 << 62]),
+)
+def test_a_columns_distinct_values_are_numpys(dtype, raw, spread):
+    """``rules._distinct`` counts small integer ranges instead of sorting: the same values and
+    inverse as ``np.unique`` at either end of a type's range and on both sides of the limit."""
+    from depot.core.rules import _distinct
+
+    info = np.iinfo(dtype) if dtype.startswith("int") else None
+    if info is not None:
+        values = np.array([info.min + abs(v) % min(spread, info.max - info.min + 1) for v in raw])
+        values = values.astype(dtype)
+        if raw and raw[0] % 2:  # the top of the range too
+            values = (info.max - (values.astype(np.int64) - info.min)).astype(dtype)
+    else:
+        values = np.array([v % spread for v in raw]).astype(dtype)
+    uniq, inverse = _distinct(values)
+    expected, expected_inverse = np.unique(values, return_inverse=True)
+    assert uniq.dtype == expected.dtype
+    assert uniq.tolist() == expected.tolist()
+    assert inverse.tolist() == expected_inverse.reshape(-1).tolist()

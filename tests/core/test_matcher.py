@@ -423,15 +423,20 @@ def test_balance_is_exact_across_blocks_and_holdings():
     | cases(identical_drivers=True),
     bit_words=st.sampled_from([0, classes.BIT_CLASS_WORDS]),
     key_cells=st.sampled_from([0, classes.QUADRANT_KEY_CELLS]),
+    context_block=st.sampled_from([1, 5, classes.CONTEXT_BLOCK]),
 )
-def test_the_staircase_network_reaches_the_full_objective(case, bit_words, key_cells):
+def test_the_staircase_network_reaches_the_full_objective(
+    case, bit_words, key_cells, context_block
+):
     """With the staircase tried on every day with a threshold column (not only the large ones it
     is chosen for), its classes made from bitsets or from the cells alone, their quadrants named
-    exactly or not, every answer is still valid, optimal on the whole objective, deterministic."""
+    exactly or not, the contexts found a few cells at a time or at once, every answer is still
+    valid, optimal on the whole objective, deterministic."""
     with (
         mock.patch.object(classes, "STAIRCASE_CLASSES_PER_CONTEXT", 0),
         mock.patch.object(classes, "BIT_CLASS_WORDS", bit_words),
         mock.patch.object(classes, "QUADRANT_KEY_CELLS", key_cells),
+        mock.patch.object(classes, "CONTEXT_BLOCK", context_block),
     ):
         result = case.run()
         check_valid(case, result)

@@ -60,18 +60,24 @@ class Thresholds:
             return lo1, cells[self.dims[1]].astype(np.int64)
         return lo1, np.full(len(lo1), -1, np.int64)
 
-    def types_in_context(self, types: Types, cells: list[np.ndarray], first: int) -> np.ndarray:
-        """The types that accept class (or atom) ``first``'s cells in the context columns."""
-        inside = np.ones(len(types.drivers), dtype=bool)
-        for c in self.context:
-            inside &= types.accepts[c][:, cells[c][first]]
-        return np.flatnonzero(inside)
-
-    def context_of(self, tx: np.ndarray) -> Context:
-        """The context of types ``tx``, with their distinct points."""
+    def contexts_of(self, member: np.ndarray) -> list[Context]:
+        """The contexts of a (contexts x types) membership matrix, with their distinct points:
+        one sort of every (context, point) pair, each context a slice of it."""
+        ctx, tx = np.nonzero(member)  # by context, its types in order
         width = int(self.k2.max()) + 1
-        points, p_of = np.unique(self.k1[tx] * width + self.k2[tx], return_inverse=True)
-        return Context(tx, points // width, points % width, p_of.reshape(-1))
+        span = (int(self.k1.max()) + 1) * width  # cells x cells: far from int64's range
+        key = ctx * span + self.k1[tx] * width + self.k2[tx]
+        points, p_of = np.unique(key, return_inverse=True)
+        p_of = p_of.reshape(-1)
+        local = points % span
+        p_bounds = np.searchsorted(points // span, np.arange(len(member) + 1)).tolist()
+        t_bounds = np.searchsorted(ctx, np.arange(len(member) + 1)).tolist()
+        out = []
+        for x in range(len(member)):
+            p0, p1, t0, t1 = p_bounds[x], p_bounds[x + 1], t_bounds[x], t_bounds[x + 1]
+            pts = local[p0:p1]
+            out.append(Context(tx[t0:t1], pts // width, pts % width, p_of[t0:t1] - p0))
+        return out
 
 
 def threshold_columns(types: Types) -> Thresholds | None:
@@ -228,7 +234,17 @@ def _unique_small_keys(key: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return first, label[key]
 
 
-_HASH_WORDS = np.random.default_rng(20261202).integers(1, 2**63, size=4096, dtype=np.uint64) | 1
+def _splitmix64(n: int, seed: int) -> np.ndarray:
+    """``n`` well-mixed 64-bit words (SplitMix64), in NumPy's wrapping uint64 arithmetic: the
+    hash's multipliers without importing ``numpy.random`` (~7 MiB, more than a small day's
+    whole match)."""
+    x = np.uint64(seed) + np.arange(1, n + 1, dtype=np.uint64) * np.uint64(0x9E3779B97F4A7C15)
+    x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return x ^ (x >> np.uint64(31))
+
+
+_HASH_WORDS = _splitmix64(4096, 20261202) | np.uint64(1)
 
 
 def _row_hashes(rows: np.ndarray) -> np.ndarray | None:
@@ -479,6 +495,7 @@ def _bit_classes(atoms: _Atoms) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 # (cheaper than the bitsets there: personalised 500k, 303k atoms x 79 words, 1.6 s -> 0.4 s)
 BIT_CLASS_WORDS = 1 << 21
 STAIRCASE_CLASSES_PER_CONTEXT = 8  # classes per context below which the staircase is not tried
+CONTEXT_BLOCK = 1 << 22  # context cells x types held as booleans at a time
 
 
 def _contexts(
@@ -495,16 +512,20 @@ def _contexts(
         cell_first, cell_ctx = np.zeros(1, np.int64), np.zeros(n, np.int64)
     if len(cell_first) * STAIRCASE_CLASSES_PER_CONTEXT > n:
         return None
-    seen: dict[bytes, int] = {}
-    contexts: list[Context] = []
+    n_types = len(types.drivers)
+    inside = np.zeros((len(cell_first), max(1, (n_types + 63) // 64)), dtype=np.uint64)
+    step = max(1, CONTEXT_BLOCK // max(1, n_types))
+    for a in range(0, len(cell_first), step):  # per cell, the types accepting it, as bits
+        block = np.ones((len(cell_first[a : a + step]), n_types), dtype=bool)
+        for c in thresholds.context:
+            block &= types.accepts[c][:, cells[c][cell_first[a : a + step]]].T
+        inside[a : a + step] = _pack(block)
+    some = np.flatnonzero(inside.any(axis=1))
     ctx_of_cells = np.full(len(cell_first), -1, dtype=np.int64)
-    for x, first in enumerate(cell_first.tolist()):
-        tx = thresholds.types_in_context(types, cells, first)
-        if len(tx):
-            ctx_of_cells[x] = seen.setdefault(tx.tobytes(), len(seen))
-            if ctx_of_cells[x] == len(contexts):
-                contexts.append(thresholds.context_of(tx))
-    return ctx_of_cells[cell_ctx], contexts
+    if not len(some):
+        return ctx_of_cells[cell_ctx], []
+    first, ctx_of_cells[some] = unique_rows(inside[some])  # numbered as first seen
+    return ctx_of_cells[cell_ctx], thresholds.contexts_of(unpack(inside[some[first]], n_types))
 
 
 def _staircase_classes(atoms: _Atoms, thresholds: Thresholds) -> _StaircaseClasses | None:
