@@ -11,6 +11,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
+from itertools import pairwise
 
 import numpy as np
 
@@ -148,6 +149,11 @@ class _RuleTable:
     flat: np.ndarray  # every driver's rules in turn, as indices into ``rules``
     counts: np.ndarray  # per driver, how many of ``flat`` are its
     spelling: list  # per distinct rule, its last occurrence (a ``Rule``)
+    # drivers with the same set of rules: each set once (numbered as first seen), its rules
+    # as indices into ``rules``, and each driver's set
+    set_flat: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    set_counts: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    set_of: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
 
     def multiplicity(self) -> np.ndarray:
         """How many of the drivers' rules are each distinct rule."""
@@ -189,7 +195,22 @@ def _build_rule_table(drivers: Sequence[Driver]) -> _RuleTable:
     first = np.unique(flat, return_index=True)[1]
     last = len(flat) - 1 - np.unique(flat[::-1], return_index=True)[1]
     rules = [(every[i].code, every[i].params) for i in first.tolist()]
-    return _RuleTable(rules, flat, counts, [every[i] for i in last.tolist()])
+    bounds = np.concatenate([[0], np.cumsum(counts)]).tolist()
+    sets: dict[tuple[int, ...], int] = {}
+    set_of = np.fromiter(
+        (
+            sets.setdefault(tuple(sorted(set(flat_list[a:b]))), len(sets))
+            for a, b in pairwise(bounds)
+        ),
+        dtype=np.int64,
+        count=len(drivers),
+    )
+    set_counts = np.fromiter(map(len, sets), dtype=np.int64, count=len(sets))
+    set_flat = np.fromiter(
+        (r for rule_set in sets for r in rule_set), dtype=np.int64, count=int(set_counts.sum())
+    )
+    spelling = [every[i] for i in last.tolist()]
+    return _RuleTable(rules, flat, counts, spelling, set_flat, set_counts, set_of)
 
 
 def unique_rows(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -260,40 +281,47 @@ def _row_hashes(rows: np.ndarray) -> np.ndarray | None:
 def _types(table: _RuleTable, active: Sequence[int], coords, ordered: bool = True) -> Types:
     """Each active driver's box (per cut column, the cells all its rules accept); equal boxes
     form one type. A type that accepts no cell of some column takes nothing and is dropped.
-    ``table`` lists the rules of the active drivers, in that order; without ``ordered`` the
-    subset order (``order``, the Hasse arcs) is left empty."""
-    n = len(active)
+    ``table`` lists the rules of the active drivers, in that order; a box is computed once per
+    distinct set of rules (an adversarial fleet repeats its drivers' sets). Without ``ordered``
+    the subset order (``order``, the Hasse arcs) is left empty."""
+    n_sets = len(table.set_counts)
     column_of = np.zeros(len(table.rules), dtype=np.int64)
     row_of = np.zeros(len(table.rules), dtype=np.int64)
     for c, col in enumerate(coords):
         column_of[col.rules] = c
         row_of[col.rules] = np.arange(len(col.rules))
-    counts, flat = table.counts, table.flat
-    owner = np.repeat(np.arange(n), counts)  # driver position of each (driver, rule) pair
+    flat = table.set_flat
+    owner = np.repeat(np.arange(n_sets), table.set_counts)  # the set of each (set, rule) pair
+    by_column = np.argsort(column_of[flat], kind="stable")  # by column, then by set
+    bounds = np.searchsorted(column_of[flat][by_column], np.arange(len(coords) + 1)).tolist()
     boxes = []
     for c, col in enumerate(coords):
-        box = np.ones((n, col.accepts.shape[1]), dtype=bool)
-        mine = column_of[flat] == c
-        who, rows = owner[mine], row_of[flat[mine]]
+        box = np.ones((n_sets, col.accepts.shape[1]), dtype=bool)
+        pairs = by_column[bounds[c] : bounds[c + 1]]
+        who, rows = owner[pairs], row_of[flat[pairs]]
         if len(who):
-            firsts, starts = np.unique(who, return_index=True)  # ``who`` is sorted
-            box[firsts] = np.logical_and.reduceat(col.accepts[rows], starts, axis=0)
+            starts = np.flatnonzero(np.diff(who, prepend=-1))  # ``who`` is sorted
+            box[who[starts]] = np.logical_and.reduceat(col.accepts[rows], starts, axis=0)
         boxes.append(box)
-    nonempty = np.ones(n, dtype=bool)
+    nonempty = np.ones(n_sets, dtype=bool)
     for box in boxes:
         nonempty &= box.any(axis=1)
     keep = np.flatnonzero(nonempty)
     if coords:
         signature = np.hstack([_pack(box[keep]) for box in boxes])
-        first, type_of = unique_rows(signature)
+        first, type_of_kept = unique_rows(signature)
     else:
-        first, type_of = (
+        first, type_of_kept = (
             np.zeros(min(1, len(keep)), dtype=np.int64),
             np.zeros(len(keep), dtype=np.int64),
         )
+    # sets are numbered as first seen among the drivers, so types are too
+    type_of_set = np.full(n_sets, -1, dtype=np.int64)
+    type_of_set[keep] = type_of_kept
     members: list[list[int]] = [[] for _ in first]
-    for k, t in zip(keep.tolist(), type_of.tolist()):
-        members[t].append(active[k])
+    for i, t in zip(active, type_of_set[table.set_of].tolist()):
+        if t >= 0:
+            members[t].append(i)
     accepts = [box[keep[first]] for box in boxes]
     empty = np.zeros(0, dtype=np.int64)
     types = Types(members, accepts, [], empty, empty)

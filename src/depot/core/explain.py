@@ -46,56 +46,78 @@ def explain_unassigned(
         class_bits.any(axis=1)[class_of] if types.drivers else np.zeros(len(free), dtype=bool)
     )
     rules = table.rules
-    labels = [
-        f"{rule.code.value} {rule.params}" if rule.params else rule.code.value
-        for rule in table.spelling
-    ]  # the last driver's spelling, as before
-
     bad = np.flatnonzero(~eligible)
     top_rule = np.full((len(bad), TOP_RULES), -1, dtype=np.int64)
     top_count = np.zeros((len(bad), TOP_RULES), dtype=np.int64)
     if len(bad) and rules:
-        multiplicity = table.multiplicity()  # per rule: how many of the drivers' rules have it
-        cand_rule, cand_score = [], []
-        for col in coords:  # each rule decided once per cell; the cells of ``bad`` read off
-            members = np.array(col.rules, dtype=np.int64)
-            counts = multiplicity[members][:, None] * ~col.accepts  # (rules x cells)
-            # per cell, this column's best rules: more refusals first, then first appearance
-            score = counts * (len(rules) + 1) + (len(rules) - members)[:, None] * (counts > 0)
-            best = np.argsort(-score, axis=0, kind="stable")[:TOP_RULES]  # (<=3 x cells)
-            cells = col.coord[bad]
-            cand_rule.append(members[best][:, cells].T)
-            cand_score.append(np.take_along_axis(score, best, axis=0)[:, cells].T)
-        rule_c, score_c = np.hstack(cand_rule), np.hstack(cand_score)
-        pick = np.argsort(-score_c, axis=1, kind="stable")[:, :TOP_RULES]
-        chosen = np.take_along_axis(score_c, pick, axis=1)
-        width = pick.shape[1]
-        top_rule[:, :width] = np.where(chosen > 0, np.take_along_axis(rule_c, pick, axis=1), -1)
-        top_count[:, :width] = chosen // (len(rules) + 1)
+        top_rule, top_count = _top_refusals(coords, table.multiplicity(), len(rules), bad)
 
     # distinct answers are few: each is built once and shared by the packages that have it
     # (read-only: callers copy before adding to an answer)
     answer = np.full(len(free), -1, dtype=np.int64)
     answers: list[dict[str, Any]] = []
-    refused = "no requested driver's rules accept it"
     if len(bad):
         tops = np.hstack([top_rule, top_count])
         first, which = unique_rows(tops)
-        distinct = tops[first]
         answer[bad] = which
-        answers = [
-            {
-                "reason": "no_eligible_driver",
-                "message": refused,
-                "rejected_by": [
-                    {"rule": labels[r], "drivers_refusing": n}
-                    for r, n in zip(row[:TOP_RULES], row[TOP_RULES:])
-                    if r >= 0
-                ],
-            }
-            for row in distinct.tolist()
-        ]
+        answers = _refusal_answers(tops[first], table.spelling)
     full = f"every requested driver that accepts it already holds {max_per_driver}"
     answers.append({"reason": "eligible_drivers_full", "message": full})  # answer -1
     ids = packages.package_ids
-    return {ids[i]: answers[a] for i, a in zip(free.tolist(), answer.tolist())}
+    return dict(zip([ids[i] for i in free.tolist()], [answers[a] for a in answer.tolist()]))
+
+
+def _top_refusals(
+    coords: list, multiplicity: np.ndarray, n_rules: int, bad: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per package of ``bad`` (rows of the cut columns), up to ``TOP_RULES`` rules refusing it,
+    most refusing drivers first, ties in the order the rules first appear (-1 and 0 past its
+    last): each column's best rules found once per cell, then merged per package."""
+    per_column = TOP_RULES * len(coords)
+    rule_c = np.empty((len(bad), per_column), dtype=np.int64)
+    score_c = np.zeros((len(bad), per_column), dtype=np.int64)
+    for k, col in enumerate(coords):
+        members = np.array(col.rules, dtype=np.int64)
+        counts = multiplicity[members][:, None] * ~col.accepts  # (rules x cells)
+        # a positive score names its rule: more refusals first, then first appearance
+        score = counts * (n_rules + 1) + (n_rules - members)[:, None] * (counts > 0)
+        best = np.argsort(-score, axis=0, kind="stable")[:TOP_RULES]  # (<=3 x cells)
+        cells = col.coord[bad]
+        span = slice(k * TOP_RULES, k * TOP_RULES + len(best))
+        rule_c[:, span] = members[best].T[cells]
+        score_c[:, span] = np.take_along_axis(score, best, axis=0).T[cells]
+    pick = np.argsort(-score_c, axis=1, kind="stable")[:, :TOP_RULES]
+    chosen = np.take_along_axis(score_c, pick, axis=1)
+    top_rule = np.full((len(bad), TOP_RULES), -1, dtype=np.int64)
+    top_count = np.zeros((len(bad), TOP_RULES), dtype=np.int64)
+    width = pick.shape[1]
+    top_rule[:, :width] = np.where(chosen > 0, np.take_along_axis(rule_c, pick, axis=1), -1)
+    top_count[:, :width] = chosen // (n_rules + 1)
+    return top_rule, top_count
+
+
+def _refusal_answers(distinct: np.ndarray, spelling: list) -> list[dict[str, Any]]:
+    """One ``no_eligible_driver`` answer per distinct row of (top rules, their counts); a rule is
+    labelled (the last driver's spelling, as before) and each (rule, count) entry built once."""
+    labels: dict[int, str] = {}
+    entries: dict[tuple[int, int], dict[str, Any]] = {}
+
+    def entry(r: int, n: int) -> dict[str, Any]:
+        if (r, n) not in entries:
+            if r not in labels:
+                rule = spelling[r]
+                labels[r] = f"{rule.code.value} {rule.params}" if rule.params else rule.code.value
+            entries[r, n] = {"rule": labels[r], "drivers_refusing": n}
+        return entries[r, n]
+
+    refused = "no requested driver's rules accept it"
+    return [
+        {
+            "reason": "no_eligible_driver",
+            "message": refused,
+            "rejected_by": [
+                entry(r, n) for r, n in zip(row[:TOP_RULES], row[TOP_RULES:]) if r >= 0
+            ],
+        }
+        for row in distinct.tolist()
+    ]
