@@ -11,7 +11,6 @@ import typing
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from enum import StrEnum
-from functools import cached_property
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -197,12 +196,12 @@ class Driver(Strict):
     driver_id: Identifier = Field(validation_alias=AliasChoices("driver_id", "id"))
     rules: list[Rule] = Field(default_factory=list, max_length=100)
 
-    @cached_property
     def rule_keys(self) -> tuple[tuple, ...]:
         """Per rule, a hashable identity of what it demands: equal exactly when ``Rule.key()``
         is, at a fraction of its cost (params are a validated model's dump, so one code's names
-        always come in the same order; list params are sets). Kept with the driver: the matcher
-        and ``explain`` look the day's rules up on every run."""
+        always come in the same order; list params are sets). Not kept with the driver: the
+        rule table built from them is remembered per driver list (``classes._rule_table``), and
+        kept keys were most of a small adversarial day's memory above the full graph's."""
         return tuple(
             (rule.code.value, *[_freeze(v) for v in rule.params.values()])
             if rule.code in SET_PARAMS
