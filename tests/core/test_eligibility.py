@@ -304,9 +304,9 @@ def test_eligibility_matrix_agrees_with_the_oracle_on_generated_days(seed, max_r
     st.sampled_from([1, 3, 1 << 16, 1 << 40, 1 << 62]),
 )
 def test_a_columns_distinct_values_are_numpys(dtype, raw, spread):
-    """``rules._distinct`` counts small integer ranges instead of sorting: the same values and
-    inverse as ``np.unique`` at either end of a type's range and on both sides of the limit."""
-    from depot.core.rules import _distinct
+    """``rules.distinct_values`` counts small integer ranges instead of sorting: the same values
+    and inverse as ``np.unique`` at either end of a type's range and on both sides of the limit."""
+    from depot.core.rules import distinct_values
 
     info = np.iinfo(dtype) if dtype.startswith("int") else None
     if info is not None:
@@ -316,7 +316,7 @@ def test_a_columns_distinct_values_are_numpys(dtype, raw, spread):
             values = (info.max - (values.astype(np.int64) - info.min)).astype(dtype)
     else:
         values = np.array([v % spread for v in raw]).astype(dtype)
-    uniq, inverse = _distinct(values)
+    uniq, inverse = distinct_values(values)
     expected, expected_inverse = np.unique(values, return_inverse=True)
     assert uniq.dtype == expected.dtype
     assert uniq.tolist() == expected.tolist()

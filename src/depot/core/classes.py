@@ -16,7 +16,7 @@ from itertools import pairwise
 import numpy as np
 
 from depot.core.models import Driver
-from depot.core.rules import PackageColumns, column_coordinates
+from depot.core.rules import PackageColumns, column_coordinates, distinct_values
 
 
 @dataclass
@@ -87,7 +87,7 @@ def threshold_columns(types: Types) -> Thresholds | None:
     for c, acc in enumerate(types.accepts):
         k = acc.sum(axis=1)
         if acc.shape[1] > 1 and np.array_equal(acc, np.arange(acc.shape[1])[None, :] < k[:, None]):
-            prefix.append((-len(sorted_distinct(k)), c, k.astype(np.int64)))
+            prefix.append((-len(distinct_values(k)[0]), c, k.astype(np.int64)))
     if not prefix or not len(types.drivers):
         return None
     prefix.sort(key=lambda x: (x[0], x[1]))
@@ -151,9 +151,9 @@ class _RuleTable:
     spelling: list  # per distinct rule, its last occurrence (a ``Rule``)
     # drivers with the same set of rules: each set once (numbered as first seen), its rules
     # as indices into ``rules``, and each driver's set
-    set_flat: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
-    set_counts: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
-    set_of: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    set_flat: np.ndarray
+    set_counts: np.ndarray
+    set_of: np.ndarray
 
     def multiplicity(self) -> np.ndarray:
         """How many of the drivers' rules are each distinct rule."""
@@ -211,16 +211,6 @@ def _build_rule_table(drivers: Sequence[Driver]) -> _RuleTable:
     )
     spelling = [every[i] for i in last.tolist()]
     return _RuleTable(rules, flat, counts, spelling, set_flat, set_counts, set_of)
-
-
-def sorted_distinct(values: np.ndarray) -> np.ndarray:
-    """``np.unique(values)`` of a 1-D array. NumPy's ``unique`` without ``return_*`` asks whether
-    the array is masked, which imports ``numpy.ma`` (~1.3 MiB of RSS, more than a small day's
-    classification)."""
-    ordered = np.sort(values)
-    keep = np.ones(len(ordered), dtype=bool)
-    np.not_equal(ordered[1:], ordered[:-1], out=keep[1:])
-    return ordered[keep]
 
 
 def unique_rows(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -45,19 +45,13 @@ def explain_unassigned(
     eligible = (
         class_bits.any(axis=1)[class_of] if types.drivers else np.zeros(len(free), dtype=bool)
     )
-    rules = table.rules
     bad = np.flatnonzero(~eligible)
-    top_rule = np.full((len(bad), TOP_RULES), -1, dtype=np.int64)
-    top_count = np.zeros((len(bad), TOP_RULES), dtype=np.int64)
-    if len(bad) and rules:
-        top_rule, top_count = _top_refusals(coords, table.multiplicity(), len(rules), bad)
-
     # distinct answers are few: each is built once and shared by the packages that have it
     # (read-only: callers copy before adding to an answer)
     answer = np.full(len(free), -1, dtype=np.int64)
     answers: list[dict[str, Any]] = []
     if len(bad):
-        tops = np.hstack([top_rule, top_count])
+        tops = np.hstack(_top_refusals(coords, table.multiplicity(), len(table.rules), bad))
         first, which = unique_rows(tops)
         answer[bad] = which
         answers = _refusal_answers(tops[first], table.spelling)

@@ -9,7 +9,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from depot.core.classes import Compressed, sorted_distinct
+from depot.core.classes import Compressed
+from depot.core.rules import distinct_values
 
 CHUNK_CELLS = 1 << 24  # classes x types handled at once when listing arcs (bounds memory)
 
@@ -263,7 +264,7 @@ def _quadrant_sums(
     """Per point ``j``, the sum of ``weights[i]`` over the rows with ``start[i] <= j`` and
     ``floor[i] < q2[j]``: a 2-D prefix sum over (start, rank of the floor among the values)."""
     n = len(q2)
-    values = sorted_distinct(q2)
+    values = distinct_values(q2)[0]
     rank = np.searchsorted(values, q2)  # q2[j] > floor[i]  <=>  rank[j] >= at_least[i]
     at_least = np.searchsorted(values, floor, side="right")
     shape = (n + 1, len(values) + 1)
