@@ -261,70 +261,87 @@ class _Network:
             raise RuntimeError(f"max flow failed with status {status}")
         return solver
 
-    def priority_caps(self) -> np.ndarray:
-        """How many packages of each tier an optimal answer takes.
+    def priority_caps(self) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray] | None]:
+        """How many packages of each tier an optimal answer takes, and, when not every package
+        fits, the count flow's minimal cut (source side, flow per arc) for ``solve``.
 
         The sets of packages that can be assigned together are the independent sets of a
         (transversal) matroid, so the greedy order - express and perishable, express, perishable,
         the rest - gives the lexicographic optimum: tier counts are differences of the ranks of
         the nested unions of tiers, each rank a maximum flow with only those tiers' sources open.
-        """
-        group_arcs = np.arange(self.group_arc0, self.class_arc0)
-        class_arcs = np.arange(self.class_arc0, self.sub_arc0)
-        rest = np.arange(self.sub_arc0, len(self.tail))
-        class_tier = np.zeros((self.comp.n_classes, 4), dtype=bool)
-        class_tier[self.comp.group_class, self.comp.group_tier] = True
 
-        known: dict[tuple[int, ...], int] = {(): 0}  # a union of non-empty tiers -> its rank
+        Those flows need only the *contested part*: the source side S of the count flow's
+        minimal cut. Every maximum flow saturates the arcs leaving S (the groups of the classes
+        beyond it, the sink arcs of its types) and sends nothing back; a class of S reaches only
+        types of S (its arcs are uncapacitated, so none crosses a finite cut). So the classes
+        beyond S are taken whole in every answer, and a union of tiers' rank is its packages
+        beyond S plus the maximum flow of S with only those tiers open. S is where drivers are
+        short: often a few hundred of a day's arcs (docs/design.md).
+        """
+        solver = self._max_flow(self.tail, self.head, self.cap)
+        best = int(solver.optimal_flow())
+        if best == self.total:
+            return self.tier_sizes.copy(), None
+        cut = solver.get_source_side_min_cut(), self._flows(solver, len(self.tail))
+        side = np.zeros(self.n_nodes + 1, dtype=bool)
+        side[cut[0]] = True
+        contested = side[self.tail] & (side[self.head] | (self.head == self.sink))
+        comp, sizes = self.comp, self.comp.group_sizes
+        beyond = ~side[self.class0 + comp.group_class]
+        taken_whole = np.bincount(comp.group_tier[beyond], weights=sizes[beyond], minlength=4)
+        taken_whole = taken_whole.astype(np.int64)
+        s_sizes = self.tier_sizes - taken_whole
+        class_tier = np.zeros((comp.n_classes, 4), dtype=bool)
+        class_tier[comp.group_class[~beyond], comp.group_tier[~beyond]] = True
+        group_arcs = slice(self.group_arc0, self.class_arc0)
+        class_arcs = slice(self.class_arc0, self.sub_arc0)
 
         def nonempty(tiers: tuple[int, ...]) -> tuple[int, ...]:
-            return tuple(t for t in tiers if self.tier_sizes[t] > 0)
+            return tuple(t for t in tiers if s_sizes[t] > 0)
+
+        known: dict[tuple[int, ...], int] = {
+            (): 0,
+            nonempty((3, 2, 1, 0)): best - int(taken_whole.sum()),
+        }
 
         def rank(open_tiers: tuple[int, ...]) -> int:
-            """The most packages of these tiers that can be assigned together: a maximum flow on
-            the part of the network they reach. A flow that takes every package of some of the
-            higher tiers proves their ranks too (they cannot exceed their sizes)."""
+            """The most packages of these tiers S can take: a maximum flow on the part of S they
+            reach. A flow that takes every S package of some of the higher tiers proves their
+            ranks too (they cannot exceed their sizes)."""
             open_tiers = nonempty(open_tiers)
             if open_tiers in known:
                 return known[open_tiers]
-            caps = np.zeros(4, dtype=np.int64)
-            caps[list(open_tiers)] = self.tier_sizes[list(open_tiers)]
-            if len(open_tiers) == int(np.count_nonzero(self.tier_sizes)):
-                tail, head, cap = self.tail, self.head, self.cap.copy()
-            else:
-                offered = class_tier[:, list(open_tiers)].any(axis=1)
-                arcs = np.concatenate(
-                    [
-                        np.arange(4),
-                        group_arcs[np.isin(self.comp.group_tier, open_tiers)],
-                        class_arcs[np.asarray(offered)[self.c_idx]],
-                        rest,
-                    ]
-                )
-                tail, head, cap = self.tail[arcs], self.head[arcs], self.cap[arcs]
-            cap[:4] = caps
-            solver = self._max_flow(tail, head, cap)
-            taken = self._flows(solver, 4)
+            is_open = np.zeros(4, dtype=bool)
+            is_open[list(open_tiers)] = True
+            mask = contested.copy()
+            mask[:4] &= is_open
+            mask[group_arcs] &= is_open[comp.group_tier]
+            offered = np.asarray(class_tier[:, is_open].any(axis=1))
+            mask[class_arcs] &= offered[self.c_idx]
+            arcs = np.flatnonzero(mask)
+            cap = self.cap[arcs]
+            n_sources = len(open_tiers)  # arcs 0..3 come first; each open tier's is in S
+            cap[:n_sources] = s_sizes[arcs[:n_sources]]
+            solver = self._max_flow(self.tail[arcs], self.head[arcs], cap)
+            taken = np.zeros(4, dtype=np.int64)
+            taken[arcs[:n_sources]] = self._flows(solver, n_sources)
             for k in (1, 2, 3):  # the unions of the k highest tiers: (3,), (3, 2), (3, 2, 1)
                 top = (3, 2, 1)[:k]
-                if set(top) <= set(open_tiers) and all(taken[t] == self.tier_sizes[t] for t in top):
-                    known.setdefault(nonempty(top), int(self.tier_sizes[list(top)].sum()))
+                if set(top) <= set(open_tiers) and all(taken[t] == s_sizes[t] for t in top):
+                    known.setdefault(nonempty(top), int(s_sizes[list(top)].sum()))
             known[open_tiers] = int(solver.optimal_flow())
             return known[open_tiers]
 
-        best = rank((3, 2, 1, 0))
-        if best == self.total:
-            return self.tier_sizes.copy()
         caps = np.zeros(4, dtype=np.int64)
         ranks = {}
         for k in (3, 2, 1):  # widest union first: its flow may settle the narrower ones
             ranks[k] = rank((3, 2, 1)[:k])
         taken = 0
         for k, t in ((1, 3), (2, 2), (3, 1)):
-            caps[t] = ranks[k] - taken
+            caps[t] = taken_whole[t] + ranks[k] - taken
             taken = ranks[k]
-        caps[0] = best - taken
-        return caps
+        caps[0] = best - int(caps[1:].sum())
+        return caps, cut
 
     def solve(self) -> np.ndarray:
         """Per arc, the flow of an optimal answer.
@@ -343,16 +360,22 @@ class _Network:
         """
         flow = np.zeros(len(self.tail), dtype=np.int64)
         cap = self.cap.copy()
-        cap[:4] = self.priority_caps()
+        cap[:4], count_cut = self.priority_caps()
         best = int(cap[:4].sum())
         if best == 0:
             return flow
         gid = np.arange(len(self.tail), dtype=np.int64)
         # (arcs, capacities, global arc ids, level bounds, total, whether to try the last flow
         # first: not on the whole, which is seldom one block, and a leaf's flow is the dearer)
-        stack = [(self.tail, self.head, cap, gid, 0, self.max_per_driver, best, False)]
+        whole = (self.tail, self.head, cap, gid, 0, self.max_per_driver, best, False)
+        if count_cut is None:
+            stack = [whole]
+        else:  # the contested part's drivers all end at their caps; the rest is balanced alone
+            contested, rest = self._split(flow, whole, self.max_per_driver, cap, count_cut)
+            stack = [contested, rest[:-1] + (False,)]
         while stack:
-            tail, head, cap, gid, lo, hi, total, hopeful = stack.pop()
+            problem = stack.pop()
+            tail, head, cap, gid, lo, hi, total, hopeful = problem
             sub_buckets = self.bucket_of_arc[np.maximum(gid, 0)]
             is_bucket = (gid >= 0) & (sub_buckets >= 0)
             buckets = sub_buckets[is_bucket]
@@ -387,41 +410,50 @@ class _Network:
                     stack.append((tail, head, cap, gid, lo, level, total, not hopeful))
                     continue
                 cut = solver.get_source_side_min_cut(), self._flows(solver, len(tail))
-            source_side, arc_flow = cut
-            side = np.zeros(self.n_nodes + 1, dtype=bool)
-            side[source_side] = True
-            in_s, to_s = side[tail], side[head]
-            to_sink = head == self.sink
-            s_arcs = in_s & (to_s | to_sink)
-            t_arcs = ~in_s
-            crossing = np.flatnonzero(in_s & ~to_s & ~to_sink)  # saturated: source or group arcs
-            if np.any(arc_flow[crossing] != sub_cap[crossing]):
-                raise RuntimeError("a cut arc is not saturated")
-            from_source = crossing[tail[crossing] == self.source]
-            groups = crossing[tail[crossing] != self.source]
-            # the sink side: its own sources, and a source arc for each group cut off from its tier
-            t_idx = np.concatenate([np.flatnonzero(t_arcs), from_source, groups])
-            t_tail = tail[t_idx]
-            t_tail[len(t_idx) - len(groups) :] = self.source
-            t_gid = gid[t_idx]
-            t_gid[len(t_idx) - len(groups) :] = -1
-            flow[gid[groups]] += cap[groups]
-            # the source side: each tier gives up what it sends across
-            s_idx = np.flatnonzero(s_arcs)
-            s_cap = cap[s_idx].copy()
-            if len(groups):
-                sent = np.bincount(
-                    tail[groups], weights=cap[groups], minlength=self.n_nodes
-                ).astype(np.int64)
-                tier_arcs = np.flatnonzero((tail[s_idx] == self.source) & (sent[head[s_idx]] > 0))
-                s_cap[tier_arcs] -= sent[head[s_idx][tier_arcs]]
-                flow[gid[s_idx][tier_arcs]] += sent[head[s_idx][tier_arcs]]
-            t_total = int(arc_flow[t_arcs & to_sink].sum())
-            stack.append(
-                (tail[s_idx], head[s_idx], s_cap, gid[s_idx], level, hi, total - t_total, True)
-            )
-            stack.append((t_tail, head[t_idx], cap[t_idx], t_gid, lo, level, t_total, True))
+            stack.extend(self._split(flow, problem, level, sub_cap, cut))
         return flow
+
+    def _split(self, flow, problem, level, sub_cap, cut):
+        """A sub-problem cut in two by a maximum flow at ``level`` (``sub_cap``, its capacities
+        then): ``cut`` is that flow's (source side of the minimal cut, flow per arc). The arcs
+        crossing the cut are saturated source or group arcs (their flow is final, and each group
+        becomes a source arc of the sink side); those back carry nothing. Returns the source
+        side's sub-problem (its drivers at or above ``level``), then the sink side's."""
+        tail, head, cap, gid, lo, hi, total, _hopeful = problem
+        source_side, arc_flow = cut
+        side = np.zeros(self.n_nodes + 1, dtype=bool)
+        side[source_side] = True
+        in_s, to_s = side[tail], side[head]
+        to_sink = head == self.sink
+        s_arcs = in_s & (to_s | to_sink)
+        t_arcs = ~in_s
+        crossing = np.flatnonzero(in_s & ~to_s & ~to_sink)  # saturated: source or group arcs
+        if np.any(arc_flow[crossing] != sub_cap[crossing]):
+            raise RuntimeError("a cut arc is not saturated")
+        from_source = crossing[tail[crossing] == self.source]
+        groups = crossing[tail[crossing] != self.source]
+        # the sink side: its own sources, and a source arc for each group cut off from its tier
+        t_idx = np.concatenate([np.flatnonzero(t_arcs), from_source, groups])
+        t_tail = tail[t_idx]
+        t_tail[len(t_idx) - len(groups) :] = self.source
+        t_gid = gid[t_idx]
+        t_gid[len(t_idx) - len(groups) :] = -1
+        flow[gid[groups]] += cap[groups]
+        # the source side: each tier gives up what it sends across
+        s_idx = np.flatnonzero(s_arcs)
+        s_cap = cap[s_idx].copy()
+        if len(groups):
+            sent = np.bincount(tail[groups], weights=cap[groups], minlength=self.n_nodes).astype(
+                np.int64
+            )
+            tier_arcs = np.flatnonzero((tail[s_idx] == self.source) & (sent[head[s_idx]] > 0))
+            s_cap[tier_arcs] -= sent[head[s_idx][tier_arcs]]
+            flow[gid[s_idx][tier_arcs]] += sent[head[s_idx][tier_arcs]]
+        t_total = int(arc_flow[t_arcs & to_sink].sum())
+        return [
+            (tail[s_idx], head[s_idx], s_cap, gid[s_idx], level, hi, total - t_total, True),
+            (t_tail, head[t_idx], cap[t_idx], t_gid, lo, level, t_total, True),
+        ]
 
     def _leaf(self, flow, tail, head, cap, gid, is_bucket, low, high, total):
         """A maximum flow with every bucket between ``low`` and ``high``, of value ``total``:
