@@ -426,7 +426,7 @@ class _Network:
         in_s, to_s = side[tail], side[head]
         to_sink = head == self.sink
         s_arcs = in_s & (to_s | to_sink)
-        t_arcs = ~in_s
+        t_arcs = ~in_s & ~to_s  # an arc back into the source side is a dead end there
         crossing = np.flatnonzero(in_s & ~to_s & ~to_sink)  # saturated: source or group arcs
         if np.any(arc_flow[crossing] != sub_cap[crossing]):
             raise RuntimeError("a cut arc is not saturated")
