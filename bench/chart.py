@@ -64,7 +64,7 @@ def draw_fleets(results: dict[str, Any], path: Path) -> Path:
     import matplotlib.pyplot as plt
 
     fig, (ax_t, ax_m) = plt.subplots(1, 2, figsize=(12, 4.8))
-    for (fleet, rows), colour in zip(results["fleets"].items(), ("C0", "C1", "C3")):
+    for (fleet, rows), colour in zip(results["fleets"].items(), ("C0", "C1", "C3", "C2")):
         for key, style, label in (
             ("matcher", "o-", "matcher"),
             ("full_graph", "s--", "full-graph max flow"),

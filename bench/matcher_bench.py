@@ -23,14 +23,16 @@ import numpy as np
 FULL_GRAPH_MAX_PACKAGES = 100_000  # beyond this the full graph needs several GiB
 
 
-FLEETS = ("uniform", "personalised", "adversarial")
+FLEETS = ("uniform", "personalised", "adversarial", "mixed")
 
 
 def fleet_drivers(kind: str, n: int, seed: int) -> list[dict[str, Any]]:
     """``personalised``: each driver his own MAX_WEIGHT (5-20 kg, 0.1 kg), TIME_WINDOW (start 6-10,
     6-10 hours), two regions and MAX_DISTANCE (30-100 km, 0.1 km), as in issue 14;
     ``adversarial``: 50 rules each, drawn from 25 distinct rules of every code (many distinct
-    parameters, repeated codes), and every other driver a duplicate of an earlier one."""
+    parameters, repeated codes), and every other driver a duplicate of an earlier one;
+    ``mixed``: 3-10 of the ten codes each, every parameter his own (nothing shared: almost every
+    package is a class of its own, the case the compression cannot help)."""
     import random
 
     from depot.core.models import HAZMAT_CLASSES, REGIONS
@@ -40,6 +42,10 @@ def fleet_drivers(kind: str, n: int, seed: int) -> list[dict[str, Any]]:
     def rule(code: str, params: dict) -> dict:
         return {"rule_id": f"r{rng.getrandbits(48):x}", "code": code, "params": params}
 
+    if kind == "mixed":
+        return [
+            {"driver_id": f"driver_{i + 1}", "rules": _mixed_rules(rng, rule)} for i in range(n)
+        ]
     if kind == "personalised":
         out = []
         for i in range(n):
@@ -79,6 +85,28 @@ def fleet_drivers(kind: str, n: int, seed: int) -> list[dict[str, Any]]:
         rules = out[rng.randrange(len(out))]["rules"] if out and i % 2 else rng.sample(pool, 50)
         out.append({"driver_id": f"driver_{i + 1}", "rules": rules})
     return out
+
+
+def _mixed_rules(rng, rule) -> list[dict]:
+    from depot.core.models import HAZMAT_CLASSES, REGIONS
+
+    start, low = rng.randint(0, 14), round(rng.uniform(-10, 15), 1)
+    candidates = [
+        rule("MAX_WEIGHT", {"limit_kg": round(rng.uniform(3, 40), 2)}),
+        rule("MAX_DISTANCE", {"max_km": round(rng.uniform(20, 200), 2)}),
+        rule("TIME_WINDOW", {"start_hour": start, "end_hour": rng.randint(start + 4, 24)}),
+        rule("TEMP_CONTROL", {"min_c": low, "max_c": round(low + rng.uniform(5, 30), 1)}),
+        rule("OVERSIZED", {"min_volume_m3": round(rng.uniform(0, 0.5), 3)}),
+        rule("REGION_ONLY", {"allowed_regions": rng.sample(REGIONS, rng.randint(1, len(REGIONS)))}),
+        rule(
+            "HAZMAT_ALLOWED",
+            {"allowed_classes": rng.sample(HAZMAT_CLASSES, rng.randint(1, len(HAZMAT_CLASSES)))},
+        ),
+        rule("NO_PERISHABLE", {}),
+        rule("EXPRESS_ONLY", {}),
+        rule("FRAGILE_ONLY", {}),
+    ]
+    return rng.sample(candidates, rng.randint(3, 10))
 
 
 def make_day(
@@ -311,6 +339,9 @@ SHAPES = {
     "uniform": {"sizes": [10_000, 30_000, 100_000, 500_000]},
     "personalised": {"sizes": [10_000, 30_000, 100_000, 500_000]},
     "adversarial": {"sizes": [1_000, 2_000, 5_000, 10_000], "per_driver": 5, "cap": 10},
+    # no 500k: its eligible pairs (~150 M) are beyond this machine for the full graph and the
+    # matcher alike (docs/performance.md)
+    "mixed": {"sizes": [10_000, 30_000, 100_000]},
 }
 
 

@@ -195,7 +195,7 @@ class _Network:
         self.b_count = np.array(b_count, dtype=np.int64)
         self.b_room = np.array(b_room, dtype=np.int64)
         n_b = len(b_type)
-        self.c_idx, self.t_idx = c_idx, t_idx
+        self.c_idx, self.t_idx = c_idx.astype(np.int32), t_idx.astype(np.int32)  # kept: 4 B an arc
         self.sub_tail, self.sub_head = sub_tail, sub_head
         self.tail = np.concatenate(
             [
@@ -223,16 +223,10 @@ class _Network:
                 self.b_count * self.b_room,
             ]
         ).astype(np.int64)
-        self.bucket_of_arc = np.full(len(self.tail), -1, dtype=np.int64)
-        self.bucket_of_arc[self.bucket_arc0 :] = np.arange(n_b)
         self.flow_solves = 0
-        self._arange = np.arange(len(self.tail) + len(self.buckets_flat()) + 1, dtype=np.int64)
-
-    def buckets_flat(self) -> list[tuple[int, list[int], int]]:
-        return [b for rows in self.buckets for b in rows]
 
     def _flows(self, solver, n: int) -> np.ndarray:
-        return solver.flows(self._arange[:n])
+        return solver.flows(np.arange(n, dtype=np.int64))
 
     def level_caps(self, level: int, buckets: np.ndarray) -> np.ndarray:
         """Per bucket, what its drivers may hold in all when no driver ends above ``level``."""
@@ -373,12 +367,13 @@ class _Network:
         else:  # the contested part's drivers all end at their caps; the rest is balanced alone
             contested, rest = self._split(flow, whole, self.max_per_driver, cap, count_cut)
             stack = [contested, rest[:-1] + (False,)]
+            del contested, rest, count_cut
+        del whole, cap, gid  # the sub-problems hold what they need (a day's memory is in them)
         while stack:
             problem = stack.pop()
             tail, head, cap, gid, lo, hi, total, hopeful = problem
-            sub_buckets = self.bucket_of_arc[np.maximum(gid, 0)]
-            is_bucket = (gid >= 0) & (sub_buckets >= 0)
-            buckets = sub_buckets[is_bucket]
+            is_bucket = gid >= self.bucket_arc0  # the sink arcs come last (re-rooted groups: -1)
+            buckets = gid[is_bucket] - self.bucket_arc0
             if total == 0:
                 continue
             low, high = self.level_caps(lo, buckets), self.level_caps(hi, buckets)
