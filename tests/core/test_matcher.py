@@ -301,6 +301,28 @@ def test_priority_never_costs_a_package():
     assert result.assignments == {"flexible": [1], "picky": [0]}
 
 
+def test_tiers_are_ranked_where_drivers_are_short_and_the_rest_is_taken_whole():
+    """The north driver is wanted by four packages and takes two: the express ones. The south
+    packages lie beyond the count flow's minimal cut (their drivers have room), so they are all
+    taken, split evenly, whatever their tiers; the tier ranks are flows on the north part only."""
+    north = [
+        pkg(0),
+        pkg(1, perishable=True),
+        pkg(2, express=True),
+        pkg(3, express=True, perishable=True),
+    ]
+    south = [pkg(4 + i, region="south", express=i == 0) for i in range(3)]
+    drivers = [
+        free_driver("north", ("REGION_ONLY", {"allowed_regions": ["north"]})),
+        free_driver("s1", ("REGION_ONLY", {"allowed_regions": ["south"]})),
+        free_driver("s2", ("REGION_ONLY", {"allowed_regions": ["south"]})),
+    ]
+    result = run_small(drivers, north + south, 2)
+    assert result.assignments["north"] == [2, 3]
+    assert sorted(result.assignments["s1"] + result.assignments["s2"]) == [4, 5, 6]
+    assert sorted(len(result.assignments[d]) for d in ("s1", "s2")) == [1, 2]
+
+
 def test_spare_capacity_is_spread_evenly():
     packages = [pkg(i) for i in range(20)]
     result = run_small([free_driver("a"), free_driver("b"), free_driver("c")], packages, 10)
