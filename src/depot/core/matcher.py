@@ -314,7 +314,7 @@ class _Network:
             mask[class_arcs] &= offered[self.c_idx]
             arcs = np.flatnonzero(mask)
             cap = self.cap[arcs]
-            n_sources = len(open_tiers)  # arcs 0..3 come first; each open tier's is in S
+            n_sources = int(np.count_nonzero(arcs < 4))  # the source arcs come first
             cap[:n_sources] = s_sizes[arcs[:n_sources]]
             solver = self._max_flow(self.tail[arcs], self.head[arcs], cap)
             taken = np.zeros(4, dtype=np.int64)
