@@ -103,7 +103,7 @@ def solve(
         int, typer.Option(min=0, help="max packages per driver (default: 10)")
     ] = DEFAULT_CAP,
     explain: Annotated[
-        bool, typer.Option("--explain", help="say why each unassigned package is")
+        bool, typer.Option("--explain", help="say why each package is left unassigned")
     ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="print the SPEC's JSON object")] = False,
 ) -> None:

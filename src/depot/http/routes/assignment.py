@@ -23,7 +23,7 @@ def assign(
     body: AssignRequest,
     service: ServiceDep,
     principal: auth.DispatcherDep,
-    explain: Annotated[bool, Query(description="say why each unassigned package is")] = False,
+    explain: Annotated[bool, Query(description="say why each package is left unassigned")] = False,
     dry_run: Annotated[bool, Query(description="answer what it would do; write nothing")] = False,
 ):
     """Assign the day's free packages to the requested drivers, optimally (SPEC 2, 4)."""
