@@ -470,25 +470,20 @@ def test_the_staircase_network_reaches_the_full_objective(
 
 @settings(PROPERTY_SETTINGS, max_examples=150)
 @given(
-    points=st.sets(st.tuples(st.integers(0, 9), st.integers(0, 9)), max_size=40),
+    points=st.sets(st.tuples(st.integers(0, 9), st.integers(0, 30)), max_size=60),
     rows=st.lists(
-        st.tuples(st.integers(0, 41), st.integers(-1, 10), st.integers(1, 5)), max_size=30
+        st.tuples(st.integers(0, 61), st.integers(-1, 31), st.integers(1, 5)), max_size=30
     ),
-    cells=st.sampled_from([1, 7, 64, 1 << 22]),
-    bands=st.sampled_from([1, 3, 8]),
-    loop_rows=st.sampled_from([1, networks.LOOP_ROWS]),
     small=st.sampled_from([0, networks.SMALL_QUADRANT_CELLS]),
 )
-def test_quadrant_minima_are_the_minimal_points_of_each_quadrant(
-    points, rows, cells, bands, loop_rows, small
-):
-    """The staircase's kernel against its definition, in one piece or in any blocking of the rows
-    and either way of taking the running minimum: per row, the points at or after ``start`` with
-    ``q2`` above ``floor`` that no other such point dominates, and per point the weight of the
-    rows whose quadrant holds it."""
+def test_quadrant_minima_are_the_minimal_points_of_each_quadrant(points, rows, small):
+    """The staircase's kernel against its definition, densely or from its tree: per row, the
+    points at or after ``start`` with ``q2`` above ``floor`` that no other such point dominates,
+    and per point the weight of the rows whose quadrant holds it."""
     pts = sorted(points)
     q2 = np.array([b for _, b in pts], dtype=np.int64)
-    start = np.array([min(s, len(pts)) for s, _, _ in rows], dtype=np.int64)
+    # every start from the first point to one past the end
+    start = np.array([s % (len(pts) + 2) for s, _, _ in rows], dtype=np.int64)
     floor = np.array([f for _, f, _ in rows], dtype=np.int64)
     weights = np.array([w for _, _, w in rows], dtype=np.int64)
     expected_pairs, expected_taken = [], [0] * len(pts)
@@ -498,12 +493,7 @@ def test_quadrant_minima_are_the_minimal_points_of_each_quadrant(
             expected_taken[j] += w
             if not any(pts[k][0] <= pts[j][0] and pts[k][1] <= pts[j][1] for k in inside if k != j):
                 expected_pairs.append((i, j))
-    with (
-        mock.patch.object(networks, "QUADRANT_CELLS", cells),
-        mock.patch.object(networks, "START_BANDS", bands),
-        mock.patch.object(networks, "LOOP_ROWS", loop_rows),
-        mock.patch.object(networks, "SMALL_QUADRANT_CELLS", small),
-    ):
+    with mock.patch.object(networks, "SMALL_QUADRANT_CELLS", small):
         got_rows, got_cols, taken = networks._quadrant_minima(q2, start, floor, weights)
     assert list(zip(got_rows.tolist(), got_cols.tolist())) == expected_pairs
     assert taken.tolist() == expected_taken

@@ -542,6 +542,8 @@ class _Network:
         takes: list[tuple[int, int, int]] = []  # (driver, class, amount), in the order taken
         n_types = len(comp.type_drivers)
         for t in self.node_order:  # every node before the nodes it feeds
+            if not inflow[t]:
+                continue  # nothing in, nothing out (most local nodes of a sparse day)
             segments = _Segments(inflow[t])
             take = segments.take
             for _h, ids, arc in self.buckets[t] if t < n_types else ():

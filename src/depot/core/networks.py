@@ -151,10 +151,6 @@ def staircase_arcs(comp: Compressed, class_sizes: np.ndarray) -> Staircase | Non
     )
 
 
-QUADRANT_CELLS = 1 << 22  # rows x columns of one block of ``_quadrant_minima``
-START_BANDS = 2  # bands of similar ``start`` whose rows ``_quadrant_minima`` sorts by floor
-
-
 def _quadrant_minima(
     q2: np.ndarray, start: np.ndarray, floor: np.ndarray, weights: np.ndarray | None = None
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -163,51 +159,17 @@ def _quadrant_minima(
     a point is minimal exactly when every earlier one of them has a larger ``q2``.
 
     Returns (row, point) pairs in row-major order and, with ``weights``, per point the sum of
-    the weights of the rows that take it (minimal or not). The minima are read off a dense
-    rows x columns matrix, so the rows go in blocks that need few columns: a band of similar
-    ``start``, sorted by floor, so that a block's columns are only the points at or after the
-    band's first start whose ``q2`` is above the block's least floor (a small matrix is done in
-    one piece: ``_small_quadrant_minima``)."""
-    n = len(q2)
-    if len(start) * n <= SMALL_QUADRANT_CELLS:
+    the weights of the rows that take it (minimal or not). A small matrix is read off densely
+    (``_small_quadrant_minima``); past that the work follows the answer, not rows x points
+    (``_tree_quadrant_minima``)."""
+    if len(start) * len(q2) <= SMALL_QUADRANT_CELLS:
         return _small_quadrant_minima(q2, start, floor, weights)
     taken = (
-        np.zeros(n, dtype=np.int64)
+        np.zeros(len(q2), dtype=np.int64)
         if weights is None
         else _quadrant_sums(q2, start, floor, weights)
     )
-    small = np.int16 if int(q2.max()) < 32767 else np.int64
-    big = np.iinfo(small).max
-    values = q2.astype(small)
-    bands = START_BANDS if len(start) * n > QUADRANT_CELLS else 1  # small: one block, all of it
-    band = max(1, -(-n // bands))
-    band_of = np.minimum(start, n) // band
-    order = np.lexsort((floor, band_of))
-    band_of, sorted_floor = band_of[order], floor[order]
-    rows_out, cols_out = [], []
-    lo = 0
-    while lo < len(order):
-        s0 = int(band_of[lo]) * band
-        band_end = int(np.searchsorted(band_of, band_of[lo], side="right"))
-        if s0 >= n:
-            lo = band_end
-            continue
-        cols = np.arange(s0, n)
-        cols = cols[q2[cols] > sorted_floor[lo]]
-        hi = min(band_end, lo + max(1, QUADRANT_CELLS // max(1, len(cols))))
-        block = order[lo:hi]
-        lo = hi
-        if not len(cols):
-            continue
-        c, r = _running_minima(cols, start[block], floor[block], values[cols], small(big))
-        rows_out.append(block[r])
-        cols_out.append(cols[c])
-    if not rows_out:
-        empty = np.zeros(0, np.int64)
-        return empty, empty, taken
-    rows, cols = np.concatenate(rows_out), np.concatenate(cols_out)
-    by = np.argsort(rows, kind="stable")  # a row is in one block, its points already in order
-    return rows[by].astype(np.int64), cols[by].astype(np.int64), taken
+    return (*_tree_quadrant_minima(q2, start, floor), taken)
 
 
 SMALL_QUADRANT_CELLS = 1 << 15  # rows x points below which one matrix does it all
@@ -217,45 +179,79 @@ def _small_quadrant_minima(
     q2: np.ndarray, start: np.ndarray, floor: np.ndarray, weights: np.ndarray | None
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``_quadrant_minima`` of a small matrix in one piece (a small day's contexts have a few
-    dozen points; the blocked path's fixed cost is then most of its time)."""
+    dozen points; the tree's fixed cost, ~0.2 ms, is then most of its time)."""
     n = len(q2)
     marked = (np.arange(n)[:, None] >= start[None, :]) & (q2[:, None] > floor[None, :])
     taken = np.zeros(n, np.int64) if weights is None else marked.astype(np.int64) @ weights
     big = np.iinfo(np.int64).max
     running = np.minimum.accumulate(np.where(marked, q2[:, None], big), axis=0)
-    rows, cols = np.nonzero(_drops(running, big).T)  # row-major: each row's points in order
-    return rows.astype(np.int64), cols.astype(np.int64), taken
-
-
-LOOP_ROWS = 64  # rows of a block from which the running minimum is a loop over its columns
-
-
-def _running_minima(
-    cols: np.ndarray, start: np.ndarray, floor: np.ndarray, values: np.ndarray, big
-) -> tuple[np.ndarray, np.ndarray]:
-    """(column, row) of the cells where a row's running minimum over its marked columns drops
-    (the row's minimal points), by column. The matrix is held columns x rows: the running
-    minimum is then one vector minimum per column, which for many rows is far cheaper than
-    numpy's accumulate along a row (measured 0.3 against 2.9 ns a cell); the drops are read off
-    the packed bits (the matrix is sparse)."""
-    marked = (cols[:, None] >= start[None, :]) & (values[:, None] > floor[None, :])
-    running = marked * (values - big)[:, None]  # unmarked cells: big
-    running += big
-    if len(start) >= LOOP_ROWS:
-        for c in range(1, len(cols)):
-            np.minimum(running[c - 1], running[c], out=running[c])
-    else:
-        running = np.minimum.accumulate(running, axis=0)
-    return _bit_positions(np.packbits(_drops(running, big), axis=1), len(start))
-
-
-def _drops(running: np.ndarray, big) -> np.ndarray:
-    """Where a (columns x rows) running minimum drops: a row's minimal points (``big`` marks
-    the cells a row does not take)."""
     minimal = np.empty(running.shape, dtype=bool)
     minimal[:1] = running[:1] < big
     np.less(running[1:], running[:-1], out=minimal[1:])
-    return minimal
+    rows, cols = np.nonzero(minimal.T)  # row-major: each row's points in order
+    return rows.astype(np.int64), cols.astype(np.int64), taken
+
+
+def _tree_quadrant_minima(
+    q2: np.ndarray, start: np.ndarray, floor: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """The (row, point) pairs of ``_quadrant_minima`` from a segment tree over the ranks of
+    ``q2``, in time that follows the pairs (about 4 a row here) instead of rows x points.
+
+    A row's quadrant is the points at or after its start in the tree's canonical nodes of the
+    ranks above its floor, lowest ranks first. A point of one of those nodes is minimal exactly
+    when it is a strict running minimum of its node from the start (the node's *next strictly
+    smaller* chain from its first point there) and lies before the first points of the lower
+    nodes (those are all smaller). A point's next smaller in a node is the least, over the
+    levels below where it lies in a right child, of the left sibling's first point after it."""
+    n, m = len(q2), len(start)
+    empty = np.zeros(0, np.int64)
+    if n == 0 or m == 0:
+        return empty, empty
+    values, rank = np.unique(q2, return_inverse=True)
+    levels = (len(values) - 1).bit_length() + 1  # the top level is one node of every rank
+    top, wide = 1 << (levels - 1), n + 1
+    span = top * wide  # keys: level * span + node * wide + point, sorted, and a sentinel
+    point = np.arange(n, dtype=np.int64)
+    level = np.arange(levels, dtype=np.int64)[:, None]
+    node = rank[None, :] >> level  # (levels x points)
+    keys = np.append(np.sort((level * span + node * wide + point).ravel()), levels * span)
+
+    child, below = node[:-1], level[:-1]
+    hit = keys[np.searchsorted(keys, below * span + (child - 1) * wide + point + 1)]
+    in_right = (child & 1) == 1
+    sibling_next = np.where(in_right & (hit // wide == below * top + child - 1), hit % wide, n)
+    smaller = np.empty((levels, n + 1), dtype=np.int64)  # per level; n: none
+    smaller[:, n] = n
+    smaller[0, :n] = n
+    np.minimum.accumulate(sibling_next, axis=0, out=smaller[1:, :n])
+
+    lowest = np.searchsorted(values, floor, side="right")  # the quadrant's ranks: [lowest, top)
+    rest = top - lowest  # its canonical nodes: the set bits of this, low first
+    at = np.minimum(start, n)
+    row, lv = np.nonzero(((rest[:, None] >> level.T) & 1 == 1) & (lowest < len(values))[:, None])
+    qnode = (lowest[row] + (rest[row] & ((1 << lv) - 1))) >> lv
+    hit = keys[np.searchsorted(keys, lv * span + qnode * wide + at[row])]
+    first = np.full((m, levels), n, dtype=np.int64)
+    first[row, lv] = np.where(hit // wide == lv * top + qnode, hit % wide, n)
+    before = np.empty_like(first)  # the least first point of the lower nodes
+    before[:, 0] = n
+    np.minimum.accumulate(first[:, :-1], axis=1, out=before[:, 1:])
+
+    row, lv = np.nonzero(first < before)
+    p, end = first[row, lv], before[row, lv]
+    rows_out, points_out = [], []
+    while len(p):
+        rows_out.append(row)
+        points_out.append(p)
+        p = smaller[lv, p]
+        go_on = p < end
+        row, lv, p, end = row[go_on], lv[go_on], p[go_on], end[go_on]
+    if not rows_out:
+        return empty, empty
+    rows, points = np.concatenate(rows_out), np.concatenate(points_out)
+    by = np.argsort(rows * wide + points)
+    return rows[by], points[by]
 
 
 def _quadrant_sums(
