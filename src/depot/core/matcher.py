@@ -32,6 +32,7 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from itertools import chain
 
 import numpy as np
 from ortools.graph.python import max_flow
@@ -539,7 +540,8 @@ class _Network:
         ):
             children[a].append((b, x))
 
-        takes: list[tuple[int, int, int]] = []  # (driver, class, amount), in the order taken
+        takers: list[int] = []  # per take, in the order taken: the driver, its (class, amount)s
+        takes: list[list[tuple[int, int]]] = []
         n_types = len(comp.type_drivers)
         for t in self.node_order:  # every node before the nodes it feeds
             if not inflow[t]:
@@ -554,7 +556,8 @@ class _Network:
                 for k, i in enumerate(ids):
                     n = base + (1 if k < extra else 0)
                     if n:
-                        takes.extend((i, c, amount) for c, amount in take(n))
+                        takers.append(i)
+                        takes.append(take(n))
             out = children[t]
             for child, amount in out[:-1]:
                 inflow[child].extend(take(amount))
@@ -564,17 +567,26 @@ class _Network:
                     inflow[last].extend(segments.rest())
                 else:  # handed over, not copied (flow runs down long chains of local nodes)
                     inflow[last] = segments.rest()
-        return _packages_of_takes(takes, offered, class_start)
+        if not takes:
+            return {}
+        segments = np.fromiter(  # flat ints: numpy reads them far faster than tuples
+            chain.from_iterable(chain.from_iterable(takes)),
+            dtype=np.int64,
+            count=2 * sum(len(t) for t in takes),
+        ).reshape(-1, 2)
+        drivers = np.repeat(np.array(takers, dtype=np.int64), [len(t) for t in takes])
+        return _packages_of_takes(drivers, segments[:, 0], segments[:, 1], offered, class_start)
 
 
 def _packages_of_takes(
-    takes: list[tuple[int, int, int]], offered: np.ndarray, class_start: np.ndarray
+    drivers: np.ndarray,
+    classes: np.ndarray,
+    amounts: np.ndarray,
+    offered: np.ndarray,
+    class_start: np.ndarray,
 ) -> dict[int, list[int]]:
-    """Each driver's packages, sorted: take ``k`` of class ``c`` gets the next ``amount`` of the
-    class's offered packages (a cursor per class, moved in the order of ``takes``)."""
-    if not takes:
-        return {}
-    drivers, classes, amounts = np.array(takes, dtype=np.int64).T
+    """Each driver's packages, sorted: take ``k`` (driver, class ``c``, amount) gets the next
+    ``amount`` of the class's offered packages (a cursor per class, moved in take order)."""
     order = np.argsort(classes, kind="stable")  # per class, in the order taken
     before = np.cumsum(amounts[order]) - amounts[order]  # units taken before, over all classes
     first_of_class = np.searchsorted(classes[order], classes[order])  # its class's first take
