@@ -569,13 +569,13 @@ class _Network:
                     inflow[last] = segments.rest()
         if not takes:
             return {}
-        segments = np.fromiter(  # flat ints: numpy reads them far faster than tuples
+        pieces = np.fromiter(  # flat ints: numpy reads them far faster than tuples
             chain.from_iterable(chain.from_iterable(takes)),
             dtype=np.int64,
             count=2 * sum(len(t) for t in takes),
         ).reshape(-1, 2)
         drivers = np.repeat(np.array(takers, dtype=np.int64), [len(t) for t in takes])
-        return _packages_of_takes(drivers, segments[:, 0], segments[:, 1], offered, class_start)
+        return _packages_of_takes(drivers, pieces[:, 0], pieces[:, 1], offered, class_start)
 
 
 def _packages_of_takes(
