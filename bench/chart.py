@@ -55,6 +55,9 @@ def _log_log(ax, xlabel: str, title: str) -> None:
     ax.legend(fontsize=8)
 
 
+COLOURS = ("C0", "C1", "C3", "C2", "C4", "C5", "C6", "C7")  # enough for every fleet
+
+
 def draw_fleets(results: dict[str, Any], path: Path) -> Path:
     """``python -m bench.matcher_bench``: time and peak memory against day size, one colour per
     fleet, the matcher (solid) against the full-graph max flow (dashed), log-log."""
@@ -64,7 +67,7 @@ def draw_fleets(results: dict[str, Any], path: Path) -> Path:
     import matplotlib.pyplot as plt
 
     fig, (ax_t, ax_m) = plt.subplots(1, 2, figsize=(12, 4.8))
-    for (fleet, rows), colour in zip(results["fleets"].items(), ("C0", "C1", "C3", "C2")):
+    for (fleet, rows), colour in zip(results["fleets"].items(), COLOURS):
         for key, style, label in (
             ("matcher", "o-", "matcher"),
             ("full_graph", "s--", "full-graph max flow"),

@@ -342,6 +342,14 @@ SHAPES = {
     # no 500k: its eligible pairs (~150 M) are beyond this machine for the full graph and the
     # matcher alike (docs/performance.md)
     "mixed": {"sizes": [10_000, 30_000, 100_000]},
+    # crowded: many drivers with a few packages each (a driver's own rules, few shared)
+    "personalised-crowded": {
+        "fleet": "personalised",
+        "sizes": [5_000, 10_000, 20_000],
+        "per_driver": 4,
+        "cap": 10,
+    },
+    "mixed-crowded": {"fleet": "mixed", "sizes": [5_000, 10_000], "per_driver": 5, "cap": 10},
 }
 
 
@@ -358,14 +366,14 @@ def main(argv: list[str]) -> int:
     args = parser.parse_args(argv)
     results: dict[str, Any] = {"started": time.strftime("%Y-%m-%dT%H:%M:%S"), "fleets": {}}
     results["load_average_at_start"] = os.getloadavg()
-    for fleet in args.fleets.split(","):
-        shape = SHAPES[fleet]
+    for name in args.fleets.split(","):
+        shape = SHAPES[name]
         sizes = [s for s in shape["sizes"] if s <= args.max_packages]
-        results["fleets"][fleet] = run(
+        results["fleets"][name] = run(
             sizes,
             cap=shape.get("cap", 100),
             repeats=args.repeats,
-            fleet=fleet,
+            fleet=shape.get("fleet", name),
             per_driver=shape.get("per_driver", 100),
             explain=True,
         )
