@@ -66,7 +66,7 @@ def draw_fleets(results: dict[str, Any], path: Path) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, (ax_t, ax_m) = plt.subplots(1, 2, figsize=(12, 4.8))
+    fig, (ax_t, ax_m) = plt.subplots(1, 2, figsize=(12, 6.4))
     for (fleet, rows), colour in zip(results["fleets"].items(), COLOURS):
         for key, style, label in (
             ("matcher", "o-", "matcher"),
@@ -92,7 +92,13 @@ def draw_fleets(results: dict[str, Any], path: Path) -> Path:
     _log_log(ax_t, "packages in the day", "Matcher (exact, full objective) vs full-graph max flow")
     _log_log(ax_m, "packages in the day", "Peak RSS of the child process")
     ax_m.set_ylabel("MiB")
-    fig.tight_layout()
+    for ax in (ax_t, ax_m):  # one legend for both, below them, where it hides no line
+        legend = ax.get_legend()
+        if legend is not None:
+            legend.remove()
+    handles, labels = ax_t.get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=4, fontsize=8)
+    fig.tight_layout(rect=(0, 0.18, 1, 1))
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
