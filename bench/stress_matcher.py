@@ -5,10 +5,10 @@ fleet (the generator's, personalised, adversarial, mixed, and fleets of duplicat
 drivers with 1-60 packages each, a random cap and, on half of them, packages already held by
 drivers (some by a driver outside the request), and compares the matcher's whole objective
 (assigned, express, perishable, sum of squared loads) with an OR-Tools min-cost max flow of the
-full (driver, package) graph, whose costs encode the same lexicographic order; every answer is
-also checked against each driver's rules (``tests/support/fleets.check_valid``). A day that
-differs or fails is pickled to ``--out``. Larger and faster than the hypothesis tests, which
-shrink; this one searches. Results in docs/performance.md.
+tests' full (driver, package) graph, whose costs encode the same lexicographic order; every
+answer is also checked against each driver's rules (``tests/support/fleets.check_valid``). A
+day that differs or fails is pickled to ``--out``. Larger and faster than the hypothesis
+tests, which shrink; this one searches. Results in docs/performance.md.
 """
 
 from __future__ import annotations
@@ -29,58 +29,31 @@ from ortools.graph.python import min_cost_flow
 from bench.matcher_bench import fleet_drivers
 from depot.ops.generator import generate_day
 from support.fleets import Case, check_valid, objective
-from support.oracle import driver_accepts
+from support.oracle import objective_arcs, objective_of
 
 FLEETS = ("uniform", "personalised", "adversarial", "mixed", "duplicated")
 
 
 def full_graph_optimum(case: Case) -> tuple[int, int, int, int]:
-    """(assigned, express, perishable, sum of squared loads) of the best answer: unit arcs
-    source -> driver with convex costs (the k-th package of a driver holding ``b`` costs
-    ``2(b + k) - 1``, so a driver's costs sum to his squared load), driver -> package where
-    his rules accept it, package -> sink with a reward that dwarfs every load cost and ranks
-    express above perishable."""
-    drivers, packages, cap = case.raw_drivers, case.packages, case.cap
-    held = [case.held_counts.get(d["driver_id"], 0) for d in drivers]
-    rooms = [max(0, cap - b) for b in held]
-    free = [j for j in range(len(packages)) if not case.held[j]]
-    per_package = 2 * sum((b + r) ** 2 for b, r in zip(held, rooms)) + 1
-    express = per_package * (len(packages) + 1)
-    source, sink, first_driver = 0, 1, 2
-    first_package = first_driver + len(drivers)
+    """The whole objective by an OR-Tools min-cost max flow of the tests' full graph
+    (``support.oracle.objective_arcs``: networkx would take minutes on these days)."""
+    base, arcs = objective_arcs(
+        case.raw_drivers, case.packages, case.cap, case.held_counts, case.holder
+    )
+    ids: dict[Any, int] = {"s": 0, "t": 1}
     flow = min_cost_flow.SimpleMinCostFlow()
-    for i, driver in enumerate(drivers):
-        for k in range(1, rooms[i] + 1):
-            flow.add_arc_with_capacity_and_unit_cost(
-                source, first_driver + i, 1, 2 * (held[i] + k) - 1
-            )
-        for j in free:
-            if driver_accepts(driver, packages[j]):
-                flow.add_arc_with_capacity_and_unit_cost(first_driver + i, first_package + j, 1, 0)
-    for j in free:
-        reward = express * int(packages[j]["is_express"]) + per_package * int(
-            packages[j]["is_perishable"]
+    for tail, head, cost in arcs:
+        flow.add_arc_with_capacity_and_unit_cost(
+            ids.setdefault(tail, len(ids)), ids.setdefault(head, len(ids)), 1, cost
         )
-        flow.add_arc_with_capacity_and_unit_cost(first_package + j, sink, 1, -reward)
-    most = max(1, min(sum(rooms), len(free)))
-    flow.set_node_supply(source, most)
-    flow.set_node_supply(sink, -most)
+    most = max(1, sum(head == "t" for _, head, _ in arcs))
+    flow.set_node_supply(0, most)
+    flow.set_node_supply(1, -most)
     status = flow.solve_max_flow_with_min_cost()
     if status != flow.OPTIMAL:
         raise RuntimeError(f"the oracle's flow ended {status}")
-    taken, loads = [], list(held)
-    for arc in range(flow.num_arcs()):
-        if flow.flow(arc) > 0:
-            tail, head = flow.tail(arc), flow.head(arc)
-            if head == sink:
-                taken.append(tail - first_package)
-            elif tail == source:
-                loads[head - first_driver] += 1
-    return (
-        len(taken),
-        sum(packages[j]["is_express"] for j in taken),
-        sum(packages[j]["is_perishable"] for j in taken),
-        sum(x * x for x in loads),
+    return objective_of(
+        case.packages, base, ((arc[:2], flow.flow(k)) for k, arc in enumerate(arcs))
     )
 
 

@@ -113,49 +113,62 @@ def best_priority(
     )
 
 
-def best_objective(
+def objective_arcs(
     drivers, packages, max_per_driver, held_counts=None, held=()
-) -> tuple[int, int, int, int]:
-    """(assigned, express, perishable, sum of squared loads), the matcher's whole objective, by a
-    networkx min-cost max flow on the full graph: each driver's k-th new package costs
-    ``2 * (held + k) - 1`` (so a driver's costs add up to its squared load) through its own unit
-    arc, and each express or perishable package earns more than any balancing can cost."""
+) -> tuple[list[int], list[tuple[Any, Any, int]]]:
+    """The drivers' held counts and the (tail, head, cost) unit arcs of the full graph whose
+    min-cost max flow from "s" to "t" is the matcher's whole objective: each driver's k-th new
+    package costs ``2 * (held + k) - 1`` (so a driver's costs add up to its squared load)
+    through its own unit arc, and each express or perishable package earns more than any
+    balancing can cost."""
     held_counts = held_counts or {}
     held = set(held)
     rooms = [max(0, max_per_driver - held_counts.get(driver_id_of(d), 0)) for d in drivers]
     base = [held_counts.get(driver_id_of(d), 0) for d in drivers]
     perishable = 2 * sum((b + r) ** 2 for b, r in zip(base, rooms)) + 1
     express = perishable * (len(packages) + 1)
-    g = nx.DiGraph()
+    arcs: list[tuple[Any, Any, int]] = []
     for i, d in enumerate(drivers):
         for k in range(1, rooms[i] + 1):
-            g.add_edge("s", ("u", i, k), capacity=1, weight=2 * (base[i] + k) - 1)
-            g.add_edge(("u", i, k), ("d", i), capacity=1, weight=0)
+            arcs.append(("s", ("u", i, k), 2 * (base[i] + k) - 1))
+            arcs.append((("u", i, k), ("d", i), 0))
         for j, p in enumerate(packages):
             if j not in held and driver_accepts(d, p):
-                g.add_edge(("d", i), ("p", j), capacity=1, weight=0)
+                arcs.append((("d", i), ("p", j), 0))
     for j, p in enumerate(packages):
         if j not in held:
-            g.add_edge(
-                ("p", j),
-                "t",
-                capacity=1,
-                weight=-(express * int(p["is_express"]) + perishable * int(p["is_perishable"])),
-            )
-    g.add_nodes_from(["s", "t"])
-    flow = nx.max_flow_min_cost(g, "s", "t")
-    taken = [
-        node[1]
-        for node, out in flow.items()
-        if isinstance(node, tuple) and node[0] == "p" and out.get("t", 0) > 0
-    ]
-    loads = [
-        base[i] + sum(flow[("d", i)].values()) if ("d", i) in flow else base[i]
-        for i in range(len(drivers))
-    ]
+            reward = express * int(p["is_express"]) + perishable * int(p["is_perishable"])
+            arcs.append((("p", j), "t", -reward))
+    return base, arcs
+
+
+def objective_of(packages, base, arc_flows) -> tuple[int, int, int, int]:
+    """(assigned, express, perishable, sum of squared loads) of a flow on ``objective_arcs``,
+    given as ((tail, head), flow) pairs."""
+    taken, loads = [], list(base)
+    for (tail, head), x in arc_flows:
+        if x > 0 and head == "t":
+            taken.append(tail[1])
+        elif x > 0 and isinstance(tail, tuple) and tail[0] == "d":
+            loads[tail[1]] += x
     return (
         len(taken),
         sum(bool(packages[j]["is_express"]) for j in taken),
         sum(bool(packages[j]["is_perishable"]) for j in taken),
         sum(x * x for x in loads),
+    )
+
+
+def best_objective(
+    drivers, packages, max_per_driver, held_counts=None, held=()
+) -> tuple[int, int, int, int]:
+    """The matcher's whole objective on the full graph (``objective_arcs``), by a networkx
+    min-cost max flow."""
+    base, arcs = objective_arcs(drivers, packages, max_per_driver, held_counts, held)
+    g = nx.DiGraph()
+    g.add_nodes_from(["s", "t"])
+    g.add_edges_from((a, b, {"capacity": 1, "weight": w}) for a, b, w in arcs)
+    flow = nx.max_flow_min_cost(g, "s", "t")
+    return objective_of(
+        packages, base, (((a, b), x) for a, out in flow.items() for b, x in out.items())
     )
