@@ -77,6 +77,9 @@ class Settings(BaseSettings):
     # lease runs out (the writer died), the next /assign rolls the run forward.
     lease_s: float = 5.0
     lease_renew_s: float = 1.0
+    change_wait_s: float = 30.0
+    """How long a change of a day (a run, a plan change, an import) may wait for its turn, for an
+    earlier change still being written and for its commit attempts before it answers 503."""
     claim_ttl_s: float = 30.0  # a plan change's claim on an item older than this is stale
     day_cache_days: int = 4  # days a process keeps in memory (least recently used out)
     attempt_window_days: int = 7  # days before and after a day where a package's attempts are found

@@ -37,6 +37,18 @@ ASSIGN_RUN_SECONDS = Histogram(
     registry=REGISTRY,
     buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120),
 )
+CHANGE_CONFLICTS = Counter(
+    "depot_change_conflicts_total",
+    "changes of a day computed again because another change of the day committed first",
+    ["kind"],
+    registry=REGISTRY,
+)
+CHANGE_WAIT_SECONDS = Histogram(
+    "depot_change_wait_seconds",
+    "time a change of a day waited for this process's turn on the day",
+    registry=REGISTRY,
+    buckets=(0.001, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+)
 AWS_CALLS = Counter(
     "depot_aws_calls_total", "AWS API calls", ["service", "operation", "outcome"], registry=REGISTRY
 )

@@ -76,8 +76,28 @@ class Assign(Context):
     def _assign(
         self, day: str, driver_ids: list[str], cap: int, explain: bool, dry_run: bool, actor: str
     ) -> AssignOutcome:
+        if dry_run:
+            state, new = self._attempts(day, driver_ids, cap, True, actor, None)
+        else:
+            with self.writer.turn(day) as deadline:
+                state, new = self._attempts(day, driver_ids, cap, False, actor, deadline)
+        return self._outcome(state, driver_ids, new, explain, cap)  # explained outside the turn
+
+    def _attempts(
+        self,
+        day: str,
+        driver_ids: list[str],
+        cap: int,
+        dry_run: bool,
+        actor: str,
+        deadline: float | None,
+    ) -> tuple[DayState, dict[str, list[str]]]:
+        """The run computed on the settled day and committed (or previewed), computed again
+        while another process commits first; the day after it and the new assignments."""
         for _ in range(COMMIT_ATTEMPTS):
-            state = self.writer.settled(day)
+            if deadline is not None and time.monotonic() > deadline:
+                break
+            state = self.writer.settled(day, deadline)
             drivers = requested_drivers(state, driver_ids)
             new = plan_run(state, drivers, cap)
             change = Change(
@@ -92,7 +112,7 @@ class Assign(Context):
             unchanged = not new and state.plan.cap == cap and set(driver_ids) <= state.plan.named
             if dry_run or unchanged:
                 preview = state if unchanged else replace(state, plan=state.plan.apply([change]))
-                return self._outcome(preview, driver_ids, new, explain, cap)
+                return preview, new
             event = {
                 "type": "assignment_run",
                 "actor": actor,
@@ -101,9 +121,8 @@ class Assign(Context):
                 "packages_assigned": sum(len(v) for v in new.values()),
             }
             committed = self.writer.commit(state, change, event)
-            if committed is None:
-                continue
-            return self._outcome(committed, driver_ids, new, explain, cap)
+            if committed is not None:
+                return committed, new
         raise Busy("too many concurrent changes of this day; try again")
 
     def _outcome(

@@ -27,6 +27,7 @@ from depot.core.day import MAX_ATTEMPTS, Change, DayState, Manifest
 from depot.core.manifest import parse_manifest
 from depot.core.models import Driver
 from depot.errors import Busy, StateConflict, UnprocessableInput
+from depot.observability import CHANGE_CONFLICTS
 from depot.service.context import Context, archive_key
 from depot.service.days import freeze_heap
 from depot.service.plan import rejecting_rules
@@ -39,6 +40,15 @@ OPEN_STATUSES = ("assigned", "accepted", "in_progress", "pending_write")
 
 def manifest_key(day: str, version: int) -> str:
     return f"manifests/{day}/{version:08d}-{uuid.uuid4().hex}.json"
+
+
+def rules_conflict(rejected: dict[str, str]) -> StateConflict:
+    """The 409 of a re-import whose new rules held packages would break, without ``release``."""
+    return StateConflict(
+        f"{len(rejected)} held package(s) would break their driver's new rules; "
+        'send "release": true to unassign them',
+        {"packages": [{"package_id": p, "driver_id": d} for p, d in list(rejected.items())[:100]]},
+    )
 
 
 class Imports(Context):
@@ -87,56 +97,51 @@ class Imports(Context):
     ) -> dict[str, Any]:
         """Merge into the stored day; see the module's docstring."""
         records = [self._as_attempt(r, (earlier or {}).get(r["package_id"], [])) for r in records]
-        for _ in range(COMMIT_ATTEMPTS):
-            state = self.days.state(day)
-            if state is not None and state.pending:
-                state = self.writer.settled(day)
-            merged, counts = merge(state, drivers, records)
-            rejected = rules_rejecting_held(state, merged) if state else {}
-            if rejected:
-                if not release:
-                    raise StateConflict(
-                        f"{len(rejected)} held package(s) would break their driver's new rules; "
-                        'send "release": true to unassign them',
-                        {
-                            "packages": [
-                                {"package_id": p, "driver_id": d}
-                                for p, d in list(rejected.items())[:100]
-                            ]
-                        },
+        with self.writer.turn(day) as deadline:
+            for _ in range(COMMIT_ATTEMPTS):
+                if time.monotonic() > deadline:
+                    break
+                state = self.days.state(day)
+                if state is not None and state.pending:
+                    state = self.writer.settled(day, deadline)
+                merged, counts = merge(state, drivers, records)
+                rejected = rules_rejecting_held(state, merged) if state else {}
+                if rejected:
+                    if not release:
+                        raise rules_conflict(rejected)
+                    self._release(state, rejected, actor)
+                    continue  # the day moved: merge again on the new state
+                key = manifest_key(day, (state.version if state else 0) + 1)
+                self.store.objects.put_json(key, merged.to_stored())
+                incarnation = uuid.uuid4().hex
+                try:
+                    version = self.store.days.commit_manifest(
+                        day,
+                        state.version if state else 0,
+                        key,
+                        {"drivers": len(merged.drivers), "packages": len(merged.packages)},
+                        incarnation,
                     )
-                self._release(state, rejected, actor)
-                continue  # the day moved: merge again on the new state
-            key = manifest_key(day, (state.version if state else 0) + 1)
-            self.store.objects.put_json(key, merged.to_stored())
-            incarnation = uuid.uuid4().hex
-            try:
-                version = self.store.days.commit_manifest(
+                except VersionConflict:
+                    CHANGE_CONFLICTS.labels("import").inc()
+                    continue
+                merged = replace(merged, key=key)
+                base = state or DayState(day=day, version=0, manifest=merged)
+                imported = replace(base, manifest=merged, version=version)
+                if state is None:
+                    imported = replace(imported, incarnation=incarnation)
+                self.days.remember(imported)
+                freeze_heap(imported)
+                return self._imported(
                     day,
-                    state.version if state else 0,
+                    version,
                     key,
-                    {"drivers": len(merged.drivers), "packages": len(merged.packages)},
-                    incarnation,
+                    counts,
+                    len(merged.drivers),
+                    len(merged.packages),
+                    actor,
+                    released=sorted(rejected),
                 )
-            except VersionConflict:
-                continue
-            merged = replace(merged, key=key)
-            base = state or DayState(day=day, version=0, manifest=merged)
-            imported = replace(base, manifest=merged, version=version)
-            if state is None:
-                imported = replace(imported, incarnation=incarnation)
-            self.days.remember(imported)
-            freeze_heap(imported)
-            return self._imported(
-                day,
-                version,
-                key,
-                counts,
-                len(merged.drivers),
-                len(merged.packages),
-                actor,
-                released=sorted(rejected),
-            )
         raise Busy("the day kept changing while importing; try again")
 
     def _release(self, state: DayState, rejected: dict[str, str], actor: str) -> None:

@@ -76,21 +76,24 @@ class PlanChanges(Context):
         """Compute the change on a settled day and commit it, again while the day moves first.
         With ``recompute_on_conflict`` a package that moved on meanwhile (an update won the
         race for it) makes the change be computed again instead of refusing it."""
-        for _ in range(COMMIT_ATTEMPTS):
-            state = self.writer.settled(day)
-            built = build(state)
-            if built is None:
-                return state, None, None
-            change, extra = built
-            event = {"type": event_type, "actor": actor, **extra}
-            try:
-                committed = self.writer.commit(state, change, event)
-            except StateConflict:
-                if not recompute_on_conflict:
-                    raise
-                continue
-            if committed is not None:
-                return committed, change, extra
+        with self.writer.turn(day) as deadline:
+            for _ in range(COMMIT_ATTEMPTS):
+                if time.monotonic() > deadline:
+                    break
+                state = self.writer.settled(day, deadline)
+                built = build(state)
+                if built is None:
+                    return state, None, None
+                change, extra = built
+                event = {"type": event_type, "actor": actor, **extra}
+                try:
+                    committed = self.writer.commit(state, change, event)
+                except StateConflict:
+                    if not recompute_on_conflict:
+                        raise
+                    continue
+                if committed is not None:
+                    return committed, change, extra
         raise Busy("too many concurrent changes of this day; try again")
 
     # --- unassign -----------------------------------------------------------------------------
