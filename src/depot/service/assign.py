@@ -94,9 +94,7 @@ class Assign(Context):
     ) -> tuple[DayState, dict[str, list[str]]]:
         """The run computed on the settled day and committed (or previewed), computed again
         while another process commits first; the day after it and the new assignments."""
-        for _ in range(COMMIT_ATTEMPTS):
-            if deadline is not None and time.monotonic() > deadline:
-                break
+        for _ in self.writer.attempts(deadline, COMMIT_ATTEMPTS):
             state = self.writer.settled(day, deadline)
             drivers = requested_drivers(state, driver_ids)
             new = plan_run(state, drivers, cap)

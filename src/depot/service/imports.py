@@ -98,9 +98,7 @@ class Imports(Context):
         """Merge into the stored day; see the module's docstring."""
         records = [self._as_attempt(r, (earlier or {}).get(r["package_id"], [])) for r in records]
         with self.writer.turn(day) as deadline:
-            for _ in range(COMMIT_ATTEMPTS):
-                if time.monotonic() > deadline:
-                    break
+            for _ in self.writer.attempts(deadline, COMMIT_ATTEMPTS):
                 state = self.days.state(day)
                 if state is not None and state.pending:
                     state = self.writer.settled(day, deadline)

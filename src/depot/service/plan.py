@@ -77,9 +77,7 @@ class PlanChanges(Context):
         With ``recompute_on_conflict`` a package that moved on meanwhile (an update won the
         race for it) makes the change be computed again instead of refusing it."""
         with self.writer.turn(day) as deadline:
-            for _ in range(COMMIT_ATTEMPTS):
-                if time.monotonic() > deadline:
-                    break
+            for _ in self.writer.attempts(deadline, COMMIT_ATTEMPTS):
                 state = self.writer.settled(day, deadline)
                 built = build(state)
                 if built is None:

@@ -62,7 +62,7 @@ class DayTurns:
     @contextmanager
     def turn(self, day: str, deadline: float) -> Iterator[None]:
         with self._lock:
-            gate, users = self._turns.get(day, (threading.RLock(), 0))
+            gate, users = self._turns[day] if day in self._turns else (threading.RLock(), 0)
             self._turns[day] = (gate, users + 1)
         try:
             asked = time.monotonic()
@@ -129,6 +129,14 @@ class Writer:
         deadline = time.monotonic() + self.settings.change_wait_s
         with self._turns.turn(day, deadline):
             yield deadline
+
+    @staticmethod
+    def attempts(deadline: float | None, limit: int) -> Iterator[int]:
+        """The commit attempts of a change: at most ``limit``, none once ``deadline`` passed."""
+        for attempt in range(limit):
+            if deadline is not None and time.monotonic() > deadline:
+                return
+            yield attempt
 
     # --- waiting for a settled day ------------------------------------------------------------
 
