@@ -191,7 +191,7 @@ class Writer:
             counts={s: -n for s, n in claimed.items()},
         )
         try:
-            self._materialize(committed, key, change, lease["owner"], records=records)
+            self._materialize(committed, key, change, lease, records=records)
         except WriteRefused as refused:
             self._abandon(committed, key, change, refused)
         self.days.compact(committed)
@@ -272,7 +272,7 @@ class Writer:
         if not self.store.days.set_lease(state.day, key, lease, if_expired_before=time.time()):
             return
         try:
-            self._materialize(state, key, None, lease["owner"], records=None)
+            self._materialize(state, key, None, lease, records=None)
         except WriteRefused as refused:
             self._abandon(state, key, Change.from_json(self.store.objects.get_json(key)), refused)
             return
@@ -340,16 +340,18 @@ class Writer:
         state: DayState,
         key: str,
         change: Change | None,
-        owner: str,
+        lease: dict[str, Any],
         records: list[dict[str, Any]] | None,
     ) -> None:
         """Write the change out while renewing the lease (from the first moment), then finish it.
 
         ``change`` None means a take-over: the change is read back and the items already
-        written are skipped. The writer stops itself once its lease may have run out.
+        written are skipped. The writer stops itself once its lease may have run out: it counts
+        from the expiry that was written (``lease``), never from the moment the write returned.
         """
         stop, lost = threading.Event(), threading.Event()
-        expires = [time.time() + self.settings.lease_s]
+        owner = lease["owner"]
+        expires = [float(lease["expires"])]
 
         def renew() -> None:
             while not stop.wait(self.settings.lease_renew_s):
