@@ -399,6 +399,14 @@ class _Network:
                 if leaf is True:
                     continue
                 cut = leaf  # the failed leaf's flow, when it is also a maximum flow at ``level``
+            elif hopeful and int(self.level_caps(level, buckets).sum()) < total:
+                # only ``hi`` holds the total: every load is at most ``hi`` and some are ``hi``;
+                # when the rest can all be at ``hi - 1`` that is the answer, one flow instead of
+                # a level flow that would put them all on its source side (and then this one).
+                # A failed try is no maximum flow at ``hi - 1``: its flow is lost.
+                low, high = self.level_caps(hi - 1, buckets), self.level_caps(hi, buckets)
+                if self._leaf(flow, tail, head, cap, gid, is_bucket, low, high, total) is True:
+                    continue
             if cut is None:
                 solver = self._max_flow(tail, head, sub_cap)
                 reached = int(solver.optimal_flow())
