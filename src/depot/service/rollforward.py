@@ -39,7 +39,6 @@ from depot.service.events import Feed
 from depot.storage.limits import UnstorableItem, check_items
 from depot.storage.store import ConditionFailed, StorageUnavailable, Store, VersionConflict
 
-PENDING_WAIT_S = 30.0
 POLL_S = 0.1
 CLAIM_WORKERS = 8
 
@@ -142,7 +141,8 @@ class Writer:
 
     def settled(self, day: str, deadline: float | None = None) -> DayState:
         """The day with no pending change: waits for live writers, takes over from dead ones."""
-        deadline = deadline or time.monotonic() + PENDING_WAIT_S
+        if deadline is None:  # a carry-over reads another day outside any change's turn
+            deadline = time.monotonic() + self.settings.change_wait_s
         while True:
             state = self.days.require(day)
             if not state.pending:
