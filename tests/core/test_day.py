@@ -137,3 +137,19 @@ def test_the_state_answers_as_assign_does():
         "unassigned_drivers": ["b"],
     }
     assert list(state.held_mask()) == [True, False, False, True]
+
+
+def test_a_snapshot_with_packages_from_another_day_reads_back_as_stored():
+    """A merged snapshot keeps what was recorded of a package's attempts; a body may not send
+    those fields, and the snapshot was once read back with the body's reader and refused
+    (a carried-over day then failed with 422 in every process that had not kept it)."""
+    import orjson
+
+    drivers = parse_drivers([{"driver_id": "d1", "rules": []}])
+    back = {**package(package_id="again"), "attempt": 2, "previous_days": ["2031-01-01"]}
+    packages = [package(package_id="new"), back]
+    stored = Manifest.build("k", drivers, packages).to_stored()
+    read = Manifest.from_stored("k", orjson.dumps(stored))
+    assert read.package("again") == back and read.package("new") == packages[0]
+    assert read.to_stored() == stored
+    assert list(read.drivers) == ["d1"]

@@ -392,3 +392,45 @@ def test_plan_changes_honour_the_idempotency_key(client, dynamodb):
     again = client.post("/unassign", json={"day": day, "package_ids": [pids[0]]}, headers=headers)
     assert again.headers.get("Idempotent-Replayed") == "true" and again.json() == first.json()
     assert holders(dynamodb, day)[pids[0]] == "a"  # the replay changed nothing
+
+
+def test_a_carried_over_day_reads_back_once_the_process_let_it_go(client):
+    """The day a package came back to is stored with its attempts; once the process dropped it
+    from memory (it keeps ``day_cache_days``, 4), it is read back from storage and still works."""
+    d1 = new_day()
+    d2 = (date.fromisoformat(d1) + timedelta(days=1)).isoformat()
+    pid = f"back-{d1}"
+    import_day(client, d1, [driver("back_d1")], [package(pid), package(f"stay-{d1}")])
+    (held,) = assign(client, d1, ["back_d1"], 1)["assignments"]["back_d1"]
+    failed = {"driver_id": "back_d1", "package_id": held, "status": "failed_to_deliver"}
+    assert client.post("/update", json=failed).status_code == 200
+    r = client.post(f"/days/{d2}/carry-over", json={"from": d1})
+    assert r.status_code == 200, r.text
+    import_day(client, d2, [driver("back_d2")], [])
+    before = assign(client, d2, ["back_d2"], 5)
+    for _ in range(5):  # other days through the same process push d2 out of its memory
+        import_day(client, new_day(), [driver("other")], [package(f"p-{next(_days)}")])
+    assert assign(client, d2, ["back_d2"], 5) == before
+    r = client.get("/drivers/back_d2/assignments", params={"day": d2})
+    assert r.status_code == 200, r.text
+    record = client.get(f"/manifests/{d2}").json()["packages"]
+    assert [p["attempt"] for p in record] == [2, 2]
+
+
+def test_proof_numbers_must_be_storable_and_numbers(client):
+    day = new_day()
+    pid = f"proof-{day}"
+    import_day(client, day, [driver("proof_d")], [package(pid)])
+    assign(client, day, ["proof_d"], 1)
+    move = {"driver_id": "proof_d", "package_id": pid}
+    assert client.post("/update", json={**move, "status": "in_progress"}).status_code == 200
+    for bad in ({"lat": 1e-200}, {"lon": -1e-140}, {"lat": "1"}, {"lat": 91}):
+        r = client.post("/update", json={**move, "status": "delivered", "proof": bad})
+        assert r.status_code == 422, (bad, r.text)
+        assert next(iter(bad)) in r.text
+    r = client.post(
+        "/update", json={**move, "status": "delivered", "proof": {"lat": 0.0, "lon": 1e-100}}
+    )
+    assert r.status_code == 200, r.text
+    r = client.get("/drivers/proof_d/assignments", params={"day": day})
+    assert r.status_code == 200 and r.json()["assignments"][0]["proof"]["lon"] == 1e-100, r.text

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
+import orjson
 
 from depot.core.manifest import parse_manifest
 from depot.core.models import Driver
@@ -21,6 +22,8 @@ from depot.core.rules import PackageColumns
 OFF_DUTY = "off_duty"
 ON_DUTY = "on_duty"
 MAX_ATTEMPTS = 3
+# what a snapshot records of a package that came back from another day (never in a body)
+ATTEMPT_FIELDS = ("attempt", "previous_days")
 
 
 @dataclass(frozen=True)
@@ -46,9 +49,23 @@ class Manifest:
     @classmethod
     def from_stored(cls, key: str, raw: bytes) -> Manifest:
         """A stored manifest is either the body of a day's first import, as received, or a merged
-        snapshot in the same shape; both are read the way an import reads its body."""
+        snapshot in the same shape; both are read the way an import reads its body. A snapshot's
+        packages that came back from another day also carry what the service recorded of their
+        attempts (``ATTEMPT_FIELDS``), which a body may not send: those are set aside, the rest is
+        read as a body, and they are put back on their records."""
+        attempts: dict[int, dict[str, Any]] = {}
+        if any(f'"{name}"'.encode() in raw for name in ATTEMPT_FIELDS):
+            doc = orjson.loads(raw)
+            for i, record in enumerate(doc.get("packages") or []):
+                kept = {k: record.pop(k) for k in ATTEMPT_FIELDS if k in record}
+                if kept:
+                    attempts[i] = kept
+            raw = orjson.dumps(doc)
         body = parse_manifest(raw)
-        return cls.build(key, body.drivers, body.records())
+        records = body.records()
+        for i, kept in attempts.items():
+            records[i] = {**records[i], **kept}
+        return cls.build(key, body.drivers, records)
 
     def to_stored(self) -> dict[str, Any]:
         return {

@@ -11,7 +11,15 @@ from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic_core import to_json
 
-from depot.core.models import Driver, Identifier, Package, Status
+from depot.core.models import (
+    LATITUDE,
+    LONGITUDE,
+    Driver,
+    Identifier,
+    Package,
+    Status,
+    StrictFloat,
+)
 
 MAX_DRIVER_IDS = 10_000
 MAX_PER_DRIVER = 1_000
@@ -54,8 +62,10 @@ class UpdateRequest(Forbid):
 class Proof(Forbid):
     recipient_name: Annotated[str, Field(max_length=200)] | None = None
     note: Annotated[str, Field(max_length=500)] | None = None
-    lat: Annotated[float, Field(ge=-90, le=90, allow_inf_nan=False)] | None = None
-    lon: Annotated[float, Field(ge=-180, le=180, allow_inf_nan=False)] | None = None
+    # strict and storable, as a package's destination: a number, never a string, and no
+    # nonzero magnitude under DynamoDB's 1E-130 (stored, it could not be read back)
+    lat: Annotated[StrictFloat, Field(**LATITUDE)] | None = None
+    lon: Annotated[StrictFloat, Field(**LONGITUDE)] | None = None
 
 
 FailureReason = Literal[
@@ -87,7 +97,7 @@ class ReassignRequest(Forbid):
 class AvailabilityRequest(Forbid):
     day: Date | None = None
     status: Literal["off_duty", "on_duty"]
-    reassign: bool = True
+    reassign: Annotated[bool, Field(strict=True)] = True
 
 
 class CancelRequest(Forbid):

@@ -23,7 +23,7 @@ from dataclasses import replace
 from datetime import date, timedelta
 from typing import Any
 
-from depot.core.day import MAX_ATTEMPTS, Change, DayState, Manifest
+from depot.core.day import ATTEMPT_FIELDS, MAX_ATTEMPTS, Change, DayState, Manifest
 from depot.core.manifest import parse_manifest
 from depot.core.models import Driver
 from depot.errors import Busy, StateConflict, UnprocessableInput
@@ -369,7 +369,7 @@ class Imports(Context):
 
 
 def _strip(record: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in record.items() if k not in ("attempt", "previous_days")}
+    return {k: v for k, v in record.items() if k not in ATTEMPT_FIELDS}
 
 
 def merge(state: DayState | None, drivers: list[Driver], records: Sequence[dict[str, Any]]):
