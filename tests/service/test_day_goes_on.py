@@ -434,3 +434,18 @@ def test_proof_numbers_must_be_storable_and_numbers(client):
     assert r.status_code == 200, r.text
     r = client.get("/drivers/proof_d/assignments", params={"day": day})
     assert r.status_code == 200 and r.json()["assignments"][0]["proof"]["lon"] == 1e-100, r.text
+
+
+def test_reassigning_a_package_to_its_own_driver_is_a_true_no_op_or_refused(client):
+    day = new_day()
+    ids = [f"own-{day}-{n}" for n in range(2)]
+    import_day(client, day, [driver("own_d")], [package(p) for p in ids])
+    assign(client, day, ["own_d"], 2)
+    first, second = ({"driver_id": "own_d", "package_id": p} for p in ids)
+    assert client.post("/update", json={**first, "status": "accepted"}).status_code == 200
+    for status in ("in_progress", "delivered"):
+        assert client.post("/update", json={**second, "status": status}).status_code == 200
+    r = client.post("/reassign", json={"day": day, **first})
+    assert r.status_code == 200 and r.json()["status"] == "accepted", r.text
+    r = client.post("/reassign", json={"day": day, **second})
+    assert r.status_code == 409 and "delivered" in r.text, r.text

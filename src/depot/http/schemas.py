@@ -226,7 +226,8 @@ class ReassignAnswer(BaseModel):
     package_id: str
     driver_id: str
     from_driver_id: str | None
-    status: Literal["assigned"]
+    # ``assigned``; a package already with that driver keeps its status (``accepted``, say)
+    status: Literal["assigned", "accepted", "pending_write"]
 
 
 class AvailabilityAnswer(BaseModel):

@@ -141,10 +141,10 @@ class PlanChanges(Context):
                     {"package_id": package_id, "status": status},
                 )
             current = plan.holder.get(package_id)
-            if current == driver_id:
-                return None
-            if current is not None:
+            if current is not None:  # to its own driver too: in progress or final is no move
                 self._refuse_unreleasable(state, [package_id], "reassigned")
+            if current == driver_id and driver_id not in plan.off_duty:
+                return None  # already there: nothing to change, its status stays
             rejected = rejecting_rules(driver, state.manifest.package(package_id))
             if rejected:
                 raise UnprocessableInput(
@@ -179,14 +179,17 @@ class PlanChanges(Context):
                 "from_driver_id": current,
             }
 
-        state, _change, extra = self._commit(day, build, "reassigned", actor)
+        state, change, extra = self._commit(day, build, "reassigned", actor)
+        status = "assigned"
+        if change is None:  # a no-op: the package's own status, as it is
+            status = self.statuses(state, [package_id]).get(package_id, status)
         return {
             "day": day,
             "version": state.version,
             "package_id": package_id,
             "driver_id": driver_id,
             "from_driver_id": (extra or {}).get("from_driver_id"),
-            "status": "assigned",
+            "status": status,
         }
 
     # --- availability -------------------------------------------------------------------------
