@@ -9,6 +9,7 @@ import json
 import subprocess
 import sys
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import date, timedelta
 
@@ -449,3 +450,50 @@ def test_reassigning_a_package_to_its_own_driver_is_a_true_no_op_or_refused(clie
     assert r.status_code == 200 and r.json()["status"] == "accepted", r.text
     r = client.post("/reassign", json={"day": day, **second})
     assert r.status_code == 409 and "delivered" in r.text, r.text
+
+
+def test_odd_inputs_get_a_422_naming_them_and_write_nothing(client):
+    day = new_day()
+    import_day(client, day, [driver("odd_d")], [package(f"odd-{day}-{n}") for n in range(2)])
+    assign(client, day, ["odd_d"], 1)
+    deep = b'{"drivers":' + b"[" * 1000 + b"]" * 1000 + b"}"
+    r = client.post("/manifests", content=deep, headers={"Content-Type": "application/json"})
+    assert r.status_code == 422, r.text
+    twice = [f"odd-{day}-0", f"odd-{day}-0"]
+    for path, extra in (("/unassign", {}), ("/cancel", {"reason": "gone"})):
+        r = client.post(path, json={"day": day, "package_ids": twice, **extra})
+        assert r.status_code == 422 and "repeated" in r.text, r.text
+    for bad in ("2026-W01-1", "2026W0117x", "2030-04-01T00:00:00", 20300401):
+        r = client.post("/manifests", json={"day": bad, "drivers": [], "packages": []})
+        assert r.status_code == 422 and "YYYY-MM-DD" in r.text, (bad, r.text)
+        r = client.post("/assign", json={"day": bad, "driver_ids": [], "max_per_driver": 1})
+        assert r.status_code == 422 and "YYYY-MM-DD" in r.text, (bad, r.text)
+    assert client.get("/manifests/2026-W01-1").status_code == 422
+    assert client.get(f"/days/{day}/summary").json()["counts"]["assigned"] == 1
+    for edge in ("9999-12-31", "0001-01-01"):  # the days around them do not exist
+        r = client.post("/manifests", json={"day": edge, "drivers": [], "packages": []})
+        assert r.status_code == 201, r.text
+
+
+def test_a_large_plan_change_keeps_its_event_in_the_feed(api, client):
+    """An event is one item (400 KB at most): a cancel of 3,500 long ids is stored with its
+    list cut, its full length beside it, instead of being lost from the feed."""
+    day = new_day()
+    ids = [f"{n:06d}-" + "x" * 113 for n in range(3500)]  # 120 characters each: 420 KB of ids
+    import_day(client, day, [driver("big_d")], [package(p) for p in ids])
+    r = client.post("/cancel", json={"day": day, "package_ids": ids, "reason": "recalled"})
+    assert r.status_code == 200, r.text
+    with (
+        httpx.Client(base_url=api.url, timeout=30) as c,
+        c.stream("GET", "/events", params={"day": day}, headers={"Last-Event-ID": "0"}) as s,
+    ):
+        event, give_up = None, time.monotonic() + 30  # the stream's keep-alives end the wait
+        for line in s.iter_lines():
+            if line.startswith("data: ") and json.loads(line[6:])["type"] == "cancelled":
+                event = json.loads(line[6:])
+                break
+            if time.monotonic() > give_up:
+                break
+    assert event is not None, "the cancel's event never reached the feed"
+    assert event["truncated"] and event["packages_total"] == 3500
+    assert event["packages"] == ids[:500] and event["reason"] == "recalled"

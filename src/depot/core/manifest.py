@@ -122,7 +122,7 @@ def _decode_fast(raw: bytes) -> ManifestBody | None:
     """The body read by the mirror structs, or None if they refuse it."""
     try:
         body = _BODY.decode(raw)
-    except msgspec.DecodeError:  # msgspec.ValidationError is a DecodeError too
+    except (msgspec.DecodeError, RecursionError):  # a ValidationError is a DecodeError too
         return None
     if _smallest_magnitude(body.packages) < models.MIN_MAGNITUDE:
         return None
@@ -193,8 +193,8 @@ def _valid_day(value: Any) -> str | None:
     if value is None:
         return None
     try:
-        if isinstance(value, str) and len(value) == 10:
+        if isinstance(value, str) and models.DAY_FORMAT.fullmatch(value):
             return Date.fromisoformat(value).isoformat()
     except ValueError:
         pass
-    raise InvalidManifest([{"field": "day", "message": "day must be a date as YYYY-MM-DD"}])
+    raise InvalidManifest([{"field": "day", "message": models.DAY_MESSAGE}])

@@ -7,9 +7,11 @@ they concern, so that an import can be refused with a message a dispatcher can a
 from __future__ import annotations
 
 import gc
+import re
 import typing
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
+from datetime import date as Date
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
@@ -17,6 +19,7 @@ from pydantic import (
     AfterValidator,
     AliasChoices,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     StringConstraints,
@@ -43,6 +46,10 @@ HOUR = {"ge": 0, "le": 23}
 LATITUDE = {"ge": -90, "le": 90}
 LONGITUDE = {"ge": -180, "le": 180}
 MAX_ID_CHARS, MAX_STREET_CHARS, MAX_CITY_CHARS, MAX_POSTCODE_CHARS = 128, 200, 100, 20
+# a day is written YYYY-MM-DD and nothing else (``date.fromisoformat`` also reads week dates
+# such as 2026-W01-1, and pydantic a midnight datetime: neither is a day here)
+DAY_FORMAT = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+DAY_MESSAGE = "day must be a date as YYYY-MM-DD"
 ID_PATTERN = r"^[A-Za-z0-9_.:\-]+$"
 
 
@@ -63,6 +70,17 @@ StrictInt = Annotated[int, Field(strict=True)]
 StrictBool = Annotated[bool, Field(strict=True)]
 # Not a Literal: pydantic matches literals by equality, so true and 3.0 would pass as 1 and 3.
 HazmatClass = Annotated[StrictInt, Field(ge=1, le=4)]
+
+
+def _day_text(value: Any) -> Any:
+    """Only ``YYYY-MM-DD`` reaches the date parser: not a week date, a datetime or a number
+    (pydantic's lax date reads an integer as a Unix time)."""
+    if isinstance(value, Date) or (isinstance(value, str) and DAY_FORMAT.fullmatch(value)):
+        return value
+    raise ValueError(DAY_MESSAGE)
+
+
+Day = Annotated[Date, BeforeValidator(_day_text)]
 
 
 def Text(max_length: int):

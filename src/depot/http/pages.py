@@ -22,7 +22,7 @@ from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 
-from depot.core.models import Identifier
+from depot.core.models import Day, Identifier
 
 WEB = Path(__file__).resolve().parent.parent / "web"
 STATIC = WEB / "static"
@@ -42,7 +42,7 @@ PAGE_HEADERS = {
 templates = Jinja2Templates(directory=WEB / "templates")  # autoescape on for .html
 router = APIRouter(include_in_schema=False)
 
-DayQuery = Annotated[Date | None, Query(description="the day shown, YYYY-MM-DD (default: today)")]
+DayQuery = Annotated[Day | None, Query(description="the day shown, YYYY-MM-DD (default: today)")]
 
 
 def _today(request: Request) -> str:
@@ -50,7 +50,7 @@ def _today(request: Request) -> str:
     return service.today() if service is not None else Date.today().isoformat()
 
 
-def _page(request: Request, template: str, day: Date | None, **context) -> HTMLResponse:
+def _page(request: Request, template: str, day: Day | None, **context) -> HTMLResponse:
     context = {"day": day.isoformat() if day else _today(request), **context}
     return templates.TemplateResponse(request, template, context, headers=PAGE_HEADERS)
 

@@ -4,16 +4,16 @@ documents, and the answers documented only (the board's big reads)."""
 from __future__ import annotations
 
 from collections import Counter
-from datetime import date as Date
 from typing import Annotated, Any, Literal
 
 from fastapi.responses import Response
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 from pydantic_core import to_json
 
 from depot.core.models import (
     LATITUDE,
     LONGITUDE,
+    Day,
     Driver,
     Identifier,
     Package,
@@ -32,7 +32,7 @@ class Forbid(BaseModel):
 class AssignRequest(Forbid):
     driver_ids: Annotated[list[Identifier], Field(max_length=MAX_DRIVER_IDS)]
     max_per_driver: Annotated[int, Field(strict=True, ge=0, le=MAX_PER_DRIVER)]
-    day: Date | None = None
+    day: Day | None = None
 
     @field_validator("driver_ids")
     @classmethod
@@ -77,38 +77,49 @@ FailureReason = Literal[
     "other",
     "unspecified",
 ]
-PackageIds = Annotated[list[Identifier], Field(min_length=1, max_length=10_000)]
+
+
+def _unique_ids(value: list[str]) -> list[str]:
+    repeated = sorted(p for p, n in Counter(value).items() if n > 1)
+    if repeated:
+        raise ValueError(f"package_ids must be unique; repeated: {', '.join(repeated[:10])}")
+    return value
+
+
+PackageIds = Annotated[
+    list[Identifier], Field(min_length=1, max_length=10_000), AfterValidator(_unique_ids)
+]
 Reason = Annotated[str, Field(min_length=1, max_length=200)]
 
 
 class UnassignRequest(Forbid):
-    day: Date | None = None
+    day: Day | None = None
     package_ids: PackageIds
     reason: Reason | None = None
 
 
 class ReassignRequest(Forbid):
-    day: Date | None = None
+    day: Day | None = None
     package_id: Identifier
     driver_id: Identifier
     max_per_driver: Annotated[int, Field(strict=True, ge=0, le=MAX_PER_DRIVER)] | None = None
 
 
 class AvailabilityRequest(Forbid):
-    day: Date | None = None
+    day: Day | None = None
     status: Literal["off_duty", "on_duty"]
     reassign: Annotated[bool, Field(strict=True)] = True
 
 
 class CancelRequest(Forbid):
-    day: Date | None = None
+    day: Day | None = None
     package_ids: PackageIds
     reason: Reason
 
 
 class CarryOverRequest(Forbid):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
-    from_day: Date = Field(alias="from")
+    from_day: Day = Field(alias="from")
 
 
 class AssignmentItem(BaseModel):
@@ -127,7 +138,7 @@ class ManifestRequest(Forbid):
     and its errors name the driver, rule or package at fault).
     """
 
-    day: Date | None = None
+    day: Day | None = None
     drivers: list[Driver] = Field(default_factory=list)
     packages: list[Package] = Field(default_factory=list)
 

@@ -33,6 +33,23 @@ POLL_S = 0.25
 FLUSH_S = 0.25  # a flush costs two serialised emulator calls: at most four a second
 GAP_WAIT_S = 3.0  # a number taken but not yet stored after this long was lost: skip it
 STATUS_COUNTS = ("accepted", "in_progress", "delivered", "failed_to_deliver")
+# An event is one DynamoDB item (at most 400 KB): a list longer than this (the packages of a
+# large cancel, say) is stored cut to its first entries, with its full length beside it. The
+# operational log keeps the whole event.
+FEED_LIST_LIMIT = 500
+
+
+def bounded(event: dict[str, Any]) -> dict[str, Any]:
+    """``event`` as the feed stores it: each list of more than ``FEED_LIST_LIMIT`` entries cut
+    to that many, ``<name>_total`` its length and ``truncated`` true."""
+    long = [k for k, v in event.items() if isinstance(v, list) and len(v) > FEED_LIST_LIMIT]
+    if not long:
+        return event
+    cut = dict(event, truncated=True)
+    for name in long:
+        cut[name] = event[name][:FEED_LIST_LIMIT]
+        cut[f"{name}_total"] = len(event[name])
+    return cut
 
 
 class NoLog:
@@ -62,7 +79,7 @@ class Feed:
         event = {"day": day, "at": time.time(), **event}
         self.oplog.emit(event["type"], **{k: v for k, v in event.items() if k != "type"})
         with self._wake:
-            self._queue.append((day, event, counts or {}))
+            self._queue.append((day, bounded(event), counts or {}))
             if self._writer is None:
                 self._writer = threading.Thread(
                     target=self._write_loop, daemon=True, name="feed-writer"

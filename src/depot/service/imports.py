@@ -192,7 +192,11 @@ class Imports(Context):
         n = self.settings.attempt_window_days
         days = []
         for k in range(1, n + 1):
-            days += [(d - timedelta(days=k)).isoformat(), (d + timedelta(days=k)).isoformat()]
+            for step in (-k, k):
+                try:
+                    days.append((d + timedelta(days=step)).isoformat())
+                except OverflowError:  # before 0001-01-01 or after 9999-12-31: no such day
+                    continue
         return days
 
     def _earlier_attempts(

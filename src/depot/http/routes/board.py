@@ -8,13 +8,12 @@ package: validating 10,000 eligible drivers took 17 ms against 1.8 ms to encode 
 
 from __future__ import annotations
 
-from datetime import date as Date
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query
 from fastapi.responses import Response
 
-from depot.core.models import Identifier
+from depot.core.models import Day, Identifier
 from depot.http import auth
 from depot.http.deps import Limit, Offset, ServiceDep, day_of
 from depot.http.schemas import (
@@ -31,7 +30,7 @@ router = APIRouter(tags=["board"])
 
 
 @router.get("/days/{day}/summary", response_model=DaySummary, responses=ERRORS)
-def summary(day: Date, service: ServiceDep, _: auth.DispatcherDep) -> dict[str, Any]:
+def summary(day: Day, service: ServiceDep, _: auth.DispatcherDep) -> dict[str, Any]:
     """The day's counts (the board's tiles)."""
     return service.reads.summary(day.isoformat())
 
@@ -40,7 +39,7 @@ def summary(day: Date, service: ServiceDep, _: auth.DispatcherDep) -> dict[str, 
     "/days/{day}/drivers", response_model=None, responses={200: {"model": DriversPage}, **ERRORS}
 )
 def drivers_page(
-    day: Date,
+    day: Day,
     service: ServiceDep,
     _: auth.DispatcherDep,
     offset: Offset = 0,
@@ -57,7 +56,7 @@ def drivers_page(
     responses={200: {"model": UnassignedPage}, **ERRORS},
 )
 def unassigned_page(
-    day: Date,
+    day: Day,
     service: ServiceDep,
     _: auth.DispatcherDep,
     offset: Offset = 0,
@@ -70,7 +69,7 @@ def unassigned_page(
 
 @router.get("/days/{day}/map", response_model=None, responses={200: {"model": DayMap}, **ERRORS})
 def day_map(
-    day: Date,
+    day: Day,
     service: ServiceDep,
     _: auth.DispatcherDep,
     color: Literal["driver", "status"] = "status",
@@ -85,7 +84,7 @@ def day_map(
     responses={200: {"model": EligibleDrivers}, **ERRORS},
 )
 def eligible_drivers(
-    package_id: Identifier, service: ServiceDep, _: auth.DispatcherDep, day: Date | None = None
+    package_id: Identifier, service: ServiceDep, _: auth.DispatcherDep, day: Day | None = None
 ) -> Response:
     """On-duty drivers below the cap whose rules accept the package."""
     return json_answer(service.reads.eligible_drivers(package_id, day_of(day, service)))

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import date as Date
-
 from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
 
+from depot.core.models import Day
 from depot.http import auth
 from depot.http.deps import ServiceDep, actor_of
 from depot.http.schemas import ERRORS, MANIFEST_SCHEMA, ManifestImported
@@ -34,7 +33,7 @@ async def import_manifest(request: Request, service: ServiceDep, principal: auth
 
 
 @router.get("/manifests/{day}", responses=ERRORS)
-def get_manifest(day: Date, service: ServiceDep, _: auth.DispatcherDep) -> Response:
+def get_manifest(day: Day, service: ServiceDep, _: auth.DispatcherDep) -> Response:
     """The day's drivers and packages (encoded once per version of the day, with orjson:
     FastAPI's encoder held the GIL for seconds on a 100,000-package day)."""
     return Response(service.reads.manifest_bytes(day.isoformat()), media_type="application/json")

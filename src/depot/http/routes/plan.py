@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import date as Date
 from typing import Any
 
 from fastapi import APIRouter
 
-from depot.core.models import Identifier
+from depot.core.models import Day, Identifier
 from depot.http import auth
 from depot.http.deps import ServiceDep, actor_of, day_of
 from depot.http.schemas import (
@@ -78,7 +77,7 @@ def cancel(
 
 @router.post("/days/{day}/carry-over", response_model=CarryOverAnswer, responses=ERRORS)
 def carry_over(
-    day: Date, body: CarryOverRequest, service: ServiceDep, principal: auth.DispatcherDep
+    day: Day, body: CarryOverRequest, service: ServiceDep, principal: auth.DispatcherDep
 ) -> dict[str, Any]:
     """Bring a day's failed and unassigned packages into ``day`` as their next attempt \
 (SPEC 4)."""

@@ -7,14 +7,13 @@ with ``json_answer``; ``/whoami`` and a package are validated against their mode
 from __future__ import annotations
 
 import asyncio
-from datetime import date as Date
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response, StreamingResponse
 
-from depot.core.models import Identifier
+from depot.core.models import Day, Identifier
 from depot.http import auth
 from depot.http.deps import ServiceDep, actor_of, day_of
 from depot.http.schemas import ERRORS, DriverAssignments, PackageAnswer, WhoAmI, json_answer
@@ -70,7 +69,7 @@ async def events(
     request: Request,
     service: ServiceDep,
     _: auth.DispatcherDep,
-    day: Date | None = None,
+    day: Day | None = None,
     last_event_id: Annotated[str | None, Header()] = None,
 ):
     """The day's changes as server-sent events; resume with ``Last-Event-ID``."""
@@ -92,7 +91,7 @@ def driver_assignments(
     driver_id: Identifier,
     service: ServiceDep,
     principal: auth.PrincipalDep,
-    day: Date | None = None,
+    day: Day | None = None,
 ) -> Response:
     """The driver's packages for the day, with their statuses."""
     day_ = day_of(day, service)
@@ -105,7 +104,7 @@ def get_package(
     package_id: Identifier,
     service: ServiceDep,
     principal: auth.PrincipalDep,
-    day: Date | None = None,
+    day: Day | None = None,
 ) -> dict[str, Any]:
     """The package, and its driver and status if it is assigned."""
     day_ = day.isoformat() if day else None
