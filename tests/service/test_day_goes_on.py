@@ -231,6 +231,7 @@ def test_stricter_rules_on_reimport_are_refused_or_release(client, dynamodb):
     assert len(table_items(dynamodb, day)) == 2
     r = client.post("/manifests", json={**stricter, "release": True})
     assert r.status_code == 201, r.text
+    assert r.json()["released"] == sorted(pids)
     assert table_items(dynamodb, day) == []
 
 
@@ -497,3 +498,42 @@ def test_a_large_plan_change_keeps_its_event_in_the_feed(api, client):
     assert event is not None, "the cancel's event never reached the feed"
     assert event["truncated"] and event["packages_total"] == 3500
     assert event["packages"] == ids[:500] and event["reason"] == "recalled"
+
+
+def test_an_earlier_day_imported_again_keeps_its_record_and_attempts_stay_the_days(client):
+    d1 = new_day()
+    d2 = (date.fromisoformat(d1) + timedelta(days=1)).isoformat()
+    pid = f"twice-{d1}"
+    import_day(client, d1, [driver("twice_d")], [package(pid)])
+    assert client.post(f"/days/{d2}/carry-over", json={"from": d1}).status_code == 200
+    changed = package(pid, weight_kg=3.0)  # updated on d2 while in its pool: its attempt stays
+    r = client.post("/manifests", json={"day": d2, "drivers": [], "packages": [changed]})
+    assert r.status_code == 201 and r.json()["packages_updated"] == 1, r.text
+    (record,) = client.get(f"/manifests/{d2}").json()["packages"]
+    assert record["weight_kg"] == 3.0 and record["attempt"] == 2 and record["previous_days"] == [d1]
+    import_day(client, d2, [driver("twice_d")], [])
+    assign(client, d2, ["twice_d"], 1)
+    move = {"driver_id": "twice_d", "package_id": pid, "status": "failed_to_deliver"}
+    assert client.post("/update", json=move).status_code == 200
+    for day, sent, attempt in ((d1, package(pid), None), (d2, changed, 2)):  # the same again
+        r = client.post("/manifests", json={"day": day, "drivers": [], "packages": [sent]})
+        assert r.status_code == 201 and r.json()["packages_unchanged"] == 1, r.text
+        (record,) = client.get(f"/manifests/{day}").json()["packages"]
+        assert record.get("attempt") == attempt, record
+
+
+def test_carry_over_refuses_a_package_delivered_on_another_day(client):
+    d1 = new_day()
+    d2, d3 = ((date.fromisoformat(d1) + timedelta(days=k)).isoformat() for k in (1, 2))
+    pid = f"done-{d1}"
+    import_day(client, d1, [driver("done_d")], [package(pid)])
+    assign(client, d1, ["done_d"], 1)
+    move = {"driver_id": "done_d", "package_id": pid}
+    assert client.post("/update", json={**move, "status": "failed_to_deliver"}).status_code == 200
+    import_day(client, d3, [driver("done_d")], [package(pid)])  # its second attempt, on d3
+    assign(client, d3, ["done_d"], 1)
+    for status in ("in_progress", "delivered"):
+        assert client.post("/update", json={**move, "status": status}).status_code == 200
+    r = client.post(f"/days/{d2}/carry-over", json={"from": d1})
+    assert r.status_code == 409 and d3 in r.text and "delivered" in r.text, r.text
+    assert client.get(f"/manifests/{d2}").status_code == 404

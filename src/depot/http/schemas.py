@@ -157,6 +157,9 @@ class ManifestImported(BaseModel):
     packages_unchanged: int
     drivers_total: int
     packages_total: int
+    released: list[str] | None = Field(
+        None, description='what ``"release": true`` unassigned (drivers\' new rules reject them)'
+    )
 
 
 class ErrorDetail(BaseModel):

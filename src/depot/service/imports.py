@@ -59,7 +59,12 @@ class Imports(Context):
             body = parse_manifest(raw)
         release = body.release
         day = body.day or self.today()
-        earlier = self._earlier_attempts(day, body.package_ids(), actor)
+        # a package the day already lists is updated there, not coming back from another day
+        known = self.days.state(day)
+        ids = body.package_ids()
+        if known is not None:
+            ids = [p for p in ids if p not in known.manifest.index]
+        earlier = self._earlier_attempts(day, ids, actor)
         if earlier or self.days.state(day) is not None:
             return self.import_manifest(
                 day, body.drivers, body.records(), release=release, actor=actor, earlier=earlier
@@ -97,6 +102,7 @@ class Imports(Context):
     ) -> dict[str, Any]:
         """Merge into the stored day; see the module's docstring."""
         records = [self._as_attempt(r, (earlier or {}).get(r["package_id"], [])) for r in records]
+        released: set[str] = set()  # what this import unassigned (its answer lists them)
         with self.writer.turn(day) as deadline:
             for _ in self.writer.attempts(deadline, COMMIT_ATTEMPTS):
                 state = self.days.state(day)
@@ -107,7 +113,8 @@ class Imports(Context):
                 if rejected:
                     if not release:
                         raise rules_conflict(rejected)
-                    self._release(state, rejected, actor)
+                    if self._release(state, rejected, actor):
+                        released.update(rejected)
                     continue  # the day moved: merge again on the new state
                 key = manifest_key(day, (state.version if state else 0) + 1)
                 self.store.objects.put_json(key, merged.to_stored())
@@ -138,11 +145,12 @@ class Imports(Context):
                     len(merged.drivers),
                     len(merged.packages),
                     actor,
-                    released=sorted(rejected),
+                    released=sorted(released),
                 )
         raise Busy("the day kept changing while importing; try again")
 
-    def _release(self, state: DayState, rejected: dict[str, str], actor: str) -> None:
+    def _release(self, state: DayState, rejected: dict[str, str], actor: str) -> bool:
+        """Unassign what the new rules reject; False when the day moved first (merge again)."""
         change = Change(
             version=0,
             kind="unassign",
@@ -157,7 +165,7 @@ class Imports(Context):
             "packages": sorted(rejected),
             "reason": "rules_changed",
         }
-        self.writer.commit(state, change, event)
+        return self.writer.commit(state, change, event) is not None
 
     def _imported(
         self,
@@ -199,15 +207,13 @@ class Imports(Context):
                     continue
         return days
 
-    def _earlier_attempts(
-        self, day: str, package_ids: Sequence[str], actor: str = "open"
-    ) -> dict[str, list[dict[str, Any]]]:
-        """Each package's attempts on other days in the window; 409 if one is delivered or still
-        open there. Archives each earlier attempt's item beside it before the package comes back."""
+    def _seen_around(self, day: str, package_ids: Sequence[str]) -> list[dict[str, Any]]:
+        """Where each of ``package_ids`` is on the other days of the window: one entry per
+        (package, day), with its status there and whether that refuses it coming back to ``day``
+        (delivered, still open, or left in a later day's pool)."""
         wanted = set(package_ids)
-        found: dict[str, list[dict[str, Any]]] = {}
-        refused = []
-        carry: dict[str, list[str]] = {}
+        if not wanted:
+            return []
         window = self.window(day)
         with ThreadPoolExecutor(max_workers=8) as pool:  # one GetItem a day, at once
             stored = [
@@ -215,6 +221,7 @@ class Imports(Context):
                 for d, item in zip(window, pool.map(self.store.days.get_day, window), strict=True)
                 if item
             ]
+        seen = []
         for other in stored:
             state = self.days.state(other)
             if state is None:
@@ -231,29 +238,49 @@ class Imports(Context):
                     status = "cancelled"
                 elif status is None:
                     status = "unassigned"
-                if (
+                refuses = (
                     status == "delivered"
                     or status in OPEN_STATUSES
                     or (status == "unassigned" and other > day)
-                ):
-                    refused.append({"package_id": p, "day": other, "status": status})
-                    continue
-                if status == "unassigned":  # left in an earlier day's pool: carried over from it
-                    carry.setdefault(other, []).append(p)
-                found.setdefault(p, []).append(
+                )
+                seen.append(
                     {
+                        "package_id": p,
                         "day": other,
                         "status": status,
+                        "refuses": refuses,
                         "driver_id": state.plan.holder.get(p),
                         "attempt": state.manifest.package(p).get("attempt", 1),
                     }
                 )
+        return seen
+
+    @staticmethod
+    def _refuse(seen: list[dict[str, Any]]) -> None:
+        """409 naming the packages delivered or still open on another day, if any."""
+        refused = [{k: s[k] for k in ("package_id", "day", "status")} for s in seen if s["refuses"]]
         if refused:
             first = refused[0]
             raise StateConflict(
                 f"{len(refused)} package(s) are delivered or still open on another day: "
                 f"{first['package_id']} is {first['status']} on {first['day']}",
                 {"packages": refused[:100]},
+            )
+
+    def _earlier_attempts(
+        self, day: str, package_ids: Sequence[str], actor: str = "open"
+    ) -> dict[str, list[dict[str, Any]]]:
+        """Each package's attempts on other days in the window; 409 if one is delivered or still
+        open there. Archives each earlier attempt's item beside it before the package comes back."""
+        seen = self._seen_around(day, package_ids)
+        self._refuse(seen)
+        found: dict[str, list[dict[str, Any]]] = {}
+        carry: dict[str, list[str]] = {}
+        for s in seen:
+            if s["status"] == "unassigned":  # left in an earlier day's pool: carried over from it
+                carry.setdefault(s["day"], []).append(s["package_id"])
+            found.setdefault(s["package_id"], []).append(
+                {k: s[k] for k in ("day", "status", "driver_id", "attempt")}
             )
         for other, stranded in carry.items():
             self._carry_out(other, day, stranded, actor)
@@ -341,6 +368,8 @@ class Imports(Context):
                 exhausted.append(p)
                 continue
             candidates.append(p)
+        # delivered or still open on another day: it cannot come back here (409, as an import)
+        self._refuse([s for s in self._seen_around(day, candidates) if s["day"] != from_day])
         self._carry_out(from_day, day, [p for p in candidates if p not in plan.carried], actor)
         earlier = {}
         for p in candidates:
@@ -382,6 +411,7 @@ def merge(state: DayState | None, drivers: list[Driver], records: Sequence[dict[
     old_packages = list(state.manifest.packages) if state else []
     index = dict(state.manifest.index) if state else {}
     holder = state.plan.holder if state else {}
+    gone = state.plan.carried if state else {}  # went on as another day's attempt: history here
     counts: Counter[str] = Counter()
     conflicts = []
     for driver in drivers:
@@ -394,17 +424,20 @@ def merge(state: DayState | None, drivers: list[Driver], records: Sequence[dict[
             index[pid] = len(old_packages)
             old_packages.append(record)
             counts["packages_added"] += 1
-        elif old_packages[at] != record:
-            if pid in holder:
+        elif _strip(old_packages[at]) != _strip(record):
+            if pid in holder or pid in gone:
                 conflicts.append(pid)
                 continue
-            old_packages[at] = record
+            # what the day recorded of the package's attempts stays the day's
+            kept = {k: old_packages[at][k] for k in ATTEMPT_FIELDS if k in old_packages[at]}
+            old_packages[at] = {**_strip(record), **kept}
             counts["packages_updated"] += 1
         else:
             counts["packages_unchanged"] += 1
     if conflicts:
         raise StateConflict(
-            f"{len(conflicts)} package(s) are already assigned and cannot be changed",
+            f"{len(conflicts)} package(s) are already assigned (or went on to another day) "
+            "and cannot be changed",
             {"package_ids": conflicts[:100]},
         )
     manifest = Manifest.build(

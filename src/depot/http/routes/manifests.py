@@ -18,6 +18,7 @@ router = APIRouter(tags=["manifests"])
     "/manifests",
     status_code=201,
     response_model=ManifestImported,
+    response_model_exclude_none=True,  # ``released`` only when something was
     responses=ERRORS,
     openapi_extra={
         "requestBody": {
