@@ -10,6 +10,7 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 from datetime import date, timedelta
 
@@ -537,3 +538,19 @@ def test_carry_over_refuses_a_package_delivered_on_another_day(client):
     r = client.post(f"/days/{d2}/carry-over", json={"from": d1})
     assert r.status_code == 409 and d3 in r.text and "delivered" in r.text, r.text
     assert client.get(f"/manifests/{d2}").status_code == 404
+
+
+def test_a_package_without_a_day_is_read_on_its_current_day(client):
+    """Days near today (the window a read without ``day`` looks in): the earlier day that sent
+    the package on is nearer to today, and is not the answer."""
+    d1, d2 = ((date.today() + timedelta(days=k)).isoformat() for k in (3, 4))
+    pid = f"current-{uuid.uuid4().hex[:8]}"
+    import_day(client, d1, [driver("current_d")], [package(pid)])
+    assign(client, d1, ["current_d"], 1)
+    move = {"driver_id": "current_d", "package_id": pid, "status": "failed_to_deliver"}
+    assert client.post("/update", json=move).status_code == 200
+    assert client.post(f"/days/{d2}/carry-over", json={"from": d1}).status_code == 200
+    r = client.get(f"/packages/{pid}")
+    assert r.status_code == 200 and r.json()["day"] == d2, r.text
+    assert r.json()["package"]["attempt"] == 2 and r.json()["driver_id"] is None, r.text
+    assert client.get(f"/packages/{pid}", params={"day": d1}).json()["day"] == d1

@@ -61,46 +61,56 @@ class Reads(Context):
     def package(
         self, package_id: str, day: str | None = None, visible_to: str | None = None
     ) -> dict[str, Any]:
-        """The package on ``day`` (else the nearest day of the window around today, or of the days
-        this process has cached, that has it),
-        its driver, status and its history across days. ``visible_to`` (a driver id) hides a
-        package that driver does not hold, exactly as a missing one."""
+        """The package on ``day``, else on its current day: the nearest day of the window around
+        today that has it and did not send it on to another day (the same answer in every
+        process: what a process happens to keep in memory plays no part); its driver, status
+        and its history across days. ``visible_to`` (a driver id) hides a package that driver
+        does not hold, exactly as a missing one."""
         if visible_to is not None:  # a driver: its own item decides, before any day is loaded
             candidates = self._days_held_by(visible_to, package_id, day)
         elif day:
             candidates = [day]
         else:
-            candidates = list(
-                dict.fromkeys(
-                    [self.today(), *self._window(self.today()), *reversed(self.days.cached_days())]
-                )
-            )
+            candidates = [self.today(), *self._window(self.today())]
+        chosen: DayState | None = None  # a day that sent it on is the answer only if no other
         for candidate in candidates:
             if not self.store.days.get_day(candidate):
                 continue
             state = self.days.state(candidate)
             if state is None or package_id not in state.manifest.index:
                 continue
-            driver_id = state.plan.holder.get(package_id)
-            if visible_to is not None and driver_id != visible_to:
-                break
-            item = (
-                self.items_of_day(state, [(driver_id, package_id)], None).get(package_id)
-                if driver_id
-                else None
-            )
-            record = state.manifest.package(package_id)
-            return {
-                "day": candidate,
-                "package": record,
-                "driver_id": driver_id,
-                "status": item["status"] if item else self._pool_status(state, package_id),
-                "assignment": _public(item),
-                "history": self.history(package_id, state, item),
-            }
+            if not day and package_id in state.plan.carried:
+                chosen = chosen or state
+                continue
+            chosen = state
+            break
+        answer = self._package_on(chosen, package_id, visible_to) if chosen else None
+        if answer is not None:
+            return answer
         raise NotFound(
             f"no package {package_id!r}" + (f" on {day}" if day else ""), {"package_id": package_id}
         )
+
+    def _package_on(
+        self, state: DayState, package_id: str, visible_to: str | None
+    ) -> dict[str, Any] | None:
+        """The answer on ``state``'s day; None if ``visible_to`` does not hold it there."""
+        driver_id = state.plan.holder.get(package_id)
+        if visible_to is not None and driver_id != visible_to:
+            return None
+        item = (
+            self.items_of_day(state, [(driver_id, package_id)], None).get(package_id)
+            if driver_id
+            else None
+        )
+        return {
+            "day": state.day,
+            "package": state.manifest.package(package_id),
+            "driver_id": driver_id,
+            "status": item["status"] if item else self._pool_status(state, package_id),
+            "assignment": _public(item),
+            "history": self.history(package_id, state, item),
+        }
 
     def _days_held_by(self, driver_id: str, package_id: str, day: str | None) -> list[str]:
         """The day(s) on which ``driver_id`` holds ``package_id``, from its items alone."""
