@@ -554,3 +554,24 @@ def test_a_package_without_a_day_is_read_on_its_current_day(client):
     assert r.status_code == 200 and r.json()["day"] == d2, r.text
     assert r.json()["package"]["attempt"] == 2 and r.json()["driver_id"] is None, r.text
     assert client.get(f"/packages/{pid}", params={"day": d1}).json()["day"] == d1
+
+
+def test_the_timeline_of_a_third_attempt_has_every_earlier_day(client):
+    d1 = new_day()
+    d2, d3 = ((date.fromisoformat(d1) + timedelta(days=k)).isoformat() for k in (1, 2))
+    pid = f"third-{d1}"
+    import_day(client, d1, [driver("third_d")], [package(pid)])
+    for day, following in ((d1, d2), (d2, d3)):
+        import_day(client, day, [driver("third_d")], [])
+        assign(client, day, ["third_d"], 1)
+        move = {"driver_id": "third_d", "package_id": pid, "status": "failed_to_deliver"}
+        assert client.post("/update", json=move).status_code == 200
+        assert client.post(f"/days/{following}/carry-over", json={"from": day}).status_code == 200
+    answer = client.get(f"/packages/{pid}", params={"day": d3}).json()
+    assert answer["package"]["attempt"] == 3
+    days = [e["day"] for e in answer["history"]]
+    assert days == sorted(days) and {d1, d2} <= set(days), answer["history"]
+    assert [e["status"] for e in answer["history"] if e["event"] == "status_changed"] == [
+        "failed_to_deliver",
+        "failed_to_deliver",
+    ]

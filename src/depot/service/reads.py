@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import orjson
 
-from depot.core.day import OFF_DUTY, ON_DUTY, DayState
+from depot.core.day import MAX_ATTEMPTS, OFF_DUTY, ON_DUTY, DayState
 from depot.core.explain import explain_unassigned
 from depot.core.rules import PackageColumns, RuleMasks
 from depot.errors import NotFound
@@ -143,18 +143,26 @@ class Reads(Context):
     ) -> list[dict[str, Any]]:
         """The package's timeline across days: earlier attempts first, each day's plan events and
         status moves in time order."""
-        record = state.manifest.package(package_id) or {}
         timeline: list[dict[str, Any]] = []
-        for earlier in record.get("previous_days", []):
+        days = [state.day]  # each attempt's record names the day(s) it came from: follow them all
+        todo = list((state.manifest.package(package_id) or {}).get("previous_days", []))
+        while todo and len(days) <= MAX_ATTEMPTS * 4:  # bounded: a record names a few days
+            earlier = todo.pop()
+            if earlier in days:
+                continue
+            days.append(earlier)
             other = self.days.state(earlier)
-            if other is not None and package_id in other.manifest.index:
-                driver_id = other.plan.holder.get(package_id)
-                other_item = (
-                    self.items_of_day(other, [(driver_id, package_id)], None).get(package_id)
-                    if driver_id
-                    else None
-                )
-                timeline += self._day_events(package_id, other, other_item)
+            if other is None or package_id not in other.manifest.index:
+                continue
+            todo += other.manifest.package(package_id).get("previous_days", [])
+            driver_id = other.plan.holder.get(package_id)
+            other_item = (
+                self.items_of_day(other, [(driver_id, package_id)], None).get(package_id)
+                if driver_id
+                else None
+            )
+            timeline += self._day_events(package_id, other, other_item)
+        timeline.sort(key=lambda e: e["day"])  # stable: each day's events stay in time order
         return timeline + self._day_events(package_id, state, item)
 
     @staticmethod
