@@ -575,3 +575,27 @@ def test_the_timeline_of_a_third_attempt_has_every_earlier_day(client):
         "failed_to_deliver",
         "failed_to_deliver",
     ]
+
+
+def test_the_timeline_keeps_status_changes_when_a_package_leaves_its_driver(client):
+    day = new_day()
+    ids = [f"story-{day}-{n}" for n in range(3)]
+    import_day(client, day, [driver("story_a"), driver("story_b")], [package(p) for p in ids])
+    out = assign(client, day, ["story_a"], 3)
+    assert sorted(out["assignments"]["story_a"]) == ids
+    for p in ids:
+        r = client.post(
+            "/update", json={"driver_id": "story_a", "package_id": p, "status": "accepted"}
+        )
+        assert r.status_code == 200, r.text
+    moved = {"day": day, "package_id": ids[0], "driver_id": "story_b", "max_per_driver": 3}
+    assert client.post("/reassign", json=moved).status_code == 200
+    assert client.post("/unassign", json={"day": day, "package_ids": [ids[1]]}).status_code == 200
+    r = client.post("/cancel", json={"day": day, "package_ids": [ids[2]], "reason": "recalled"})
+    assert r.status_code == 200, r.text
+    for p, last in zip(ids, ("reassigned", "unassigned", "cancelled"), strict=True):
+        history = client.get(f"/packages/{p}", params={"day": day}).json()["history"]
+        accepted = [e for e in history if e.get("status") == "accepted"]
+        assert [e["driver_id"] for e in accepted] == ["story_a"], (p, history)
+        assert history[-1]["event"] == last and history.index(accepted[0]) < len(history) - 1
+    assert history[-1]["driver_id"] == "story_a"  # the cancel names whom it took it from

@@ -19,6 +19,7 @@ from depot.core.manifest import parse_manifest
 from depot.core.models import Driver
 from depot.core.rules import PackageColumns
 
+STATUSES = ("assigned", "accepted", "in_progress", "delivered", "failed_to_deliver")
 OFF_DUTY = "off_duty"
 ON_DUTY = "on_duty"
 MAX_ATTEMPTS = 3
@@ -98,6 +99,8 @@ class Change:
     carry_out: Mapping[str, str] = field(default_factory=dict)
     availability: Mapping[str, str] = field(default_factory=dict)
     drop: Mapping[str, str] = field(default_factory=dict)  # assignments a store refused to write
+    # the status moves of each released item (``status_moves``): its item goes, its story stays
+    moves: Mapping[str, Sequence[Mapping[str, Any]]] = field(default_factory=dict)
     cap: int | None = None
     named: Sequence[str] = ()
     reason: str | None = None
@@ -109,10 +112,11 @@ class Change:
             "actor": self.actor,
             "at": self.at,
         }
-        for name in ("assign", "release", "cancel", "carry_out", "availability", "drop"):
+        for name in ("assign", "release", "cancel", "carry_out", "availability", "drop", "moves"):
             value = getattr(self, name)
             if value:
-                out[name] = {k: list(v) if name == "assign" else v for k, v in value.items()}
+                listed = name in ("assign", "moves")
+                out[name] = {k: list(v) if listed else v for k, v in value.items()}
         if self.cap is not None:
             out["cap"] = self.cap
         if self.named:
@@ -143,6 +147,7 @@ class Change:
             carry_out=doc.get("carry_out", {}),
             availability=doc.get("availability", {}),
             drop=doc.get("drop", {}),
+            moves=doc.get("moves", {}),
             cap=doc.get("cap"),
             named=tuple(doc.get("named", ())),
             reason=doc.get("reason"),
@@ -216,6 +221,8 @@ class Plan:
                 if holder.get(package_id) == driver_id:
                     del holder[package_id]
                     driver_packages(driver_id).pop(package_id, None)
+                for move in change.moves.get(package_id, ()):
+                    note(package_id, dict(move))
                 if package_id not in change.cancel and not _assigned_in(change, package_id):
                     note(package_id, {**header, "event": "unassigned", "driver_id": driver_id})
             for package_id, driver_id in change.drop.items():  # never written: back to the pool
@@ -244,7 +251,12 @@ class Plan:
                     )
             for package_id, reason in change.cancel.items():
                 cancelled[package_id] = reason
-                note(package_id, {**header, "event": "cancelled", "reason": reason})
+                holder_of: dict[str, str] = (
+                    {"driver_id": change.release[package_id]}
+                    if package_id in change.release
+                    else {}
+                )
+                note(package_id, {**header, "event": "cancelled", "reason": reason, **holder_of})
             for package_id, to_day in change.carry_out.items():
                 carried[package_id] = to_day
                 note(package_id, {**header, "event": "carried_over", "to_day": to_day})
@@ -361,3 +373,22 @@ class DayState:
                 d for d in driver_ids if not assignments[d] or d in self.plan.off_duty
             ],
         }
+
+
+def status_moves(item: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The status changes an assignment item records (``<status>_at`` / ``_by``), as timeline
+    events: read off the current item, or kept in the change that released it."""
+    events = []
+    for status in STATUSES[1:]:
+        if f"{status}_at" in item:
+            event = {
+                "event": "status_changed",
+                "status": status,
+                "at": item[f"{status}_at"],
+                "actor": item.get(f"{status}_by", "unknown"),
+                "driver_id": item["driver_id"],
+            }
+            if status == "failed_to_deliver":
+                event["reason"] = item.get("reason", "unspecified")
+            events.append(event)
+    return events

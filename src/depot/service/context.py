@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from depot.config import Settings
-from depot.core.day import DayState
+from depot.core.day import DayState, status_moves
 from depot.service.days import Days
 from depot.service.events import Feed
 from depot.service.rollforward import Writer
@@ -59,6 +59,12 @@ class Context:
         pairs = [(state.plan.holder[p], p) for p in package_ids if p in state.plan.holder]
         items = self.items_of_day(state, pairs, ("package_id", "status", "day"))
         return {p: items.get(p, {}).get("status", "pending_write") for _, p in pairs}
+
+    def moves_of(self, state: DayState, release: Mapping[str, str]) -> dict[str, list[Any]]:
+        """What each released item had been through (``status_moves``), for the change that
+        releases it: its item is deleted, its status changes stay in the day's timeline."""
+        items = self.items_of_day(state, [(d, p) for p, d in release.items()])
+        return {p: moves for p, item in items.items() if (moves := status_moves(item))}
 
 
 def archive_key(package_id: str, day: str) -> str:

@@ -157,6 +157,7 @@ class Imports(Context):
             actor=actor,
             at=time.time(),
             release=rejected,
+            moves=self.moves_of(state, rejected),
             reason="rules_changed",
         )
         event = {

@@ -111,6 +111,7 @@ class PlanChanges(Context):
                 actor=actor,
                 at=time.time(),
                 release=release,
+                moves=self.moves_of(state, release),
                 reason=reason,
             )
             return change, {"packages": sorted(release), "drivers": sorted(set(release.values()))}
@@ -171,6 +172,7 @@ class PlanChanges(Context):
                 actor=actor,
                 at=time.time(),
                 release={package_id: current} if current else {},
+                moves=self.moves_of(state, {package_id: current}) if current else {},
                 assign={driver_id: [package_id]},
             )
             return change, {
@@ -230,6 +232,7 @@ class PlanChanges(Context):
                 actor=actor,
                 at=time.time(),
                 release=dict.fromkeys(released, driver_id),
+                moves=self.moves_of(state, dict.fromkeys(released, driver_id)),
                 assign=assign,
                 availability={driver_id: OFF_DUTY},
             )
@@ -308,6 +311,7 @@ class PlanChanges(Context):
                 actor=actor,
                 at=time.time(),
                 release={p: plan.holder[p] for p in held},
+                moves=self.moves_of(state, {p: plan.holder[p] for p in held}),
                 cancel=dict.fromkeys(todo, reason),
                 reason=reason,
             )

@@ -15,14 +15,13 @@ from typing import Any
 import numpy as np
 import orjson
 
-from depot.core.day import MAX_ATTEMPTS, OFF_DUTY, ON_DUTY, DayState
+from depot.core.day import MAX_ATTEMPTS, OFF_DUTY, ON_DUTY, STATUSES, DayState, status_moves
 from depot.core.explain import explain_unassigned
 from depot.core.rules import PackageColumns, RuleMasks
 from depot.errors import NotFound
 from depot.service.context import Context, archive_key
 
 ITEM_FIELDS = ("package_id", "status", "updated_at", "day", "reason", "note", "proof", "attempt")
-STATUSES = ("assigned", "accepted", "in_progress", "delivered", "failed_to_deliver")
 MAP_CELLS = 40
 MEMO_ENTRIES = 16
 
@@ -169,21 +168,10 @@ class Reads(Context):
     def _day_events(
         package_id: str, state: DayState, item: dict[str, Any] | None
     ) -> list[dict[str, Any]]:
-        events = [{**e, "day": state.day} for e in state.plan.history.get(package_id, ())]
+        events = list(state.plan.history.get(package_id, ()))
         if item:
-            for status in STATUSES[1:]:
-                if f"{status}_at" in item:
-                    event = {
-                        "event": "status_changed",
-                        "status": status,
-                        "day": state.day,
-                        "at": item[f"{status}_at"],
-                        "actor": item.get(f"{status}_by", "unknown"),
-                        "driver_id": item["driver_id"],
-                    }
-                    if status == "failed_to_deliver":
-                        event["reason"] = item.get("reason", "unspecified")
-                    events.append(event)
+            events += status_moves(item)
+        events = [{**e, "day": state.day} for e in events]
         return sorted(events, key=lambda e: (e.get("at", 0), e.get("version", 0)))
 
     def manifest(self, day: str) -> dict[str, Any]:
