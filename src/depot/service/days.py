@@ -99,6 +99,10 @@ class Days:
             ]
         del evicted  # freed outside the lock
 
+    def cached_days(self) -> list[str]:
+        with self._lock:
+            return list(self._days)
+
     def _refresh(self, day: str, item: dict[str, Any], cached: DayState | None) -> DayState:
         version = int(item["version"])
         log = tuple(item.get("log", item.get("runs", [])))

@@ -61,16 +61,21 @@ class Reads(Context):
         self, package_id: str, day: str | None = None, visible_to: str | None = None
     ) -> dict[str, Any]:
         """The package on ``day``, else on its current day: the nearest day of the window around
-        today that has it and did not send it on to another day (the same answer in every
-        process: what a process happens to keep in memory plays no part); its driver, status
-        and its history across days. ``visible_to`` (a driver id) hides a package that driver
-        does not hold, exactly as a missing one."""
+        today (then of the days this process keeps) that has it and did not send it on to
+        another day; its driver, status and its history across days. ``visible_to`` (a driver
+        id) hides a package that driver does not hold, exactly as a missing one."""
         if visible_to is not None:  # a driver: its own item decides, before any day is loaded
             candidates = self._days_held_by(visible_to, package_id, day)
         elif day:
             candidates = [day]
         else:
-            candidates = [self.today(), *self._window(self.today())]
+            # today and the window around it, then (a day far from today that this process
+            # just worked on) the days it keeps in memory, most recent first
+            candidates = list(
+                dict.fromkeys(
+                    [self.today(), *self._window(self.today()), *reversed(self.days.cached_days())]
+                )
+            )
         chosen: DayState | None = None  # a day that sent it on is the answer only if no other
         for candidate in candidates:
             if not self.store.days.get_day(candidate):
