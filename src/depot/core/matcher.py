@@ -387,19 +387,21 @@ class _Network:
                     raise RuntimeError("the balanced flow does not route every package")
                 continue
             level = self.least_level(lo + 1, hi - 1, buckets, total)
+            at_level = self.level_caps(level, buckets)
+            holds = int(at_level.sum()) >= total
             sub_cap = cap.copy()
-            sub_cap[is_bucket] = self.level_caps(level, buckets)
+            sub_cap[is_bucket] = at_level
             cut = None
-            if hopeful and level - 1 >= lo and int(self.level_caps(level, buckets).sum()) >= total:
+            if hopeful and level - 1 >= lo and holds:
                 # a sub-problem is often one block: every load within one of the least level
                 # that can hold its total; if a flow between those two levels routes it, it is
                 # optimal (every truncated sum is at its maximum)
-                low, high = self.level_caps(level - 1, buckets), self.level_caps(level, buckets)
+                low, high = self.level_caps(level - 1, buckets), at_level
                 leaf = self._leaf(flow, tail, head, cap, gid, is_bucket, low, high, total)
                 if leaf is True:
                     continue
                 cut = leaf  # the failed leaf's flow, when it is also a maximum flow at ``level``
-            elif hopeful and int(self.level_caps(level, buckets).sum()) < total:
+            elif hopeful and not holds:
                 # only ``hi`` holds the total: every load is at most ``hi`` and some are ``hi``;
                 # when the rest can all be at ``hi - 1`` that is the answer, one flow instead of
                 # a level flow that would put them all on its source side (and then this one).

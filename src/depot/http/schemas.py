@@ -7,7 +7,7 @@ from collections import Counter
 from typing import Annotated, Any, Literal
 
 from fastapi.responses import Response
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 from pydantic_core import to_json
 
 from depot.core.models import (
@@ -29,18 +29,23 @@ class Forbid(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+def unique(name: str) -> AfterValidator:
+    """A list of ids given once each: a 422 naming the repeated ones (a batch read of the
+    store refuses a repeated key)."""
+
+    def check(value: list[str]) -> list[str]:
+        repeated = sorted(i for i, n in Counter(value).items() if n > 1)
+        if repeated:
+            raise ValueError(f"{name} must be unique; repeated: {', '.join(repeated[:10])}")
+        return value
+
+    return AfterValidator(check)
+
+
 class AssignRequest(Forbid):
-    driver_ids: Annotated[list[Identifier], Field(max_length=MAX_DRIVER_IDS)]
+    driver_ids: Annotated[list[Identifier], Field(max_length=MAX_DRIVER_IDS), unique("driver_ids")]
     max_per_driver: Annotated[int, Field(strict=True, ge=0, le=MAX_PER_DRIVER)]
     day: Day | None = None
-
-    @field_validator("driver_ids")
-    @classmethod
-    def _unique(cls, value: list[str]) -> list[str]:
-        repeated = sorted(d for d, n in Counter(value).items() if n > 1)
-        if repeated:
-            raise ValueError(f"driver_ids must be unique; repeated: {', '.join(repeated[:10])}")
-        return value
 
 
 class AssignResponse(BaseModel):
@@ -79,15 +84,8 @@ FailureReason = Literal[
 ]
 
 
-def _unique_ids(value: list[str]) -> list[str]:
-    repeated = sorted(p for p, n in Counter(value).items() if n > 1)
-    if repeated:
-        raise ValueError(f"package_ids must be unique; repeated: {', '.join(repeated[:10])}")
-    return value
-
-
 PackageIds = Annotated[
-    list[Identifier], Field(min_length=1, max_length=10_000), AfterValidator(_unique_ids)
+    list[Identifier], Field(min_length=1, max_length=10_000), unique("package_ids")
 ]
 Reason = Annotated[str, Field(min_length=1, max_length=200)]
 

@@ -53,18 +53,32 @@ class Context:
                 out[package_id] = item
         return out
 
-    def statuses(self, state: DayState, package_ids: Sequence[str]) -> dict[str, str]:
+    def statuses(
+        self,
+        state: DayState,
+        package_ids: Sequence[str],
+        items: Mapping[str, dict[str, Any]] | None = None,
+    ) -> dict[str, str]:
         """The status on that day of each of ``package_ids`` that is held (``pending_write``
-        while its item is not written yet)."""
+        while its item is not written yet), from ``items`` (``held_items``) when already read."""
         pairs = [(state.plan.holder[p], p) for p in package_ids if p in state.plan.holder]
-        items = self.items_of_day(state, pairs, ("package_id", "status", "day"))
+        if items is None:
+            items = self.items_of_day(state, pairs, ("package_id", "status", "day"))
         return {p: items.get(p, {}).get("status", "pending_write") for _, p in pairs}
 
-    def moves_of(self, state: DayState, release: Mapping[str, str]) -> dict[str, list[Any]]:
-        """What each released item had been through (``status_moves``), for the change that
-        releases it: its item is deleted, its status changes stay in the day's timeline."""
-        items = self.items_of_day(state, [(d, p) for p, d in release.items()])
-        return {p: moves for p, item in items.items() if (moves := status_moves(item))}
+    def held_items(self, state: DayState, package_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+        """The whole item of each held one of ``package_ids``: one read for a plan change's
+        statuses and for the ``moves_of`` what it releases."""
+        pairs = [(state.plan.holder[p], p) for p in package_ids if p in state.plan.holder]
+        return self.items_of_day(state, pairs)
+
+    @staticmethod
+    def moves_of(
+        items: Mapping[str, dict[str, Any]], release: Mapping[str, str]
+    ) -> dict[str, list[Any]]:
+        """What each released item (of ``items``) had been through (``status_moves``), for the
+        change that releases it: its item is deleted, its status changes stay in the timeline."""
+        return {p: moves for p in release if p in items and (moves := status_moves(items[p]))}
 
 
 def archive_key(package_id: str, day: str) -> str:

@@ -65,7 +65,7 @@ class Imports(Context):
         if known is not None:
             ids = [p for p in ids if p not in known.manifest.index]
         earlier = self._earlier_attempts(day, ids, actor)
-        if earlier or self.days.state(day) is not None:
+        if earlier or known is not None:  # a day made meanwhile elsewhere: the commit says so
             return self.import_manifest(
                 day, body.drivers, body.records(), release=release, actor=actor, earlier=earlier
             )
@@ -157,7 +157,7 @@ class Imports(Context):
             actor=actor,
             at=time.time(),
             release=rejected,
-            moves=self.moves_of(state, rejected),
+            moves=self.moves_of(self.held_items(state, list(rejected)), rejected),
             reason="rules_changed",
         )
         event = {

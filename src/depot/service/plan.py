@@ -8,7 +8,7 @@ changes and status updates on any number of processes.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -54,8 +54,14 @@ def known_driver(state: DayState, driver_id: str) -> Driver:
 
 
 class PlanChanges(Context):
-    def _refuse_unreleasable(self, state: DayState, package_ids: Sequence[str], what: str) -> None:
-        statuses = self.statuses(state, package_ids)
+    def _refuse_unreleasable(
+        self,
+        state: DayState,
+        package_ids: Sequence[str],
+        what: str,
+        items: Mapping[str, dict[str, Any]],
+    ) -> None:
+        statuses = self.statuses(state, package_ids, items)
         refused = [
             {"package_id": p, "status": s} for p, s in statuses.items() if s not in RELEASABLE
         ]
@@ -101,7 +107,8 @@ class PlanChanges(Context):
     ) -> dict[str, Any]:
         def build(state: DayState):
             unknown_packages(state, package_ids)
-            self._refuse_unreleasable(state, package_ids, "unassigned")
+            items = self.held_items(state, package_ids)
+            self._refuse_unreleasable(state, package_ids, "unassigned", items)
             release = {p: state.plan.holder[p] for p in package_ids if p in state.plan.holder}
             if not release:
                 return None
@@ -111,7 +118,7 @@ class PlanChanges(Context):
                 actor=actor,
                 at=time.time(),
                 release=release,
-                moves=self.moves_of(state, release),
+                moves=self.moves_of(items, release),
                 reason=reason,
             )
             return change, {"packages": sorted(release), "drivers": sorted(set(release.values()))}
@@ -142,8 +149,9 @@ class PlanChanges(Context):
                     {"package_id": package_id, "status": status},
                 )
             current = plan.holder.get(package_id)
+            items = self.held_items(state, [package_id])
             if current is not None:  # to its own driver too: in progress or final is no move
-                self._refuse_unreleasable(state, [package_id], "reassigned")
+                self._refuse_unreleasable(state, [package_id], "reassigned", items)
             if current == driver_id and driver_id not in plan.off_duty:
                 return None  # already there: nothing to change, its status stays
             rejected = rejecting_rules(driver, state.manifest.package(package_id))
@@ -172,7 +180,7 @@ class PlanChanges(Context):
                 actor=actor,
                 at=time.time(),
                 release={package_id: current} if current else {},
-                moves=self.moves_of(state, {package_id: current}) if current else {},
+                moves=self.moves_of(items, {package_id: current}) if current else {},
                 assign={driver_id: [package_id]},
             )
             return change, {
@@ -220,7 +228,8 @@ class PlanChanges(Context):
                     ),
                     {"driver_id": driver_id, "status": ON_DUTY},
                 )
-            statuses = self.statuses(state, plan.held(driver_id))
+            items = self.held_items(state, plan.held(driver_id))
+            statuses = self.statuses(state, plan.held(driver_id), items)
             released.extend(p for p, s in statuses.items() if s in RELEASABLE)
             kept.extend(p for p, s in statuses.items() if s == "in_progress")
             if driver_id in plan.off_duty and not released:
@@ -232,7 +241,7 @@ class PlanChanges(Context):
                 actor=actor,
                 at=time.time(),
                 release=dict.fromkeys(released, driver_id),
-                moves=self.moves_of(state, dict.fromkeys(released, driver_id)),
+                moves=self.moves_of(items, dict.fromkeys(released, driver_id)),
                 assign=assign,
                 availability={driver_id: OFF_DUTY},
             )
@@ -302,7 +311,8 @@ class PlanChanges(Context):
                 )
             todo = [p for p in package_ids if p not in plan.cancelled]
             held = [p for p in todo if p in plan.holder]
-            self._refuse_unreleasable(state, held, "cancelled")
+            items = self.held_items(state, held)
+            self._refuse_unreleasable(state, held, "cancelled", items)
             if not todo:
                 return None
             change = Change(
@@ -311,7 +321,7 @@ class PlanChanges(Context):
                 actor=actor,
                 at=time.time(),
                 release={p: plan.holder[p] for p in held},
-                moves=self.moves_of(state, {p: plan.holder[p] for p in held}),
+                moves=self.moves_of(items, {p: plan.holder[p] for p in held}),
                 cancel=dict.fromkeys(todo, reason),
                 reason=reason,
             )
