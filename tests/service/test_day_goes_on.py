@@ -19,6 +19,7 @@ import networkx as nx
 import pytest
 
 from support.api import driver, import_day, package, table_items
+from support.apiproc import start_api
 
 _days = itertools.count()
 
@@ -379,7 +380,8 @@ def test_the_dispatcher_verbs_on_the_command_line(api, client, dynamodb):
     out = depot("off-duty", "a", "--day", day, url=api.url)
     assert out.returncode == 0 and set(json.loads(out.stdout)["released"]) == set(pids[1:])
     out = depot("history", pids[0], "--day", day, url=api.url)
-    assert [e["event"] for e in json.loads(out.stdout)["history"]] == ["assigned", "unassigned"]
+    events = [e["event"] for e in json.loads(out.stdout)["history"]]
+    assert events == ["imported", "assigned", "unassigned"]
     out = depot("carry-over", day, "--from", day, url="http://127.0.0.1:9")
     assert out.returncode == 2 and "cannot reach" in out.stderr
 
@@ -599,3 +601,38 @@ def test_the_timeline_keeps_status_changes_when_a_package_leaves_its_driver(clie
         assert [e["driver_id"] for e in accepted] == ["story_a"], (p, history)
         assert history[-1]["event"] == last and history.index(accepted[0]) < len(history) - 1
     assert history[-1]["driver_id"] == "story_a"  # the cancel names whom it took it from
+
+
+def test_the_timeline_starts_with_the_import_that_listed_the_package(client, emulator):
+    """SPEC section 4's history begins with "imported": the day's first import (its body is
+    stored as received, so the day item records it) and a later one that adds a package (its
+    record does), each with actor, time and version; a carried-over package is imported again
+    on its next day as attempt 2. Read by another API process too, which keeps no day."""
+    d1 = new_day()
+    d2 = (date.fromisoformat(d1) + timedelta(days=1)).isoformat()
+    first, later = f"imp-{d1}-first", f"imp-{d1}-later"
+    before = time.time()
+    import_day(client, d1, [driver("imp_d")], [package(first)])
+    import_day(client, d1, [], [package(later)])
+    assign(client, d1, ["imp_d"], 2)
+    move = {"driver_id": "imp_d", "package_id": first, "status": "failed_to_deliver"}
+    assert client.post("/update", json=move).status_code == 200
+    assert client.post(f"/days/{d2}/carry-over", json={"from": d1}).status_code == 200
+    with start_api(emulator.endpoint) as other, httpx.Client(base_url=other.url) as fresh:
+        for reader in (client, fresh):
+            answers = {
+                p: reader.get(f"/packages/{p}", params={"day": d1}).json() for p in (first, later)
+            }
+            imported = {p: a["history"][0] for p, a in answers.items()}
+            assert all(e["event"] == "imported" for e in imported.values()), answers
+            assert [imported[p]["version"] for p in (first, later)] == [1, 2]
+            assert before <= imported[first]["at"] <= imported[later]["at"]
+            assert {e["actor"] for e in imported.values()} == {"open"}
+            assert all("imported" not in a["package"] for a in answers.values())
+            assigned = next(e for e in answers[later]["history"] if e["event"] == "assigned")
+            assert assigned["at"] >= imported[later]["at"]
+            again = reader.get(f"/packages/{first}", params={"day": d2}).json()["history"]
+            events = [(e["day"], e["event"]) for e in again]
+            assert events[0] == (d1, "imported") and (d2, "imported") in events, again
+            second = next(e for e in again if e["day"] == d2 and e["event"] == "imported")
+            assert second["attempt"] == 2 and second["previous_days"] == [d1], again

@@ -23,8 +23,9 @@ STATUSES = ("assigned", "accepted", "in_progress", "delivered", "failed_to_deliv
 OFF_DUTY = "off_duty"
 ON_DUTY = "on_duty"
 MAX_ATTEMPTS = 3
-# what a snapshot records of a package that came back from another day (never in a body)
-ATTEMPT_FIELDS = ("attempt", "previous_days")
+# what the service records on a package's stored record (never in a body): its attempt and the
+# days it came back from, and the import that added it to the day (actor, time, day version)
+RECORDED_FIELDS = ("attempt", "previous_days", "imported")
 
 
 @dataclass(frozen=True)
@@ -51,14 +52,14 @@ class Manifest:
     def from_stored(cls, key: str, raw: bytes) -> Manifest:
         """A stored manifest is either the body of a day's first import, as received, or a merged
         snapshot in the same shape; both are read the way an import reads its body. A snapshot's
-        packages that came back from another day also carry what the service recorded of their
-        attempts (``ATTEMPT_FIELDS``), which a body may not send: those are set aside, the rest is
-        read as a body, and they are put back on their records."""
+        packages also carry what the service recorded of them (``RECORDED_FIELDS``: their
+        attempts, the import that added them), which a body may not send: those are set aside,
+        the rest is read as a body, and they are put back on their records."""
         attempts: dict[int, dict[str, Any]] = {}
-        if any(f'"{name}"'.encode() in raw for name in ATTEMPT_FIELDS):
+        if any(f'"{name}"'.encode() in raw for name in RECORDED_FIELDS):
             doc = orjson.loads(raw)
             for i, record in enumerate(doc.get("packages") or []):
-                kept = {k: record.pop(k) for k in ATTEMPT_FIELDS if k in record}
+                kept = {k: record.pop(k) for k in RECORDED_FIELDS if k in record}
                 if kept:
                     attempts[i] = kept
             raw = orjson.dumps(doc)
@@ -339,6 +340,9 @@ class DayState:
     snapshot_key: str | None = None
     snapshot_version: int = 0
     incarnation: str = ""  # set when the day item is created: a recreated day is another day
+    # who imported the day first and when: the ``imported`` of the packages of that first body
+    # (a later import records its own on each package it adds)
+    imported: Mapping[str, Any] = field(default_factory=dict)
 
     @property
     def holder(self) -> dict[str, str]:

@@ -114,6 +114,7 @@ class Days:
             "snapshot_key": snapshot_key,
             "snapshot_version": snapshot_version,
             "incarnation": item.get("incarnation", ""),
+            "imported": item.get("imported") or {},
         }
         if cached is not None and (
             cached.incarnation != fields["incarnation"] or cached.version > version

@@ -23,7 +23,7 @@ from dataclasses import replace
 from datetime import date, timedelta
 from typing import Any
 
-from depot.core.day import ATTEMPT_FIELDS, MAX_ATTEMPTS, Change, DayState, Manifest
+from depot.core.day import MAX_ATTEMPTS, RECORDED_FIELDS, Change, DayState, Manifest
 from depot.core.manifest import parse_manifest
 from depot.core.models import Driver
 from depot.errors import Busy, StateConflict, UnprocessableInput
@@ -40,6 +40,11 @@ OPEN_STATUSES = ("assigned", "accepted", "in_progress", "pending_write")
 
 def manifest_key(day: str, version: int) -> str:
     return f"manifests/{day}/{version:08d}-{uuid.uuid4().hex}.json"
+
+
+def import_stamp(actor: str, version: int) -> dict[str, Any]:
+    """What the timeline says of an import: who, when, and the day's version it made."""
+    return {"actor": actor, "at": time.time(), "version": version}
 
 
 def rules_conflict(rejected: dict[str, str]) -> StateConflict:
@@ -73,7 +78,11 @@ class Imports(Context):
         self.store.objects.put_bytes(key, packed.result())
         try:
             version = self.store.days.commit_manifest(
-                day, 0, key, {"drivers": len(body.drivers), "packages": len(body.packages)}
+                day,
+                0,
+                key,
+                {"drivers": len(body.drivers), "packages": len(body.packages)},
+                imported=import_stamp(actor, 1),
             )
         except VersionConflict:  # another import of the day came first: merge into it
             return self.import_manifest(
@@ -108,7 +117,8 @@ class Imports(Context):
                 state = self.days.state(day)
                 if state is not None and state.pending:
                     state = self.writer.settled(day, deadline)
-                merged, counts = merge(state, drivers, records)
+                stamp = import_stamp(actor, (state.version if state else 0) + 1)
+                merged, counts = merge(state, drivers, records, stamp)
                 rejected = rules_rejecting_held(state, merged) if state else {}
                 if rejected:
                     if not release:
@@ -126,6 +136,7 @@ class Imports(Context):
                         key,
                         {"drivers": len(merged.drivers), "packages": len(merged.packages)},
                         incarnation,
+                        imported=stamp,
                     )
                 except VersionConflict:
                     CHANGE_CONFLICTS.labels("import").inc()
@@ -403,11 +414,18 @@ class Imports(Context):
 
 
 def _strip(record: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in record.items() if k not in ATTEMPT_FIELDS}
+    return {k: v for k, v in record.items() if k not in RECORDED_FIELDS}
 
 
-def merge(state: DayState | None, drivers: list[Driver], records: Sequence[dict[str, Any]]):
-    """The day's manifest with ``drivers`` and ``records`` merged in, and what changed."""
+def merge(
+    state: DayState | None,
+    drivers: list[Driver],
+    records: Sequence[dict[str, Any]],
+    stamp: dict[str, Any] | None = None,
+):
+    """The day's manifest with ``drivers`` and ``records`` merged in, and what changed. Each
+    package it adds records ``stamp`` (the import's actor, time and day version) as its
+    ``imported``; a package already there keeps its own."""
     old_drivers = dict(state.manifest.drivers) if state else {}
     old_packages = list(state.manifest.packages) if state else []
     index = dict(state.manifest.index) if state else {}
@@ -423,14 +441,14 @@ def merge(state: DayState | None, drivers: list[Driver], records: Sequence[dict[
         at = index.get(pid)
         if at is None:
             index[pid] = len(old_packages)
-            old_packages.append(record)
+            old_packages.append({**record, "imported": stamp} if stamp else record)
             counts["packages_added"] += 1
         elif _strip(old_packages[at]) != _strip(record):
             if pid in holder or pid in gone:
                 conflicts.append(pid)
                 continue
             # what the day recorded of the package's attempts stays the day's
-            kept = {k: old_packages[at][k] for k in ATTEMPT_FIELDS if k in old_packages[at]}
+            kept = {k: old_packages[at][k] for k in RECORDED_FIELDS if k in old_packages[at]}
             old_packages[at] = {**_strip(record), **kept}
             counts["packages_updated"] += 1
         else:

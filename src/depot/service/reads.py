@@ -109,7 +109,7 @@ class Reads(Context):
         )
         return {
             "day": state.day,
-            "package": state.manifest.package(package_id),
+            "package": _without_stamp(state.manifest.package(package_id)),
             "driver_id": driver_id,
             "status": item["status"] if item else self._pool_status(state, package_id),
             "assignment": _public(item),
@@ -173,7 +173,10 @@ class Reads(Context):
     def _day_events(
         package_id: str, state: DayState, item: dict[str, Any] | None
     ) -> list[dict[str, Any]]:
-        events = list(state.plan.history.get(package_id, ()))
+        record = state.manifest.package(package_id) or {}
+        imported = record.get("imported") or state.imported
+        events = [imported_event(imported, record)] if imported else []
+        events += state.plan.history.get(package_id, ())
         if item:
             events += status_moves(item)
         events = [{**e, "day": state.day} for e in events]
@@ -385,6 +388,14 @@ class Reads(Context):
         return {"package_id": package_id, "day": day, "drivers": rows}
 
 
+def imported_event(stamp: dict[str, Any], record: dict[str, Any]) -> dict[str, Any]:
+    """The timeline's first event of a package on a day: the import that listed it there."""
+    event = {"event": "imported", **stamp, "attempt": record.get("attempt", 1)}
+    if record.get("previous_days"):
+        event["previous_days"] = record["previous_days"]
+    return event
+
+
 def natural(text: str) -> tuple:
     """driver_2 before driver_10: digits compare as numbers."""
     return tuple(int(part) if part.isdigit() else part for part in re.split(r"(\d+)", text))
@@ -394,3 +405,10 @@ def _public(item: dict[str, Any] | None) -> dict[str, Any] | None:
     if item is None:
         return None
     return {k: v for k, v in item.items() if k not in ("releasing", "releasing_at")}
+
+
+def _without_stamp(record: dict[str, Any] | None) -> dict[str, Any] | None:
+    """A package as the day lists it; its import is the first event of its history."""
+    if record is None or "imported" not in record:
+        return record
+    return {k: v for k, v in record.items() if k != "imported"}

@@ -73,8 +73,7 @@ class DayTable:
         names = {"#v": "version"}
         values: dict[str, Any] = {":next": {"N": str(expected + 1)}}
         assignments = ["#v = :next"]
-        if "#log" in sets:
-            names["#log"] = "log"
+        names.update({path: path[1:] for path in sets if path.startswith("#")})
         for i, (path, value) in enumerate(sets.items()):
             values[f":s{i}"] = to_attr(value)
             assignments.append(f"{path} = :s{i}")
@@ -97,7 +96,10 @@ class DayTable:
         manifest_key: str,
         counts: dict[str, int],
         incarnation: str | None = None,
+        imported: dict[str, Any] | None = None,
     ) -> int:
+        """Point the day at a new manifest. The first one also records ``imported`` (who made
+        the day and when: the timeline's ``imported`` of the packages of its first body)."""
         sets: dict[str, Any] = {
             "manifest_key": manifest_key,
             "counts": counts,
@@ -105,6 +107,8 @@ class DayTable:
         }
         if expected == 0:  # a new incarnation of the day: caches of an earlier one are void
             sets.update({"#log": [], "pending": {}, "incarnation": incarnation or uuid.uuid4().hex})
+            if imported:
+                sets["#imported"] = imported
         return self._advance(day, expected, sets)
 
     def commit_change(self, day: str, expected: int, change_key: str, lease: dict[str, Any]) -> int:
